@@ -124,7 +124,9 @@ def _print_problems(problems: list[dict]) -> None:
 
 @reports_errors
 def detokenize(
-    source: Annotated[str, typer.Argument(help="A piece of the tokens artifact (id, path or file name), or an (n, 8) .npy/.csv/.txt token file.")],
+    source: Annotated[
+        str, typer.Argument(help="A piece of the tokens artifact (id, path or file name), or an (n, 8) .npy/.csv/.txt token file.")
+    ],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="MIDI file to write; default: stdout when redirected.")] = None,
     tokens_dir: Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")] = None,
     program: Annotated[Optional[int], typer.Option(min=0, max=127, help="Play every pitched note with this GM program.")] = None,

@@ -48,10 +48,10 @@ def onsets(values: np.ndarray, config: TokenizerConfig) -> tuple[np.ndarray, np.
     n_bars = int(bar_abs.max()) + 1 if len(bar_abs) else 0
     ts_of_bar = np.full(n_bars, -1, dtype=np.int64)
     ts_of_bar[bar_abs] = values[:, C.TIME_SIGNATURE]
-    # Bars without notes keep the metre of the bar before (the first note's for leading bars).
-    filled = np.maximum.accumulate(np.where(ts_of_bar >= 0, np.arange(n_bars), -1))
-    first = int(values[0, C.TIME_SIGNATURE]) if len(values) else 0
-    ts_of_bar = np.where(filled >= 0, ts_of_bar[np.maximum(filled, 0)], first)
+    # Bars without notes take the metre of the next bar with notes (as the encoder builds them).
+    has_notes = np.where(ts_of_bar >= 0, np.arange(n_bars), n_bars)
+    next_with_notes = np.minimum.accumulate(has_notes[::-1])[::-1]
+    ts_of_bar = ts_of_bar[next_with_notes]
     bar_units = config.time_signature_units[ts_of_bar]
     bar_start = np.concatenate([[0], np.cumsum(bar_units)[:-1]])
     onset = bar_start[bar_abs] + values[:, C.POSITION]
@@ -84,11 +84,14 @@ def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | No
     instrument = values[:, C.INSTRUMENT]
     if program is not None:
         instrument = np.where(instrument == C.DRUM_PROGRAM, instrument, program)
+    layer = overlap_layers(onset, duration, values[:, C.PITCH], instrument)
     order = np.lexsort((values[:, C.PITCH], onset))
-    for inst in np.unique(instrument):
-        rows = order[instrument[order] == inst]
+    for inst, lay in sorted(set(zip(instrument.tolist(), layer.tolist()))):
+        rows = order[(instrument[order] == inst) & (layer[order] == lay)]
         is_drum = inst == C.DRUM_PROGRAM
         name = "Drums" if is_drum else pretty_midi.program_to_instrument_name(int(inst))
+        if lay:
+            name = f"{name} (overlaps {lay})"
         track = Track(name=name, program=0 if is_drum else int(inst), is_drum=bool(is_drum))
         track.notes = Note.from_numpy(
             time=(onset[rows] * ticks).astype(np.int32),
@@ -116,6 +119,32 @@ def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | No
         denominator=ts_pairs[:, 1].astype(np.uint8),
     )
     return score
+
+
+def overlap_layers(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray, instrument: np.ndarray) -> np.ndarray:
+    """Layer of each note such that no two notes of one pitch overlap within a layer.
+
+    One MIDI channel cannot hold two sounding notes of the same pitch (the note-offs pair up
+    ambiguously), so overlapping ones go to extra tracks of the same instrument and keep their
+    exact durations.
+    """
+    layer = np.zeros(len(onset), dtype=np.int64)
+    todo = np.arange(len(onset))
+    current = 0
+    while len(todo) > 1:
+        order = todo[np.lexsort((onset[todo], pitch[todo], instrument[todo]))]
+        new_group = (pitch[order][1:] != pitch[order][:-1]) | (instrument[order][1:] != instrument[order][:-1])
+        group = np.concatenate([[0], np.cumsum(new_group)])
+        # latest end so far within each (instrument, pitch) group: a segmented running maximum
+        shift = group * (int((onset + duration).max()) + 1)
+        latest_end = np.maximum.accumulate(onset[order] + duration[order] + shift) - shift
+        clash = (group[1:] == group[:-1]) & (onset[order][1:] < latest_end[:-1])
+        if not clash.any():
+            break
+        todo = order[1:][clash]
+        current += 1
+        layer[todo] = current
+    return layer
 
 
 def tokens_to_midi_bytes(tokens: np.ndarray, config: TokenizerConfig, program: int | None = None) -> bytes:

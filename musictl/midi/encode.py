@@ -6,6 +6,7 @@ No Python loop runs per note; the only loops are over tracks and time-signature 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -62,53 +63,55 @@ def encode_score(score, config: TokenizerConfig, source: str = "<score>") -> Enc
         raise TokenizeError(source, f"{n} notes, over the {C.MAX_NOTES_PER_FILE} limit")
 
     scale = config.positions_per_beat / tpq
-    onset = np.rint(np.maximum(time, 0) * scale).astype(np.int64)
-    length = np.maximum(np.rint(duration * scale).astype(np.int64), 1)
+    onset = np.rint(time * scale).astype(np.int64)
+    np.maximum(onset, 0, out=onset)
+    length = np.rint(duration * scale).astype(np.int64)
+    np.maximum(length, 1, out=length)
 
     bar, position, ts_value = _bars(score, onset, scale, config)
     if bar.max() > 100_000:
         raise TokenizeError(source, f"absurd length ({int(bar.max())} bars)")
     tempo_value, seconds = _tempi(score, onset, length, scale, config)
-
     dur_code = np.searchsorted(config.duration_starts, length, side="right") - 1
-    vel_bin = np.clip(velocity, 0, 127) * config.velocity_bins // 128
+    vel_bin = velocity.astype(np.int64) * config.velocity_bins // 128
 
+    # MusicBERT's order: onset, then instrument, pitch, duration, velocity (one packed sort key).
+    key = (onset << 33) | (program.astype(np.int64) << 25) | (pitch.astype(np.int64) << 18) | (dur_code << 8) | vel_bin
+    order = np.argsort(key, kind="stable")
     tokens = np.empty((n, C.N_FIELDS), dtype=np.int16)
-    tokens[:, C.BAR] = bar % config.max_bars
-    tokens[:, C.POSITION] = position
-    tokens[:, C.INSTRUMENT] = program
-    tokens[:, C.PITCH] = pitch
-    tokens[:, C.DURATION] = dur_code
-    tokens[:, C.VELOCITY] = vel_bin
-    tokens[:, C.TIME_SIGNATURE] = ts_value
-    tokens[:, C.TEMPO] = tempo_value
+    tokens[:, C.BAR] = bar[order] % config.max_bars
+    tokens[:, C.POSITION] = position[order]
+    tokens[:, C.INSTRUMENT] = program[order]
+    tokens[:, C.PITCH] = pitch[order]
+    tokens[:, C.DURATION] = dur_code[order]
+    tokens[:, C.VELOCITY] = vel_bin[order]
+    tokens[:, C.TIME_SIGNATURE] = ts_value if np.isscalar(ts_value) else ts_value[order]
+    tokens[:, C.TEMPO] = tempo_value if np.isscalar(tempo_value) else tempo_value[order]
     tokens += C.N_SPECIAL
-    # MusicBERT's order: onset, then instrument, pitch, duration, velocity.
-    order = np.lexsort((tokens[:, C.VELOCITY], tokens[:, C.DURATION], pitch, program, onset))
-    return EncodedPiece(tokens=tokens[order], notes=n, seconds=seconds)
+    return EncodedPiece(tokens=tokens, notes=n, seconds=seconds)
 
 
 # --------------------------------------------------------------------------------------------
 def _collect_notes(score, source: str):
-    times, durations, pitches, velocities, programs = [], [], [], [], []
+    """Every note of every track as arrays: time, duration, pitch, velocity, program."""
+    parts = []
     for track in score.tracks:
-        if track.note_num() == 0:
-            continue
-        arrays = track.notes.numpy()
-        times.append(arrays["time"])
-        durations.append(arrays["duration"])
-        pitches.append(arrays["pitch"])
-        velocities.append(arrays["velocity"])
-        program = C.DRUM_PROGRAM if track.is_drum else int(track.program)
-        programs.append(np.full(len(arrays["time"]), program, dtype=np.int16))
-    if not times:
+        if track.note_num():
+            arrays = track.notes.numpy()
+            program = C.DRUM_PROGRAM if track.is_drum else int(track.program)
+            parts.append((arrays, np.full(len(arrays["time"]), program, dtype=np.int16)))
+    if not parts:
         raise TokenizeError(source, "no notes")
-    time = np.concatenate(times).astype(np.int64)
-    duration = np.concatenate(durations).astype(np.int64)
-    pitch = np.concatenate(pitches).astype(np.int16)
-    velocity = np.concatenate(velocities).astype(np.int16)
-    program = np.concatenate(programs)
-    keep = (velocity > 0) & (pitch >= 0)  # velocity 0 is a note-off; int8 pitch never exceeds 127
+    if len(parts) == 1:
+        (arrays, program), = parts
+        time, duration, pitch, velocity = arrays["time"], arrays["duration"], arrays["pitch"], arrays["velocity"]
+    else:
+        time = np.concatenate([a["time"] for a, _ in parts])
+        duration = np.concatenate([a["duration"] for a, _ in parts])
+        pitch = np.concatenate([a["pitch"] for a, _ in parts])
+        velocity = np.concatenate([a["velocity"] for a, _ in parts])
+        program = np.concatenate([p for _, p in parts])
+    keep = velocity > 0  # velocity 0 is a note-off; int8 pitch and velocity never exceed 127
     if not keep.all():
         time, duration, pitch, velocity, program = (a[keep] for a in (time, duration, pitch, velocity, program))
         if len(time) == 0:
@@ -136,62 +139,82 @@ def reduce_time_signature(numerator: int, denominator: int, config: TokenizerCon
 
 
 def _bars(score, onset: np.ndarray, scale: float, config: TokenizerConfig):
-    """Bar, position and time-signature value of each onset (all in grid positions)."""
+    """Bar, position and time-signature value of each onset (all in grid positions).
+
+    The bar grid is built from the metres that notes actually sound in: the grid starts at 0 in
+    the first note's metre, and a new metre starts at the bar line right after the last note of
+    the previous one. Bars without notes therefore always take the metre of the next note (which
+    is how the decoder fills them), and every onset survives exactly, whatever the file does
+    with metre changes in silent or partial bars.
+    """
     ts = score.time_signatures.numpy()
     index = config.time_signature_index
-    starts: list[int] = []
-    values: list[int] = []
-    units: list[int] = []
-    first_bar: list[int] = []
-    if len(ts["time"]) == 0 or ts["time"][0] > 0:  # MIDI's default metre
-        starts, values, units, first_bar = [0], [index[(4, 4)]], [int(config.time_signature_units[index[(4, 4)]])], [0]
-    ts_times = np.rint(ts["time"].astype(np.int64) * scale).astype(np.int64)
-    for when, num, den in zip(ts_times.tolist(), ts["numerator"].tolist(), ts["denominator"].tolist()):
-        value = index[reduce_time_signature(num, den, config)]
+    four_four = index[(4, 4)]
+    if len(ts["time"]) == 0 or (len(ts["time"]) == 1 and ts["time"][0] <= 0):  # one metre: the common case
+        value = index[reduce_time_signature(ts["numerator"][0], ts["denominator"][0], config)] if len(ts["time"]) else four_four
         bar_units = int(config.time_signature_units[value])
-        if starts:
-            # A change takes effect at the next bar line, so the bar grid stays continuous.
-            elapsed = max(when - starts[-1], 0)
-            bars = -(-elapsed // units[-1])
-            when = starts[-1] + bars * units[-1]
-            if value == values[-1]:
-                continue
-            if bars == 0:  # two changes at one bar line: the later wins
-                values[-1], units[-1] = value, bar_units
-                continue
-            first_bar.append(first_bar[-1] + bars)
-        else:
-            first_bar.append(0)
-        starts.append(when)
-        values.append(value)
-        units.append(bar_units)
-    seg_start, seg_units = np.array(starts, dtype=np.int64), np.array(units, dtype=np.int64)
+        return onset // bar_units, onset % bar_units, value
+    if len(ts["time"]):
+        change_at = np.rint(ts["time"].astype(np.int64) * scale).astype(np.int64)
+        change_to = np.array(
+            [index[reduce_time_signature(n, d, config)] for n, d in zip(ts["numerator"].tolist(), ts["denominator"].tolist())]
+        )
+        which = np.searchsorted(change_at, onset, side="right") - 1
+        in_force = np.where(which >= 0, change_to[np.maximum(which, 0)], four_four)  # MIDI's default metre before any
+    else:
+        in_force = np.full(len(onset), four_four)
+    by_time = np.argsort(onset, kind="stable")
+    metre = in_force[by_time]
+    run_starts = np.flatnonzero(np.concatenate([[True], metre[1:] != metre[:-1]]))
+    run_last = np.append(run_starts[1:] - 1, len(metre) - 1)
+    sorted_onset = onset[by_time]
+    units = config.time_signature_units
+    starts, lengths, first_bar, values = [0], [int(units[metre[0]])], [0], [int(metre[0])]
+    last = int(sorted_onset[run_last[0]])
+    for start, stop in zip(run_starts[1:].tolist(), run_last[1:].tolist()):
+        value, run_end = int(metre[start]), int(sorted_onset[stop])
+        if value != values[-1]:
+            bar_line = starts[-1] + ((last - starts[-1]) // lengths[-1] + 1) * lengths[-1]
+            if run_end >= bar_line:  # else the whole run shares a bar with the previous metre
+                first_bar.append(first_bar[-1] + (bar_line - starts[-1]) // lengths[-1])
+                starts.append(bar_line)
+                lengths.append(int(units[value]))
+                values.append(value)
+        last = run_end
+    seg_start, seg_len = np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
     seg = np.searchsorted(seg_start, onset, side="right") - 1
-    seg = np.maximum(seg, 0)
     offset = onset - seg_start[seg]
-    bar = np.array(first_bar, dtype=np.int64)[seg] + offset // seg_units[seg]
-    position = offset % seg_units[seg]
-    return bar, position, np.array(values, dtype=np.int64)[seg]
+    bar = np.array(first_bar, dtype=np.int64)[seg] + offset // seg_len[seg]
+    return bar, offset % seg_len[seg], np.array(values, dtype=np.int64)[seg]
 
 
 def _tempi(score, onset: np.ndarray, length: np.ndarray, scale: float, config: TokenizerConfig):
-    """Tempo bin of each onset and the piece's duration in seconds."""
+    """Tempo bin of each onset (a scalar when the tempo never changes) and the duration in seconds."""
     tempos = score.tempos.numpy()
+    end = int((onset + length).max())
+    if len(tempos["time"]) <= 1:  # the common case, without per-note work
+        mspq = float(tempos["mspq"][0]) if len(tempos["time"]) and tempos["mspq"][0] > 0 else 500_000.0
+        bpm = min(max(60e6 / mspq, config.tempo_min), config.tempo_max)
+        value = min(round(math.log2(bpm / config.tempo_min) * config.tempo_bins_per_doubling), len(config.tempo_values) - 1)
+        return value, end * mspq / 1e6 / config.positions_per_beat
     times = np.rint(tempos["time"].astype(np.int64) * scale).astype(np.int64)
     mspq = tempos["mspq"].astype(np.float64)
-    if len(times) == 0 or times[0] > 0:
+    if times[0] > 0:
         times = np.concatenate([[0], times])
         mspq = np.concatenate([[500_000.0], mspq])
     mspq = np.where(mspq > 0, mspq, 500_000.0)
-    bpm = 60e6 / mspq
-    bins = np.rint(np.log2(np.clip(bpm, config.tempo_min, config.tempo_max) / config.tempo_min) * config.tempo_bins_per_doubling)
-    bins = np.minimum(bins.astype(np.int64), len(config.tempo_values) - 1)
     which = np.searchsorted(times, onset, side="right") - 1
     # Seconds: integrate the tempo map up to the last note's end.
-    end = int((onset + length).max())
     edges = np.minimum(np.concatenate([times, [end]]), end)
     seconds = float(np.sum(np.diff(edges) * mspq / 1e6) / config.positions_per_beat)
-    return bins[which], seconds
+    return _tempo_bin(mspq, config)[which], seconds
+
+
+def _tempo_bin(mspq, config: TokenizerConfig):
+    """Nearest bin on the log-BPM scale (clamped to the scale's range)."""
+    bpm = np.clip(60e6 / mspq, config.tempo_min, config.tempo_max)
+    bins = np.rint(np.log2(bpm / config.tempo_min) * config.tempo_bins_per_doubling).astype(np.int64)
+    return np.minimum(bins, len(config.tempo_values) - 1)
 
 
 def _looks_like_text(data: bytes) -> bool:
