@@ -21,8 +21,10 @@ import sys
 sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -90,6 +92,38 @@ def bench_dataset(dataset: str, repeat: int, workers: int) -> list[tuple[str, in
     return rows
 
 
+def bench_memory(n_files: int, workers: int) -> str:
+    """Peak memory of the whole pipeline on a corpus of ``n_files`` (hard links to real files)."""
+    import subprocess
+
+    sources = _files("emopia") + _files("pop909")
+    lines = ["| files | notes | seconds | files/s | peak RSS, main process | peak RSS, one worker |", "|---:|---:|---:|---:|---:|---:|"]
+    for n in sorted({n_files // 10, n_files}):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "corpus" / "style"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                target = folder / f"{i:06d}.mid"
+                try:
+                    os.link(sources[i % len(sources)], target)
+                except OSError:  # another file system: copy instead
+                    shutil.copyfile(sources[i % len(sources)], target)
+            code = (
+                "import resource, sys, time, json; from pathlib import Path;"
+                "from musictl.midi.corpus import find_midi_files, assign_splits;"
+                "from musictl.midi.pipeline import tokenize_corpus; from musictl.midi.vocab import TokenizerConfig;"
+                f"files = find_midi_files([Path({str(folder.parent)!r})]);"
+                "splits = assign_splits(files, (0.8, 0.1, 0.1), 0);"
+                f"s = tokenize_corpus(files, splits, Path({tmp!r}) / 'tokens', TokenizerConfig(), {workers});"
+                "print(json.dumps([s.notes, s.seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+                " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+            )
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            notes, secs, rss_main, rss_child = json.loads(out.strip().splitlines()[-1])
+            lines.append(f"| {n:,} | {notes:,} | {secs:.1f} | {n / secs:,.0f} | {rss_main / 1024:.0f} MiB | {rss_child / 1024:.0f} MiB |")
+    return "\n".join(lines)
+
+
 def render(results: dict[str, list[tuple[str, int, int, float]]], workers: int) -> str:
     lines = [
         f"Machine: {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), Python {platform.python_version()}; "
@@ -119,12 +153,16 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["pop909", "emopia"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--memory-files", type=int, default=0, help="also measure peak memory at N/10 and N files")
     parser.add_argument("--write", action="store_true", help="write the table to benchmarks/results/tokenize.md")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
     results = {d: bench_dataset(d, args.repeat, args.workers) for d in args.datasets}
     table = render(results, args.workers)
+    if args.memory_files:
+        table += f"\n**Memory** (`--memory-files {args.memory_files}`: hard links to EMOPIA + POP909 files, {args.workers} workers)\n\n"
+        table += bench_memory(args.memory_files, args.workers) + "\n"
     print(table)
     if args.write:
         out = Path(__file__).parent / "results" / "tokenize.md"
