@@ -1,0 +1,65 @@
+"""Style fidelity of generated pieces: histogram divergences against each style, and novelty."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import jensenshannon
+
+from musictl import constants as C
+from musictl.midi.tokens import TokenCorpus
+from musictl.midi.vocab import TokenizerConfig
+
+NGRAM = 4
+
+
+def histograms(pieces: list[np.ndarray], config: TokenizerConfig) -> dict[str, np.ndarray]:
+    """Pitch-class, melodic interval (-12..12, clipped) and duration-code histograms, normalised."""
+    pc, iv, du = np.zeros(12), np.zeros(25), np.zeros(config.field_sizes[C.DURATION])
+    for tokens in pieces:
+        v = tokens.astype(np.int64) - C.N_SPECIAL
+        pitched = v[v[:, C.INSTRUMENT] != C.DRUM_PROGRAM]
+        if len(pitched) == 0:
+            continue
+        pc += np.bincount(pitched[:, C.PITCH] % 12, minlength=12)
+        iv += np.bincount(np.clip(np.diff(pitched[:, C.PITCH]), -12, 12) + 12, minlength=25)
+        du += np.bincount(pitched[:, C.DURATION], minlength=len(du))
+    return {name: h / max(h.sum(), 1) for name, h in (("pitch_class", pc), ("interval", iv), ("duration", du))}
+
+
+def divergence(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
+    """Jensen-Shannon divergence (base 2, 0 = identical, 1 = disjoint) per histogram."""
+    return {k: round(float(jensenshannon(a[k] + 1e-12, b[k] + 1e-12, base=2) ** 2), 5) for k in a}
+
+
+def pitch_ngrams(tokens: np.ndarray, n: int = NGRAM) -> set[tuple[int, ...]]:
+    pitches = (tokens[:, C.PITCH].astype(np.int64) - C.N_SPECIAL).tolist()
+    return {tuple(pitches[i : i + n]) for i in range(len(pitches) - n + 1)}
+
+
+def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str) -> dict:
+    """Divergences of ``generated`` from every style of the corpus, and the share of copied n-grams."""
+    config = corpus.config
+    gen = histograms(generated, config)
+    by_style = {s: divergence(gen, histograms([corpus.piece_tokens(p) for p in corpus.select(style=s)], config))
+                for s in corpus.styles}
+    own = by_style[style]
+    others = {s: d for s, d in by_style.items() if s != style}
+    known: set[tuple[int, ...]] = set()
+    for p in corpus.select(style=style):
+        known |= pitch_ngrams(corpus.piece_tokens(p))
+    grams = [g for t in generated for g in pitch_ngrams(t)]
+    copied = sum(g in known for g in grams) / max(len(grams), 1)
+    result = {
+        "style": style,
+        "pieces": len(generated),
+        "notes": int(sum(len(t) for t in generated)),
+        "divergence_own_style": own,
+        "divergence_other_styles": others,
+        f"copied_{NGRAM}gram_share": round(copied, 4),
+        "novelty": round(1 - copied, 4),
+    }
+    if others:
+        mean_other = {k: round(float(np.mean([d[k] for d in others.values()])), 5) for k in own}
+        result["divergence_other_styles_mean"] = mean_other
+        result["closer_to_own_style"] = {k: own[k] < mean_other[k] for k in own}
+    return result

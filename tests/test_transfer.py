@@ -1,0 +1,192 @@
+"""Cross-style generation: graph, GCN split, walks, embeddings and the CLI chain, on tiny artifacts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from symusic import Score
+from typer.testing import CliRunner
+
+from musictl import constants as C
+from musictl.cli import app
+from musictl.errors import ArtifactError, MusictlError
+from musictl.midi.corpus import assign_splits, find_midi_files
+from musictl.midi.decode import tokens_to_midi_bytes
+from musictl.midi.pipeline import tokenize_corpus
+from musictl.midi.tokens import TokenCorpus
+from musictl.midi.vocab import TokenizerConfig
+from musictl.transfer.adjacency import build_graph
+from musictl.transfer.gcn import GcnSettings, train_link_prediction
+from musictl.transfer.walk import RandomWalker, WalkSettings
+from tests.midi_factory import midi_bytes
+
+runner = CliRunner()
+CFG = TokenizerConfig()
+
+
+def _flat(field: int, value: int) -> int:
+    return int(CFG.field_offsets[field]) + value
+
+
+def test_adjacency_counts_on_a_hand_made_piece(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    (folder / "p.mid").write_bytes(midi_bytes([(0, 1, 60, 40), (1, 1, 62, 80), (2, 1, 64, 120)]))
+    files = find_midi_files([folder])
+    tokenize_corpus(files, assign_splits(files, (1, 0, 0), 0), tmp_path / "tokens", CFG)
+    corpus = TokenCorpus.open(tmp_path / "tokens")
+    graph = build_graph(corpus, corpus.pieces, window=2)
+    index = {int(t): i for i, t in enumerate(graph.nodes)}
+    a = graph.adjacency.toarray()
+
+    def w(x, y):
+        return a[index[x], index[y]]
+
+    p60, p62, p64 = (_flat(C.PITCH, p) for p in (60, 62, 64))
+    v40 = _flat(C.VELOCITY, 40 * 32 // 128)
+    assert w(p60, p62) == 1.0 and w(p62, p64) == 1.0  # next note: weight 1
+    assert w(p60, p64) == 0.5  # two notes later: weight 1/2
+    assert w(p60, v40) == 1.0  # within a note
+    assert np.allclose(a, a.T) and np.all(np.diag(a) == 0)
+    assert len(graph.nodes) == len(set(graph.nodes))
+    assert set(graph.nodes) == set((corpus.piece_tokens(0).astype(int) - 4 + CFG.field_offsets).ravel())
+
+
+@pytest.fixture(scope="module")
+def style_graph(tokens_dir):
+    corpus = TokenCorpus.open(tokens_dir)
+    return corpus, build_graph(corpus, corpus.select(style="waltz"), window=2)
+
+
+def test_link_split_leaks_no_test_edge(style_graph):
+    _, graph = style_graph
+    features = np.random.default_rng(0).normal(size=(len(graph.nodes), 16))
+    result = train_link_prediction(features, graph.adjacency, GcnSettings(epochs=5, hidden=16, out=8))
+    train, val, test = result["split"]
+    passing = {tuple(e) for e in train.edge_index.t().tolist()}
+    for split in (val, test):
+        positives = split.edge_label_index[:, split.edge_label == 1].t().tolist()
+        assert positives and not any(tuple(e) in passing or tuple(e[::-1]) in passing for e in positives)
+    assert 0.0 <= result["metrics"]["test_auc"] <= 1.0
+
+
+def test_graph_too_small_to_split():
+    import scipy.sparse as sp
+
+    with pytest.raises(MusictlError, match="too small"):
+        train_link_prediction(np.eye(3), sp.csr_matrix(np.ones((3, 3)) - np.eye(3)), GcnSettings(epochs=2))
+
+
+def _walker(style_graph):
+    corpus, graph = style_graph
+    z = np.random.default_rng(1).normal(size=(len(graph.nodes), 8))
+    return RandomWalker(graph.nodes, graph.adjacency, z, corpus.config, notes_per_bar=4), corpus
+
+
+@pytest.mark.parametrize("bars", [1, 3, 9])
+def test_every_walk_decodes_to_the_requested_bars(style_graph, bars):
+    walker, corpus = _walker(style_graph)
+    seeds = walker.seed_nodes(corpus.piece_tokens(corpus.select(style="waltz")[0])[:8])
+    for seed in range(5):
+        notes = walker.walk(seeds, WalkSettings(bars=bars, seed=seed))
+        values = notes - C.N_SPECIAL
+        assert sorted(set(values[:, C.BAR].tolist())) == list(range(bars))
+        assert (np.diff(values[:, C.BAR]) >= 0).all()
+        same_bar = np.diff(values[:, C.BAR]) == 0
+        assert (np.diff(values[:, C.POSITION])[same_bar] >= 0).all()
+        bar_len = corpus.config.time_signature_units[values[:, C.TIME_SIGNATURE]]
+        assert (values[:, C.POSITION] < bar_len).all()
+        score = Score.from_midi(tokens_to_midi_bytes(notes, corpus.config))
+        assert score.note_num() == len(notes) and len(score.time_signatures) >= 1 and len(score.tempos) >= 1
+
+
+def test_same_seed_same_walk(style_graph):
+    walker, corpus = _walker(style_graph)
+    seeds = walker.seed_nodes(corpus.piece_tokens(0)[:8])
+    a = walker.walk(seeds, WalkSettings(bars=6, seed=4))
+    assert np.array_equal(a, walker.walk(seeds, WalkSettings(bars=6, seed=4)))
+    assert not np.array_equal(a, walker.walk(seeds, WalkSettings(bars=6, seed=5)))
+    with pytest.raises(MusictlError):
+        walker.walk(seeds, WalkSettings(bars=0))
+
+
+def _hf_model(tmp_path, names):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *names]) + "\n")
+    model_dir = tmp_path / "hf"
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=5 + len(names), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(model_dir)
+    BertTokenizer(str(vocab)).save_pretrained(model_dir)
+    return model_dir
+
+
+def test_embed_maps_a_hugging_face_model_by_token_names(tokens_dir, tmp_path):
+    from musictl.transfer.embed import load_embeddings
+    from musictl.transfer.pipeline import make_embeddings
+
+    names = [f"Pitch_{p}" for p in range(21, 109)] + [f"Velocity_{v}" for v in range(3, 128, 8)] + ["Program_0"]
+    metrics = make_embeddings(str(_hf_model(tmp_path, names)), tokens_dir, tmp_path / "emb")
+    assert metrics["mapped_tokens"] == 88 + 16 + 1 and metrics["dim"] == 16
+    table = load_embeddings(tmp_path / "emb")
+    assert table["token"].shape == (CFG.n_graph_tokens, 16) and table["position"].shape == (64, 16)
+
+    with pytest.raises(ArtifactError, match="Pitch_60"):
+        make_embeddings(str(_hf_model(tmp_path / "words", ["hello", "world"])), tokens_dir, tmp_path / "emb2")
+
+
+def test_cli_chain_end_to_end(tokens_dir, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(tokens_dir, ws / "tokens")
+    w = ["--workdir", str(ws)]
+
+    def ok(*args):
+        result = runner.invoke(app, [*args, *w])
+        assert result.exit_code == 0, result.output
+        return result
+
+    assert runner.invoke(app, ["adjacency", "--style", "jazz", *w]).exit_code == 1  # unknown style ...
+    assert "known styles: blues, march, waltz" in runner.invoke(app, ["adjacency", "--style", "jazz", *w]).output
+    result = runner.invoke(app, ["train-gcn", "--style", "waltz", *w])
+    assert result.exit_code == 1 and "run: musictl adjacency --style waltz" in result.output
+    ok("pretrain-bert", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--field-embed-dim", "8", "--max-len", "64",
+       "--max-steps", "3", "--eval-every", "3", "--device", "cpu")
+    ok("embed")
+    ok("adjacency", "--style", "waltz", "--export", "graphml")
+    assert (ws / "graph" / "waltz" / "graph.graphml").is_file()
+    ok("train-gcn", "--style", "waltz", "--epochs", "30", "--hidden", "16", "--out-dim", "8", "--device", "cpu")
+    metrics = json.loads((ws / "gcn" / "waltz" / "metrics.json").read_text())
+    assert 0 <= metrics["test_auc"] <= 1 and metrics["best_epoch"] >= 1
+
+    out = tmp_path / "walk.mid"
+    ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")  # style defaults to the latest GCN's
+    first = out.read_bytes()
+    ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")
+    assert out.read_bytes() == first
+    result = ok("generate-rwr", "-n", "4", "--program", "40", "--tempo", "90")  # stdout is redirected in CliRunner
+    score = Score.from_midi(result.stdout_bytes)
+    assert score.tracks[0].program == 40 and abs(score.tempos[0].qpm - 90) < 3
+    report = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "2").stdout)
+    assert report["style"] == "waltz" and set(report["divergence_other_styles"]) == {"blues", "march"}
+    assert runner.invoke(app, ["generate-rwr", "-n", "0", *w]).exit_code == 2
+
+
+def test_generate_refuses_a_terminal(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import typer
+
+    from musictl.commands.transfer import generate_rwr
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    with pytest.raises(typer.Exit) as info:
+        generate_rwr(bars=4, workdir=tmp_path)
+    assert info.value.exit_code == 2
+    assert "refusing to write binary MIDI to a terminal" in capsys.readouterr().err
