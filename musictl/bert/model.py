@@ -160,14 +160,24 @@ class MidiBertForPreTraining(MidiBertPreTrainedModel):
         self.masker = nn.Sequential(nn.Linear(config.hidden_size, config.masker_hidden), nn.GELU(), nn.Linear(config.masker_hidden, 1))
         self.post_init()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> list[torch.Tensor]:
-        """Per-field logits, each (B, L, vocab_f)."""
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, selected: torch.Tensor | None = None, **kwargs
+    ) -> list[torch.Tensor]:
+        """Per-field logits, each (B, L, vocab_f); with ``selected`` (B, L) only for those notes,
+        each (n_selected, vocab_f), which skips the heads' work on the 85% that are not scored."""
         hidden = self.bert(input_ids, attention_mask).last_hidden_state
+        if selected is not None:
+            hidden = hidden[selected]
         return [head(hidden) for head in self.mlm_heads]
 
     def masker_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """How hard each note of the clean sequence is to recover (logits, (B, L))."""
-        hidden = self.bert(input_ids, attention_mask).last_hidden_state
+        """How hard each note of the clean sequence is to recover (logits, (B, L)).
+
+        The encoder runs without gradients here: the masker head learns from its features, and
+        the encoder is trained by the recovery loss only (one backward pass per step, not two).
+        """
+        with torch.no_grad():
+            hidden = self.bert(input_ids, attention_mask).last_hidden_state
         return self.masker(hidden).squeeze(-1)
 
 

@@ -25,39 +25,38 @@ class StepResult:
     masked: int
 
 
-def per_note_losses(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every field at every position, (B, L, 8)."""
-    return torch.stack(
-        [F.cross_entropy(lg.float().transpose(1, 2), targets[..., f], reduction="none") for f, lg in enumerate(logits)], dim=-1
-    )
+def field_losses(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every field of every scored note: logits (n, V_f) x 8, targets (n, 8) -> (n, 8)."""
+    return torch.stack([F.cross_entropy(lg.float(), targets[:, f], reduction="none") for f, lg in enumerate(logits)], dim=-1)
 
 
-def _accuracy(logits: list[torch.Tensor], targets: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-    """Per-field accuracy on the selected notes, (8,)."""
-    hits = torch.stack([(lg.argmax(-1) == targets[..., f]) for f, lg in enumerate(logits)], dim=-1)
-    return hits[selected].float().mean(dim=0) if selected.any() else torch.zeros(C.N_FIELDS, device=targets.device)
+def field_hits(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    """Whether each field of each scored note was recovered, (n, 8)."""
+    return torch.stack([lg.argmax(-1) == targets[:, f] for f, lg in enumerate(logits)], dim=-1)
 
 
 def mlm_step(model, ids, attention_mask, weights, ratio, generator) -> StepResult:
     selected = random_selection(attention_mask, ratio, generator)
-    logits = model(corrupt(ids, selected, model.config.vocab_sizes, generator), attention_mask)
-    losses = per_note_losses(logits, ids)[selected]  # (n_selected, 8)
-    loss = (losses * weights).mean()
-    return StepResult(loss, float(loss.detach()), 0.0, float(_accuracy(logits, ids, selected).mean()), int(selected.sum()))
+    logits = model(corrupt(ids, selected, model.config.vocab_sizes, generator), attention_mask, selected)
+    targets = ids[selected]
+    loss = (field_losses(logits, targets) * weights).mean()
+    accuracy = float(field_hits(logits, targets).float().mean()) if len(targets) else 0.0
+    return StepResult(loss, float(loss.detach()), 0.0, accuracy, int(selected.sum()))
 
 
 def adversarial_step(model, ids, attention_mask, weights, ratio, random_share, generator) -> StepResult:
     scores = model.masker_logits(ids, attention_mask)
     selected = adversarial_selection(scores, attention_mask, ratio, random_share, generator)
-    logits = model(corrupt(ids, selected, model.config.vocab_sizes, generator), attention_mask)
-    note_loss = per_note_losses(logits, ids)  # (B, L, 8)
-    recover = (note_loss[selected] * weights).mean()
-    target = masker_targets((note_loss * weights).sum(-1).detach(), selected)
+    logits = model(corrupt(ids, selected, model.config.vocab_sizes, generator), attention_mask, selected)
+    targets = ids[selected]
+    losses = field_losses(logits, targets) * weights  # (n_selected, 8)
+    recover = losses.mean()
+    note_loss = torch.zeros(selected.shape, device=ids.device)
+    note_loss[selected] = losses.sum(-1).detach()
+    target = masker_targets(note_loss, selected)
     masker = F.binary_cross_entropy_with_logits(scores[selected].float(), target[selected])
-    return StepResult(
-        recover + masker, float(recover.detach()), float(masker.detach()), float(_accuracy(logits, ids, selected).mean()),
-        int(selected.sum()),
-    )
+    accuracy = float(field_hits(logits, targets).float().mean()) if len(targets) else 0.0
+    return StepResult(recover + masker, float(recover.detach()), float(masker.detach()), accuracy, int(selected.sum()))
 
 
 def masker_targets(note_loss: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
@@ -85,11 +84,11 @@ def evaluate(model, batches, ratio: float, seed: int) -> dict:
         selected = random_selection(attention_mask, ratio, generator)
         if not selected.any():
             continue
-        logits = model(corrupt(ids, selected, model.config.vocab_sizes, generator), attention_mask)
-        n = int(selected.sum())
-        hits += _accuracy(logits, ids, selected).cpu() * n
-        loss_sum += per_note_losses(logits, ids)[selected].sum(0).cpu()
-        count += n
+        logits = model(corrupt(ids, selected, model.config.vocab_sizes, generator), attention_mask, selected)
+        targets = ids[selected]
+        hits += field_hits(logits, targets).float().sum(0).cpu()
+        loss_sum += field_losses(logits, targets).sum(0).cpu()
+        count += len(targets)
     model.train()
     if count == 0:
         return {"accuracy": 0.0, "loss": 0.0, "masked_notes": 0, "fields": {}}

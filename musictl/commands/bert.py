@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import Device, DeviceOpt, Overwrite, Seed, Workdir, reports_errors, resolve_device
+from musictl.commands._common import Device, DeviceOpt, Overwrite, Seed, Workdir, emit_binary, reports_errors, resolve_device
 
 
 class Objective(str, enum.Enum):
@@ -24,6 +24,8 @@ class Size(str, enum.Enum):
 
 def register(app: typer.Typer) -> None:
     app.command("pretrain-bert")(pretrain_bert)
+    app.command("finetune-mask")(finetune_mask)
+    app.command("predict")(predict)
 
 
 @reports_errors
@@ -94,3 +96,105 @@ def pretrain_bert(
         f"(best {best['accuracy']:.3f}), {metrics['notes_per_s'] or 0:,.0f} notes/s"
     )
     print(out_dir)
+
+
+class Task(str, enum.Enum):
+    melody = "melody"
+    velocity = "velocity"
+    composer = "composer"
+    emotion = "emotion"
+    style = "style"
+    label = "label"
+
+
+@reports_errors
+def finetune_mask(
+    task: Annotated[Task, typer.Option(help="melody, velocity (per note); composer, emotion, style, label (per piece).")],
+    model: Annotated[Optional[Path], typer.Option(help="Pre-trained MidiBert [default: WORKDIR/bert].")] = None,
+    tokens: Annotated[Optional[Path], typer.Option(help="Tokens artifact [default: WORKDIR/tokens].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output [default: WORKDIR/finetune/TASK].")] = None,
+    split_file: Annotated[
+        Optional[Path], typer.Option(help="JSON train/valid/test lists of file names (else the tokens' splits).")
+    ] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="--task label: CSV path,label or JSON {path: label}.")] = None,
+    label_pattern: Annotated[str, typer.Option(help="--task emotion: regex whose group 1 is the label, on the file name.")] = r"^(Q[1-4])_",
+    mask_ratio: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of input notes masked per batch (0: plain).")] = 0.15,
+    from_scratch: Annotated[bool, typer.Option(help="Do not load pre-trained weights (same architecture).")] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 10,
+    patience: Annotated[int, typer.Option(min=1, help="Stop after N epochs without better validation accuracy.")] = 3,
+    eval_masked: Annotated[bool, typer.Option(help="Also report test accuracy on masked input.")] = False,
+    max_len: Annotated[int, typer.Option(min=8, help="Notes per window.")] = 512,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
+    seed: Seed = 0,
+    device: DeviceOpt = Device.auto,
+    overwrite: Overwrite = False,
+    workdir: Workdir = None,
+) -> None:
+    """Fine-tune MidiBert with mask fine-tuning on an understanding task; test at the best validation epoch.
+
+    Example: musictl finetune-mask --task composer --split-file ../shared/datasets/pianist8/splits.json
+    """
+    from musictl import artifacts
+    from musictl.bert.finetune import FinetuneSettings, finetune
+    from musictl.console import err, info, progress
+
+    settings = FinetuneSettings(task=task.value, mask_ratio=mask_ratio, from_scratch=from_scratch, max_len=max_len,
+                                batch_size=batch_size, lr=lr, epochs=epochs, patience=patience, eval_masked=eval_masked,
+                                seed=seed, device=resolve_device(device), label_pattern=label_pattern,
+                                labels_file=str(labels) if labels else None)
+    out_dir = out or artifacts.artifact_dir(workdir, "finetune", task.value)
+    with progress() as bar:
+        job = bar.add_task(f"finetune {task.value}", total=epochs)
+
+        def on_epoch(epoch, total, row):
+            bar.update(job, completed=epoch)
+            if not err.is_terminal:
+                info(f"epoch {epoch}: train loss {row['train_loss']:.4f}, valid accuracy {row['valid_accuracy']:.4f}")
+
+        metrics = finetune(tokens or artifacts.artifact_dir(workdir, "tokens"), model or artifacts.artifact_dir(workdir, "bert"),
+                           out_dir, settings, split_file, overwrite, on_epoch)
+    if metrics["unlabelled_pieces"]:
+        info(f"{metrics['unlabelled_pieces']} pieces had no label and were left out (listed in {out_dir / 'unlabelled.jsonl'})")
+    err.print(f"[green]test[/] accuracy {metrics['test']['accuracy']:.4f}, macro-F1 {metrics['test']['macro_f1']:.4f} "
+              f"(best epoch {metrics['best_epoch']}, chance {metrics['chance_accuracy']:.3f})")
+    print(out_dir)
+
+
+@reports_errors
+def predict(
+    files: Annotated[list[Path], typer.Argument(help="MIDI files (need not be tokenized).")],
+    model: Annotated[Path, typer.Option(help="A finetune-mask output directory.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Token tasks: the output MIDI (one input file).")] = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Predict with a fine-tuned model: a MIDI split into melody/bridge/accompaniment tracks (or with
+    predicted velocities), or one JSON line per file with the label and class probabilities.
+
+    Example: musictl predict --model musictl-work/finetune/melody song.mid -o melody.mid
+    """
+    import json
+
+    from musictl.bert.predict import load_classifier, predict_file, prediction_midi
+    from musictl.console import warn
+    from musictl.errors import MusictlError, TokenizeError, UsageError
+
+    classifier, task = load_classifier(model)
+    dev = resolve_device(device)
+    if task in ("melody", "velocity"):
+        if len(files) != 1:
+            raise UsageError(f"--task {task} models write one MIDI file: give one input file")
+        result = predict_file(classifier, task, files[0], device=dev)
+        emit_binary(prediction_midi(result, task), out)
+        return
+    failed = 0
+    for path in files:
+        try:
+            result = predict_file(classifier, task, path, device=dev)
+        except TokenizeError as exc:
+            warn(str(exc))
+            failed += 1
+            continue
+        print(json.dumps({"file": str(path), "label": result["label"], "probabilities": result["probabilities"]}), flush=True)
+    if failed == len(files):
+        raise MusictlError("no input file could be read")

@@ -58,14 +58,19 @@ def onsets(values: np.ndarray, config: TokenizerConfig) -> tuple[np.ndarray, np.
     return onset, bar_start, ts_of_bar
 
 
-def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | None = None):
+def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | None = None,
+                  groups: np.ndarray | None = None, group_names: list[str] | None = None):
     """A symusic ``Score`` with one named track per instrument, tempo and time signatures.
 
-    ``program`` overrides every pitched instrument (drums stay drums).
+    ``program`` overrides every pitched instrument (drums stay drums). ``groups`` (one int per
+    row of ``tokens``, which must then be all notes) splits the notes further into tracks named
+    ``group_names[g]`` (e.g. melody / accompaniment).
     """
     import pretty_midi
     from symusic import Note, Score, Tempo, TimeSignature, Track
 
+    if groups is not None and len(note_rows(tokens)) != len(tokens):
+        raise MusictlError("groups need token rows that are all notes (no PAD/MASK/BOS/EOS rows)")
     tokens = note_rows(tokens)
     validate_tokens(tokens, config)
     values = tokens.astype(np.int64) - C.N_SPECIAL
@@ -84,12 +89,16 @@ def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | No
     instrument = values[:, C.INSTRUMENT]
     if program is not None:
         instrument = np.where(instrument == C.DRUM_PROGRAM, instrument, program)
-    layer = overlap_layers(onset, duration, values[:, C.PITCH], instrument)
+    group = np.zeros(len(values), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    key = instrument + (C.DRUM_PROGRAM + 1) * group  # notes overlap only within one track
+    layer = overlap_layers(onset, duration, values[:, C.PITCH], key)
     order = np.lexsort((values[:, C.PITCH], onset))
-    for inst, lay in sorted(set(zip(instrument.tolist(), layer.tolist()))):
-        rows = order[(instrument[order] == inst) & (layer[order] == lay)]
+    for g, inst, lay in sorted(set(zip(group.tolist(), instrument.tolist(), layer.tolist()))):
+        rows = order[(instrument[order] == inst) & (layer[order] == lay) & (group[order] == g)]
         is_drum = inst == C.DRUM_PROGRAM
         name = "Drums" if is_drum else pretty_midi.program_to_instrument_name(int(inst))
+        if group_names is not None:
+            name = f"{group_names[g]} ({name})"
         if lay:
             name = f"{name} (overlaps {lay})"
         track = Track(name=name, program=0 if is_drum else int(inst), is_drum=bool(is_drum))

@@ -23,6 +23,7 @@ class EncodedPiece:
     tokens: np.ndarray  # (n_notes, 8) int16 ids
     notes: int  # notes read from the file
     seconds: float  # duration of the piece
+    track: np.ndarray | None = None  # index in score.tracks of each row's note (with keep_tracks)
 
 
 def parse_midi(data: bytes, source: str = "<bytes>"):
@@ -42,22 +43,26 @@ def parse_midi(data: bytes, source: str = "<bytes>"):
         raise TokenizeError(source, f"unreadable MIDI ({_short(exc)})") from None
 
 
-def encode_file(path: str | Path, config: TokenizerConfig) -> EncodedPiece:
+def encode_file(path: str | Path, config: TokenizerConfig, keep_tracks: bool = False) -> EncodedPiece:
     """Tokenize one MIDI file (see :func:`encode_score`)."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise TokenizeError(str(path), f"cannot read file ({exc.strerror})") from None
-    return encode_score(parse_midi(data, str(path)), config, str(path))
+    return encode_score(parse_midi(data, str(path)), config, str(path), keep_tracks)
 
 
-def encode_score(score, config: TokenizerConfig, source: str = "<score>") -> EncodedPiece:
-    """Octuple tokens of a symusic ``Score`` (tick time), sorted by onset, instrument, pitch."""
+def encode_score(score, config: TokenizerConfig, source: str = "<score>", keep_tracks: bool = False) -> EncodedPiece:
+    """Octuple tokens of a symusic ``Score`` (tick time), sorted by onset, instrument, pitch.
+
+    ``keep_tracks`` also returns which track each row came from (for per-note labels such as
+    melody / accompaniment).
+    """
     tpq = int(score.ticks_per_quarter)
     if not C.MIN_TICKS_PER_BEAT <= tpq <= C.MAX_TICKS_PER_BEAT:
         raise TokenizeError(source, f"absurd ticks per beat ({tpq})")
-    time, duration, pitch, velocity, program = _collect_notes(score, source)
+    time, duration, pitch, velocity, program, track = _collect_notes(score, source, keep_tracks)
     n = len(time)
     if n > C.MAX_NOTES_PER_FILE:
         raise TokenizeError(source, f"{n} notes, over the {C.MAX_NOTES_PER_FILE} limit")
@@ -88,35 +93,37 @@ def encode_score(score, config: TokenizerConfig, source: str = "<score>") -> Enc
     tokens[:, C.TIME_SIGNATURE] = ts_value if np.isscalar(ts_value) else ts_value[order]
     tokens[:, C.TEMPO] = tempo_value if np.isscalar(tempo_value) else tempo_value[order]
     tokens += C.N_SPECIAL
-    return EncodedPiece(tokens=tokens, notes=n, seconds=seconds)
+    return EncodedPiece(tokens=tokens, notes=n, seconds=seconds, track=None if track is None else track[order])
 
 
 # --------------------------------------------------------------------------------------------
-def _collect_notes(score, source: str):
-    """Every note of every track as arrays: time, duration, pitch, velocity, program."""
+def _collect_notes(score, source: str, keep_tracks: bool = False):
+    """Every note of every track as arrays: time, duration, pitch, velocity, program (and track)."""
     parts = []
-    for track in score.tracks:
+    for index, track in enumerate(score.tracks):
         if track.note_num():
             arrays = track.notes.numpy()
             program = C.DRUM_PROGRAM if track.is_drum else int(track.program)
-            parts.append((arrays, np.full(len(arrays["time"]), program, dtype=np.int16)))
+            parts.append((arrays, np.full(len(arrays["time"]), program, dtype=np.int16), index))
     if not parts:
         raise TokenizeError(source, "no notes")
     if len(parts) == 1:
-        (arrays, program), = parts
+        (arrays, program, _), = parts
         time, duration, pitch, velocity = arrays["time"], arrays["duration"], arrays["pitch"], arrays["velocity"]
     else:
-        time = np.concatenate([a["time"] for a, _ in parts])
-        duration = np.concatenate([a["duration"] for a, _ in parts])
-        pitch = np.concatenate([a["pitch"] for a, _ in parts])
-        velocity = np.concatenate([a["velocity"] for a, _ in parts])
-        program = np.concatenate([p for _, p in parts])
+        time = np.concatenate([a["time"] for a, _, _ in parts])
+        duration = np.concatenate([a["duration"] for a, _, _ in parts])
+        pitch = np.concatenate([a["pitch"] for a, _, _ in parts])
+        velocity = np.concatenate([a["velocity"] for a, _, _ in parts])
+        program = np.concatenate([p for _, p, _ in parts])
+    track = np.concatenate([np.full(len(a["time"]), i) for a, _, i in parts]) if keep_tracks else None
     keep = velocity > 0  # velocity 0 is a note-off; int8 pitch and velocity never exceed 127
     if not keep.all():
         time, duration, pitch, velocity, program = (a[keep] for a in (time, duration, pitch, velocity, program))
+        track = None if track is None else track[keep]
         if len(time) == 0:
             raise TokenizeError(source, "no notes")
-    return time, duration, pitch, velocity, program
+    return time, duration, pitch, velocity, program, track
 
 
 def reduce_time_signature(numerator: int, denominator: int, config: TokenizerConfig) -> tuple[int, int]:
