@@ -151,3 +151,13 @@ def test_detokenize_errors(tokens_dir, tmp_path):
     assert result.exit_code == 1 and "outside" in result.output
     result = runner.invoke(app, ["detokenize", "0", "--tokens", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "run: musictl tokenize" in result.output
+
+
+def test_symlinked_folders_are_followed(style_corpus, tmp_path):
+    root = tmp_path / "links"
+    root.mkdir()
+    (root / "three-four").symlink_to(style_corpus / "waltz", target_is_directory=True)
+    out = tmp_path / "tokens"
+    assert runner.invoke(app, ["tokenize", str(root), "-o", str(out)]).exit_code == 0
+    corpus = TokenCorpus.open(out)
+    assert corpus.styles == ["three-four"] and len(corpus) == 8

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,14 +40,27 @@ def find_midi_files(inputs: list[Path]) -> list[SourceFile]:
         if root.is_file():
             found.setdefault(root.resolve(), SourceFile(root, _style_name(root.resolve().parent), root.name))
         elif root.is_dir():
-            for path in sorted(root.rglob("*")):
-                if path.is_file() and is_midi(path):
+            for path in _walk(root):
+                if is_midi(path):
                     rel = path.relative_to(root)
                     style = rel.parts[0] if len(rel.parts) > 1 else _style_name(root.resolve())
                     found.setdefault(path.resolve(), SourceFile(path, style, rel.as_posix()))
         else:
             raise UsageError(f"{root}: no such file or directory")
     return sorted(found.values(), key=lambda f: (f.style, f.relative))
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, following symbolic links to folders (each real folder once)."""
+    seen, out = set(), []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        out += [Path(folder) / n for n in names if os.path.isfile(os.path.join(folder, n))]
+    return sorted(out)
 
 
 def _style_name(folder: Path) -> str:
@@ -105,7 +119,9 @@ def load_split_file(path: Path, files: list[SourceFile]) -> tuple[dict[Path, str
     out: dict[Path, str] = {}
     matched: set[str] = set()
     for f in files:
-        for key in (f.relative, f"{f.style}/{Path(f.relative).name}", Path(f.relative).name):
+        parts = Path(f.relative).parts
+        inner = "/".join(parts[1:]) if len(parts) > 1 else f.relative  # relative to the style folder
+        for key in (f.relative, inner, f"{f.style}/{Path(f.relative).name}", Path(f.relative).name):
             if key in lookup:
                 out[f.path] = lookup[key]
                 matched.add(key)
