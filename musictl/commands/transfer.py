@@ -29,6 +29,11 @@ class Features(str, enum.Enum):
     token_pos = "token-pos"
 
 
+class Decoder(str, enum.Enum):
+    mlp = "mlp"
+    dot = "dot"
+
+
 class GraphKind(str, enum.Enum):
     cooccurrence = "cooccurrence"
     similarity = "similarity"
@@ -116,6 +121,7 @@ def train_gcn(
     graph: Annotated[
         GraphKind, typer.Option(help="cooccurrence: the style graph; similarity: cosine kNN of the embeddings.")
     ] = GraphKind.cooccurrence,
+    decoder: Annotated[Decoder, typer.Option(help="mlp: MLP on the Hadamard product; dot: dot product.")] = Decoder.mlp,
     layers: Annotated[int, typer.Option(min=1, help="Graph convolution layers.")] = 2,
     hidden: Annotated[int, typer.Option(min=2, help="Hidden size.")] = 128,
     out_dim: Annotated[int, typer.Option("--out-dim", min=2, help="Node embedding size.")] = 64,
@@ -141,8 +147,8 @@ def train_gcn(
     from musictl.transfer.gcn import GcnSettings
     from musictl.transfer.pipeline import make_gcn
 
-    settings = GcnSettings(conv=conv.value, layers=layers, hidden=hidden, out=out_dim, dropout=dropout, lr=lr, epochs=epochs,
-                           patience=patience, features=features.value, graph=graph.value, seed=seed)
+    settings = GcnSettings(conv=conv.value, decoder=decoder.value, layers=layers, hidden=hidden, out=out_dim, dropout=dropout,
+                           lr=lr, epochs=epochs, patience=patience, features=features.value, graph=graph.value, seed=seed)
     with progress() as bar:
         task = bar.add_task("train-gcn", total=epochs)
         metrics = make_gcn(

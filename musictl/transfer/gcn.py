@@ -31,6 +31,7 @@ class GcnSettings:
     lr: float = 0.01
     epochs: int = 300
     patience: int = 30
+    decoder: str = "mlp"  # mlp (Hadamard product -> MLP) | dot
     features: str = "token"  # token | token-pos
     graph: str = "cooccurrence"  # cooccurrence | similarity
     similarity_k: int = 10
@@ -56,9 +57,19 @@ class Encoder(nn.Module):
         return x
 
 
-def decode(z: torch.Tensor, edge_label_index: torch.Tensor) -> torch.Tensor:
-    """Link logits: the dot product of the two end nodes' embeddings."""
-    return (z[edge_label_index[0]] * z[edge_label_index[1]]).sum(dim=-1)
+class LinkDecoder(nn.Module):
+    """Link logits from two node embeddings: their dot product, or an MLP on their element-wise
+    product (as PyG's / OGB's link predictors do), which copes better with hub tokens."""
+
+    def __init__(self, dim: int, kind: str):
+        super().__init__()
+        if kind not in ("dot", "mlp"):
+            raise MusictlError(f"--decoder {kind!r}: choose mlp or dot")
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 1)) if kind == "mlp" else None
+
+    def forward(self, z: torch.Tensor, edge_label_index: torch.Tensor) -> torch.Tensor:
+        product = z[edge_label_index[0]] * z[edge_label_index[1]]
+        return product.sum(dim=-1) if self.mlp is None else self.mlp(product).squeeze(-1)
 
 
 def similarity_graph(features: np.ndarray, k: int) -> sp.csr_matrix:
@@ -111,12 +122,14 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
                               split_labels=False)
     train, val, test = (d.to(device) for d in split(data))
     model = Encoder(data.num_features, settings).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    decode = LinkDecoder(settings.out, settings.decoder).to(device)
+    optimizer = torch.optim.Adam([*model.parameters(), *decode.parameters()], lr=settings.lr)
     best = {"val_auc": -1.0}
     best_state = None
     history = []
     for epoch in range(1, settings.epochs + 1):
         model.train()
+        decode.train()
         optimizer.zero_grad()
         z = model(train.x, train.edge_index, train.edge_weight)
         negatives = negative_sampling(train.edge_index, num_nodes=train.num_nodes, num_neg_samples=train.edge_label_index.size(1))
@@ -126,6 +139,7 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
         loss.backward()
         optimizer.step()
         model.eval()
+        decode.eval()
         with torch.no_grad():
             z = model(train.x, train.edge_index, train.edge_weight)
             val_auc, val_ap = _scores(val.edge_label, decode(z, val.edge_label_index))
@@ -136,10 +150,10 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
             with torch.no_grad():
                 test_auc, test_ap = _scores(test.edge_label, decode(z, test.edge_label_index))
             best = {"epoch": epoch, "val_auc": val_auc, "val_ap": val_ap, "test_auc": test_auc, "test_ap": test_ap}
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy({**model.state_dict(), **{f"decoder.{k}": v for k, v in decode.state_dict().items()}})
         elif epoch - best["epoch"] >= settings.patience:
             break
-    model.load_state_dict(best_state)
+    model.load_state_dict({k: v for k, v in best_state.items() if not k.startswith("decoder.")})
     model.eval()
     with torch.no_grad():  # final embeddings: message passing over every edge of the style graph
         full = data.to(device)
