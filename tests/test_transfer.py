@@ -190,3 +190,22 @@ def test_generate_refuses_a_terminal(tmp_path, monkeypatch, capsys):
         generate_rwr(bars=4, workdir=tmp_path)
     assert info.value.exit_code == 2
     assert "refusing to write binary MIDI to a terminal" in capsys.readouterr().err
+
+
+def test_demo_keeps_a_users_workspace(tokens_dir, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(tokens_dir, ws / "tokens")
+    result = runner.invoke(app, ["demo", "--workdir", str(ws), "--steps", "2", "-n", "2", "-o", str(tmp_path)])
+    assert result.exit_code == 1 and "not made by the demo" in result.output
+    assert TokenCorpus.open(ws / "tokens").styles == ["blues", "march", "waltz"]
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_chain(tmp_path):
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "ws"), "--steps", "20", "-n", "4", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    score = Score(str(tmp_path / "demo.mid"))
+    assert score.note_num() > 0 and (tmp_path / "demo.png").stat().st_size > 1000
+    assert "ROC-AUC" in result.stdout
+    again = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "ws"), "--steps", "2", "-n", "2", "-o", str(tmp_path)])
+    assert again.exit_code == 0, again.output  # the demo may replace its own artifacts

@@ -228,15 +228,17 @@ def demo(
     steps: Annotated[int, typer.Option(help="Pre-training steps of the tiny MidiBert.")] = 500,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write demo.mid and demo.png.")] = Path("."),
     seed: Seed = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a workspace made by other commands.")] = False,
     workdir: Workdir = None,
 ) -> None:
     """Run the whole cross-style chain on the bundled corpus with tiny settings (a few minutes on CPU).
 
     tokenize -> pretrain-bert -> embed -> adjacency -> train-gcn -> generate-rwr; leaves demo.mid and a
-    piano-roll demo.png, and prints a summary. Re-running replaces the demo's artifacts.
+    piano-roll demo.png, and prints a summary. Re-running replaces the demo's own artifacts; a workspace
+    made by other commands is kept unless --overwrite.
 
     Example: musictl demo --style fiddle-tunes -n 16
     """
     from musictl.transfer.demo import run_demo
 
-    run_demo(workdir, style, bars, steps, out, seed)
+    run_demo(workdir, style, bars, steps, out, seed, overwrite)

@@ -39,7 +39,18 @@ def piano_roll_png(tokens: np.ndarray, config: TokenizerConfig, path: Path, titl
     os.replace(tmp, path)
 
 
-def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int) -> dict:
+def check_workspace(root: Path, overwrite: bool) -> None:
+    """The demo replaces its own artifacts, never a user's: a workspace made by other commands is
+    kept unless ``overwrite``."""
+    from musictl.errors import ArtifactError
+
+    manifest = root / "tokens" / artifacts.MANIFEST
+    if manifest.is_file() and not overwrite and not artifacts.read_manifest(root / "tokens").parameters.get("demo"):
+        raise ArtifactError(f"{root} holds artifacts not made by the demo; run it with --workdir DIR (e.g. "
+                            "--workdir musictl-demo), or pass --overwrite to replace them")
+
+
+def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, overwrite: bool = False) -> dict:
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -56,6 +67,7 @@ def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int) -
 
     torch.manual_seed(seed)
     root = artifacts.workspace_root(workdir)
+    check_workspace(root, overwrite)
     tokens = root / "tokens"
     started = time.perf_counter()
     timings = {}
@@ -73,7 +85,7 @@ def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int) -
 
         raise UsageError(f"--style {style!r} is not in the bundled corpus; known styles: {', '.join(styles)}")
     tokenize_corpus(files, assign_splits(files, (0.8, 0.1, 0.1), seed), tokens, TokenizerConfig(), os.cpu_count() or 1,
-                    {"inputs": [str(bundled_corpus())], "seed": seed}, overwrite=True)
+                    {"inputs": [str(bundled_corpus())], "seed": seed, "demo": True}, overwrite=True)
     stage("tokenize", t0)
 
     t0 = time.perf_counter()
