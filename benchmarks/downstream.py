@@ -28,7 +28,7 @@ WORK = Path(__file__).resolve().parent / ".work"
 PAPER = {  # accuracy %, from ../shared/datasets/README.md (full 12-layer models on GPUs)
     "composer": (79.76, 97.92), "emotion": (68.75, 79.46), "velocity": (38.70, 45.58), "melody": (87.98, 92.68),
 }
-TASKS = {"composer": "pianist8", "emotion": "emopia", "melody": "pop909", "velocity": "pop909"}
+TASKS = {"emotion": "emopia", "melody": "pop909", "velocity": "pop909", "composer": "pianist8"}
 
 
 def dataset_tokens(name: str, pop_subset: tuple[int, int, int]) -> tuple[Path, Path]:
@@ -81,6 +81,11 @@ def main() -> None:
                     accs.append(100 * m["test"]["accuracy"])
                     print(task, pretraining, mask_ratio, seed, accs[-1], flush=True)
                 rows.append((task, pretraining, mask_ratio, float(np.mean(accs)), float(np.std(accs)), len(accs), m["pieces"]))
+        render(rows, args)
+
+
+def render(rows, args) -> None:
+    """Print the table and, with --write, save it (after every task, so a partial run leaves results)."""
     lines = [
         f"Machine: {os.cpu_count()} CPU cores, no GPU. Scale: tiny MidiBert (2 layers, hidden 64) pre-trained for the "
         "steps in pretrain_quality.md on the POP909 + Pianist8 + EMOPIA training splits; fine-tuning "
