@@ -36,6 +36,8 @@ PRODUCERS = {
     "embeddings": "musictl embed",
     "graph": "musictl adjacency --style {name}",
     "gcn": "musictl train-gcn --style {name}",
+    "violin-data": "musictl lora-violin prepare",
+    "violin-lora": "musictl lora-violin train",
 }
 
 # Libraries whose versions are recorded in every manifest (those installed).

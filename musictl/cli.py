@@ -10,12 +10,12 @@ import typer
 from musictl import __version__
 
 # Each module has ``register(app)``; the order is the order of ``musictl --help``.
-COMMAND_MODULES = ("tokenize", "bert", "transfer")
+COMMAND_MODULES = ("tokenize", "bert", "transfer", "violin")
 
 app = typer.Typer(
     name="musictl",
     help="Machine learning on music: tokenize MIDI, pre-train and fine-tune MidiBert, "
-    "cross-style generation through token graphs.",
+    "cross-style generation through token graphs, violin text-to-music with LoRA.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
