@@ -105,8 +105,9 @@ def render(rows, args) -> None:
     print(table)
     if args.write:
         out = Path(__file__).parent / "results" / "downstream.md"
-        out.write_text(f"# Downstream tasks\n\nCommand: `python benchmarks/downstream.py --epochs {args.epochs} --seeds "
-                       f"{args.seeds} --write`\n\n{table}\n")
+        command = (f"python benchmarks/downstream.py --tasks {' '.join(args.tasks)} --epochs {args.epochs} --seeds {args.seeds} "
+                   f"--max-len {args.max_len} --pop-subset {' '.join(map(str, args.pop_subset))} --write")
+        out.write_text(f"# Downstream tasks\n\nCommand: `{command}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,23 @@ def test_link_split_leaks_no_test_edge(style_graph):
     for split in (val, test):
         positives = split.edge_label_index[:, split.edge_label == 1].t().tolist()
         assert positives and not any(tuple(e) in passing or tuple(e[::-1]) in passing for e in positives)
+    # the degree features count only message-passing edges, never held-out ones
+    degree = torch.log1p(torch.bincount(train.edge_index[0], minlength=train.num_nodes).float())
+    expected = (degree - degree.mean()) / degree.std()
+    assert torch.allclose(train.x[:, -2], expected, atol=1e-5) and torch.equal(val.x, train.x) and torch.equal(test.x, train.x)
     assert 0.0 <= result["metrics"]["test_auc"] <= 1.0
+
+
+def test_link_metrics_match_hand_computed_values():
+    from musictl.transfer.gcn import average_precision, roc_auc
+
+    labels = np.array([1, 0, 1, 0, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.2, 0.2])
+    # of 6 positive/negative pairs, 3 are ordered right (0.9>0.8, 0.9>0.2, 0.7>0.2) and one is tied (0.2=0.2)
+    assert roc_auc(labels, scores) == pytest.approx(3.5 / 6)
+    # thresholds 0.9: P=1 R=1/3; 0.7: P=2/3 R=2/3; 0.2 (tie): P=3/5 R=1
+    assert average_precision(labels, scores) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    assert roc_auc(np.array([0, 1]), np.array([0.0, 1.0])) == 1.0
 
 
 def test_graph_too_small_to_split():

@@ -122,6 +122,24 @@ def test_generation_is_seeded(tiny_base):
     assert a.shape == (1, 32_000) and np.array_equal(a, b) and np.abs(a).max() > 0
 
 
+def test_generation_goes_through_the_adapter(tiny_base):
+    from musictl.violin.generate import generate
+    from musictl.violin.lora import add_lora
+    from musictl.violin.model import load_base
+
+    model, tokenizer = load_base(tiny_base)
+    peft_model = add_lora(model, ["q_proj", "v_proj"], rank=4, alpha=8, dropout=0.0)
+    torch.manual_seed(0)
+    for name, weight in peft_model.named_parameters():
+        if "lora_B" in name:
+            weight.data.normal_(0, 0.3)
+    peft_model.eval()
+    with_adapter = generate(peft_model, tokenizer, ["solo violin, reel in D major"], 1.0, 3.0, seed=0)
+    with peft_model.disable_adapter():
+        without = generate(peft_model, tokenizer, ["solo violin, reel in D major"], 1.0, 3.0, seed=0)
+    assert not np.array_equal(with_adapter, without), "generate ignored the adapter"
+
+
 def test_base_that_is_not_musicgen_is_refused(tmp_path):
     from transformers import BertConfig
 

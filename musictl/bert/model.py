@@ -229,12 +229,13 @@ ARCHITECTURES = {
 }
 
 
-def load_midibert(path: str | Path) -> MidiBertPreTrainedModel:
-    """Load whichever MidiBert class a directory holds (its config's ``architectures``)."""
+def load_midibert(path: str | Path, producer: str = "musictl pretrain-bert") -> MidiBertPreTrainedModel:
+    """Load whichever MidiBert class a directory holds (its config's ``architectures``);
+    ``producer`` is the command named when the directory holds no model."""
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ArtifactError(f"no MidiBert model in {path} (config.json missing); run: musictl pretrain-bert")
+        raise ArtifactError(f"no MidiBert model in {path} (config.json missing); run: {producer}")
     data = json.loads(config_file.read_text())
     if data.get("model_type") != MidiBertConfig.model_type:
         raise ArtifactError(f"{path} holds a '{data.get('model_type')}' model, not a MidiBert model")

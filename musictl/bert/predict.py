@@ -17,7 +17,7 @@ def load_classifier(model_dir: Path):
     from musictl.bert.pretrain import _quiet_transformers
 
     _quiet_transformers()
-    model = load_midibert(model_dir)
+    model = load_midibert(model_dir, producer="musictl finetune-mask --task TASK")
     task = getattr(model.config, "finetune_task", None)
     if task is None:
         raise ArtifactError(f"{model_dir} is not a fine-tuned model; run: musictl finetune-mask --task TASK")

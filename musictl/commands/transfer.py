@@ -34,6 +34,11 @@ class Decoder(str, enum.Enum):
     dot = "dot"
 
 
+class EdgeWeight(str, enum.Enum):
+    log = "log"
+    linear = "linear"
+
+
 class GraphKind(str, enum.Enum):
     cooccurrence = "cooccurrence"
     similarity = "similarity"
@@ -122,6 +127,12 @@ def train_gcn(
         GraphKind, typer.Option(help="cooccurrence: the style graph; similarity: cosine kNN of the embeddings.")
     ] = GraphKind.cooccurrence,
     decoder: Annotated[Decoder, typer.Option(help="mlp: MLP on the Hadamard product; dot: dot product.")] = Decoder.mlp,
+    edge_weight: Annotated[EdgeWeight, typer.Option(help="GCN edge weights: log(1 + count) or the count, scaled to max 1.")] = (
+        EdgeWeight.log
+    ),
+    degree_features: Annotated[
+        bool, typer.Option(help="Append log-degrees (of the message-passing graph only) to the node features.")
+    ] = True,
     layers: Annotated[int, typer.Option(min=1, help="Graph convolution layers.")] = 2,
     hidden: Annotated[int, typer.Option(min=2, help="Hidden size.")] = 128,
     out_dim: Annotated[int, typer.Option("--out-dim", min=2, help="Node embedding size.")] = 64,
@@ -148,7 +159,8 @@ def train_gcn(
     from musictl.transfer.pipeline import make_gcn
 
     settings = GcnSettings(conv=conv.value, decoder=decoder.value, layers=layers, hidden=hidden, out=out_dim, dropout=dropout,
-                           lr=lr, epochs=epochs, patience=patience, features=features.value, graph=graph.value, seed=seed)
+                           lr=lr, epochs=epochs, patience=patience, features=features.value, graph=graph.value,
+                           edge_weight=edge_weight.value, degree_features=degree_features, seed=seed)
     with progress() as bar:
         task = bar.add_task("train-gcn", total=epochs)
         metrics = make_gcn(

@@ -35,6 +35,8 @@ class GcnSettings:
     features: str = "token"  # token | token-pos
     graph: str = "cooccurrence"  # cooccurrence | similarity
     similarity_k: int = 10
+    edge_weight: str = "log"  # log: log(1 + count) | linear: count (both scaled to a maximum of 1)
+    degree_features: bool = True  # append log-degrees measured on the message-passing graph only
     seed: int = 0
 
 
@@ -85,22 +87,61 @@ def similarity_graph(features: np.ndarray, k: int) -> sp.csr_matrix:
     return matrix.maximum(matrix.T).tocsr()
 
 
-def to_data(features: np.ndarray, adjacency: sp.csr_matrix):
+def to_data(features: np.ndarray, adjacency: sp.csr_matrix, edge_weight: str = "log"):
+    """A PyG graph with both directions of every edge; weights scaled to a maximum of 1.
+
+    Co-occurrence counts span orders of magnitude (a metre token meets every note), so ``log``
+    compresses them: with ``linear`` most edges would carry almost no message next to the self-loops.
+    """
     from torch_geometric.data import Data
 
+    if edge_weight not in ("log", "linear"):
+        raise MusictlError(f"edge weight {edge_weight!r}: choose log or linear")
     coo = sp.triu(adjacency, k=1).tocoo()
     edge_index = torch.tensor(np.vstack([coo.row, coo.col]), dtype=torch.long)
-    weight = torch.tensor(coo.data, dtype=torch.float)
+    weight = torch.tensor(np.log1p(coo.data) if edge_weight == "log" else coo.data, dtype=torch.float)
     edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
     weight = torch.cat([weight, weight])
     return Data(x=torch.tensor(features, dtype=torch.float), edge_index=edge_index, edge_weight=weight / weight.max())
 
 
-def _scores(labels: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC-AUC of link scores; a clear error when a split holds only one class."""
+    from sklearn.metrics import roc_auc_score
 
-    y, p = labels.cpu().numpy(), torch.sigmoid(logits).detach().cpu().numpy()
-    return float(roc_auc_score(y, p)), float(average_precision_score(y, p))
+    if labels.min() == labels.max():
+        raise MusictlError("ROC-AUC needs positive and negative edges; the graph is too small to evaluate")
+    return float(roc_auc_score(labels, scores))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (area under the step-wise precision-recall curve)."""
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(labels, scores))
+
+
+def degree_features(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """(num_nodes, 2) log of 1 + degree and of 1 + weighted degree, standardised.
+
+    Computed on the graph the encoder passes messages over, so held-out edges never inform them.
+    """
+    ones = torch.ones_like(edge_weight)
+    degree = torch.zeros(num_nodes).index_add_(0, edge_index[0].cpu(), ones.cpu())
+    strength = torch.zeros(num_nodes).index_add_(0, edge_index[0].cpu(), edge_weight.float().cpu())
+    x = torch.log1p(torch.stack([degree, strength], dim=1))
+    return ((x - x.mean(0)) / x.std(0).clamp_min(1e-6)).to(edge_weight.device)
+
+
+def _with_degrees(data, settings: GcnSettings):
+    if settings.degree_features:
+        data.x = torch.cat([data.x, degree_features(data.edge_index, data.edge_weight, data.num_nodes)], dim=1)
+    return data
+
+
+def _scores(labels: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:
+    y, p = labels.cpu().numpy(), logits.detach().float().cpu().numpy()
+    return roc_auc(y, p), average_precision(y, p)
 
 
 def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settings: GcnSettings, device: str = "cpu",
@@ -111,7 +152,7 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
 
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
-    data = to_data(features, adjacency)
+    data = to_data(features, adjacency, settings.edge_weight)
     n_edges = data.edge_index.shape[1] // 2
     if n_edges < 20 or data.num_nodes < 5:
         raise MusictlError(
@@ -121,7 +162,8 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
     split = T.RandomLinkSplit(num_val=0.1, num_test=0.1, is_undirected=True, add_negative_train_samples=False,
                               split_labels=False)
     train, val, test = (d.to(device) for d in split(data))
-    model = Encoder(data.num_features, settings).to(device)
+    train.x = val.x = test.x = _with_degrees(train.clone(), settings).x  # degrees of the message-passing graph
+    model = Encoder(train.num_features, settings).to(device)
     decode = LinkDecoder(settings.out, settings.decoder).to(device)
     optimizer = torch.optim.Adam([*model.parameters(), *decode.parameters()], lr=settings.lr)
     best = {"val_auc": -1.0}
@@ -156,14 +198,15 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
     model.load_state_dict({k: v for k, v in best_state.items() if not k.startswith("decoder.")})
     model.eval()
     with torch.no_grad():  # final embeddings: message passing over every edge of the style graph
-        full = data.to(device)
+        full = _with_degrees(data.clone(), settings).to(device)
         embeddings = model(full.x, full.edge_index, full.edge_weight).cpu()
     metrics = {
         "best_epoch": best["epoch"], "epochs_run": len(history),
         "val_auc": round(best["val_auc"], 5), "val_ap": round(best["val_ap"], 5),
         "test_auc": round(best["test_auc"], 5), "test_ap": round(best["test_ap"], 5),
         "train_edges": int(train.edge_label_index.size(1)), "val_edges": int(val.edge_label.sum()),
-        "test_edges": int(test.edge_label.sum()), "nodes": int(data.num_nodes), "settings": asdict(settings),
+        "test_edges": int(test.edge_label.sum()), "nodes": int(data.num_nodes), "in_dim": int(train.num_features),
+        "settings": asdict(settings),
     }
     return {"state": {k: v.cpu() for k, v in best_state.items()}, "embeddings": embeddings, "metrics": metrics,
             "history": history, "split": (train, val, test)}

@@ -139,7 +139,7 @@ def make_gcn(workdir, style: str, out: Path, settings: G.GcnSettings, tokens_pat
     result = G.train_link_prediction(features, adjacency, settings, device=device, on_epoch=on_epoch)
     with artifacts.staging(out, overwrite) as tmp:
         save_file({k: v.contiguous() for k, v in result["state"].items()}, str(tmp / "model.safetensors"))
-        artifacts.atomic_write_json(tmp / "config.json", {**asdict(settings), "in_dim": int(features.shape[1])})
+        artifacts.atomic_write_json(tmp / "config.json", {**asdict(settings), "in_dim": result["metrics"]["in_dim"]})
         save_file({"embeddings": result["embeddings"].contiguous(), "nodes": torch.from_numpy(graph.nodes)},
                   str(tmp / "node_embeddings.safetensors"))
         artifacts.atomic_write_json(tmp / "metrics.json", result["metrics"])
