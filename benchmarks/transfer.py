@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--bert-steps", type=int, default=400)
     parser.add_argument("--walks", type=int, default=20)
     parser.add_argument("--bars", type=int, default=32)
+    parser.add_argument("--gcn-epochs", type=int, default=GcnSettings.epochs, help="train-gcn --epochs")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     if not SHARED.is_dir():
@@ -74,8 +75,9 @@ def main() -> None:
             graph = make_graph(ws / "tokens", style, ws / "graph" / style)
             for features, graph_kind in VARIANTS:
                 t0 = time.perf_counter()
-                m = make_gcn(ws, style, ws / "gcn" / style, GcnSettings(features=features, graph=graph_kind), ws / "tokens",
-                             ws / "graph" / style, ws / "embeddings", overwrite=True)
+                settings = GcnSettings(features=features, graph=graph_kind, epochs=args.gcn_epochs)
+                m = make_gcn(ws, style, ws / "gcn" / style, settings, ws / "tokens", ws / "graph" / style, ws / "embeddings",
+                             overwrite=True)
                 rows.append((style, f"{features} + {graph_kind}", graph["nodes"], graph["edges"], m["test_auc"], m["test_ap"],
                              m["best_epoch"], time.perf_counter() - t0))
             walker_and_corpus = load_walker(ws, style, ws / "tokens")  # the last variant: the style graph
@@ -114,7 +116,7 @@ def main() -> None:
     print(table)
     if args.write:
         out = Path(__file__).parent / "results" / "transfer.md"
-        out.write_text(f"# Cross-style generation\n\nCommand: `python benchmarks/transfer.py --write`\n\n{table}\n")
+        out.write_text(f"# Cross-style generation\n\nCommand: `python benchmarks/transfer.py {' '.join(sys.argv[1:])}`\n\n{table}\n")
 
 
 if __name__ == "__main__":
