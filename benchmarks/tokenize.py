@@ -167,7 +167,7 @@ def main() -> None:
     if args.write:
         out = Path(__file__).parent / "results" / "tokenize.md"
         out.parent.mkdir(exist_ok=True)
-        out.write_text("# Tokenization speed\n\nCommand: `python benchmarks/tokenize.py --write`\n\n" + table)
+        out.write_text(f"# Tokenization speed\n\nCommand: `python benchmarks/tokenize.py {' '.join(sys.argv[1:])}`\n\n" + table)
 
 
 if __name__ == "__main__":

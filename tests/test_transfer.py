@@ -218,10 +218,12 @@ def test_demo_keeps_a_users_workspace(tokens_dir, tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_the_whole_chain(tmp_path):
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "ws"), "--steps", "20", "-n", "4", "-o", str(tmp_path)])
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "ws"), "--steps", "20", "--gcn-epochs", "40", "-n", "4",
+                                 "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
     score = Score(str(tmp_path / "demo.mid"))
     assert score.note_num() > 0 and (tmp_path / "demo.png").stat().st_size > 1000
     assert "ROC-AUC" in result.stdout
-    again = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "ws"), "--steps", "2", "-n", "2", "-o", str(tmp_path)])
+    again = runner.invoke(app, ["demo", "--workdir", str(tmp_path / "ws"), "--steps", "2", "--gcn-epochs", "5", "-n", "2",
+                                "-o", str(tmp_path)])
     assert again.exit_code == 0, again.output  # the demo may replace its own artifacts

@@ -50,7 +50,8 @@ def check_workspace(root: Path, overwrite: bool) -> None:
                             "--workdir musictl-demo), or pass --overwrite to replace them")
 
 
-def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, overwrite: bool = False) -> dict:
+def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, overwrite: bool = False,
+             gcn_epochs: int = 1000) -> dict:
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -106,7 +107,7 @@ def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, o
 
     t0 = time.perf_counter()
     info("5/6 train the GCN link predictor")
-    gcn = make_gcn(workdir, style, root / "gcn" / style, GcnSettings(seed=seed), tokens, root / "graph" / style,
+    gcn = make_gcn(workdir, style, root / "gcn" / style, GcnSettings(seed=seed, epochs=gcn_epochs), tokens, root / "graph" / style,
                    root / "embeddings", overwrite=True)
     stage("train-gcn", t0)
 

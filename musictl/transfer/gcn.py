@@ -29,7 +29,7 @@ class GcnSettings:
     out: int = 64
     dropout: float = 0.2
     lr: float = 0.01
-    epochs: int = 300
+    epochs: int = 1000
     patience: int = 30
     decoder: str = "mlp"  # mlp (Hadamard product -> MLP) | dot
     features: str = "token"  # token | token-pos
