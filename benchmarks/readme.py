@@ -35,17 +35,17 @@ Targets from the issues and where we stand:
 
 SCRIPTS = [  # (script, what it measures, reference it is compared with, tables)
     ("tokenize.py", "files/s and notes/s of `musictl tokenize`; peak memory on 100k files",
-     "MidiTok 3 Octuple, a raw symusic parse", "tokenize"),
+     "MidiTok 3 Octuple, a raw symusic parse", ("tokenize",)),
     ("pretrain.py", "seconds per step, notes/s and peak memory of MidiBert (MLM, adversarial)",
-     "a plain `BertForMaskedLM` of the same dimensions", "pretrain_tiny, pretrain_small"),
+     "a plain `BertForMaskedLM` of the same dimensions", ("pretrain_tiny", "pretrain_small")),
     ("pretrain_quality.py", "masked accuracy per field on the validation split, MLM vs adversarial",
-     "each other, at the same step budget", "pretrain_quality"),
+     "each other, at the same step budget", ("pretrain_quality",)),
     ("downstream.py", "melody, velocity, composer, emotion test accuracy; no / MLM / adversarial pre-training, "
-     "with and without mask fine-tuning", "the paper's numbers", "downstream"),
+     "with and without mask fine-tuning", "the paper's numbers", ("downstream",)),
     ("transfer.py", "link-prediction AUC/AP of the study's three variants on a clean split, walk throughput, "
-     "decodability, style fidelity", "the study's table and targets", "transfer"),
+     "decodability, style fidelity", "the study's table and targets", ("transfer",)),
     ("lora.py", "trainable share and step time of LoRA; the evaluate table on the tiny base",
-     "full fine-tuning of the same decoder", "lora"),
+     "full fine-tuning of the same decoder", ("lora",)),
 ]
 
 # (target, measured, status): kept by hand, because judging a number against its target is not a table cell.
@@ -73,7 +73,7 @@ def demote(markdown: str) -> str:
 
 def main() -> None:
     scripts = "\n".join(f"| `{script}` | {what} | {reference} | "
-                        + ", ".join(f"[{t}](results/{t}.md)" for t in tables.split(", ")) + " |"
+                        + ", ".join(f"[{t}](results/{t}.md)" for t in tables) + " |"
                         for script, what, reference, tables in SCRIPTS)
     targets = "\n".join(f"| {t} | {m} | {s} |" for t, m, s in TARGETS)
     parts = [INTRO.format(scripts=scripts, targets=targets)]

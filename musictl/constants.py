@@ -38,6 +38,10 @@ DECODE_TICKS_PER_BEAT = 480
 SPLITS = ("train", "valid", "test")
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 UNLISTED_SPLIT = "unlisted"  # files that a --split-file does not mention
+
+# GCN link prediction: an upper bound, early stopping ends runs sooner (324-759 epochs on the
+# benchmark styles; at 300 the best epoch was still the last).
+GCN_MAX_EPOCHS = 1000
 DEFAULT_SEED = 0
 
 # Guards against absurd files (each such file is reported, not tokenized).

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from musictl import constants as C
 from musictl.commands._common import Device, DeviceOpt, Overwrite, Seed, Workdir, emit_binary, reports_errors, resolve_device
 
 TokensOpt = Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")]
@@ -136,7 +137,7 @@ def train_gcn(
     layers: Annotated[int, typer.Option(min=1, help="Graph convolution layers.")] = 2,
     hidden: Annotated[int, typer.Option(min=2, help="Hidden size.")] = 128,
     out_dim: Annotated[int, typer.Option("--out-dim", min=2, help="Node embedding size.")] = 64,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 1000,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = C.GCN_MAX_EPOCHS,
     patience: Annotated[int, typer.Option(min=1, help="Stop after N epochs without a better validation AUC.")] = 30,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.01,
     dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.2,
@@ -238,7 +239,7 @@ def demo(
     style: Annotated[str, typer.Option(help="Style of the bundled corpus to generate in.")] = "fiddle-tunes",
     bars: Annotated[int, typer.Option("-n", "--bars", help="Bars of demo.mid.")] = 16,
     steps: Annotated[int, typer.Option(help="Pre-training steps of the tiny MidiBert.")] = 500,
-    gcn_epochs: Annotated[int, typer.Option(min=1, help="Maximum GCN epochs (early stopping usually ends sooner).")] = 1000,
+    gcn_epochs: Annotated[int, typer.Option(min=1, help="Maximum GCN epochs (early stopping usually ends sooner).")] = C.GCN_MAX_EPOCHS,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write demo.mid and demo.png.")] = Path("."),
     seed: Seed = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a workspace made by other commands.")] = False,
@@ -254,4 +255,4 @@ def demo(
     """
     from musictl.transfer.demo import run_demo
 
-    run_demo(workdir, style, bars, steps, out, seed, overwrite, gcn_epochs=gcn_epochs)
+    run_demo(workdir, style, bars, steps, out, seed, overwrite, gcn_epochs)

@@ -50,8 +50,7 @@ def check_workspace(root: Path, overwrite: bool) -> None:
                             "--workdir musictl-demo), or pass --overwrite to replace them")
 
 
-def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, overwrite: bool = False,
-             gcn_epochs: int = 1000) -> dict:
+def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, overwrite: bool, gcn_epochs: int) -> dict:
     import torch
     from rich.console import Console
     from rich.table import Table

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from musictl import constants as C
 from musictl.errors import MusictlError
 
 KIND = "gcn"
@@ -29,7 +30,7 @@ class GcnSettings:
     out: int = 64
     dropout: float = 0.2
     lr: float = 0.01
-    epochs: int = 1000
+    epochs: int = C.GCN_MAX_EPOCHS
     patience: int = 30
     decoder: str = "mlp"  # mlp (Hadamard product -> MLP) | dot
     features: str = "token"  # token | token-pos
