@@ -1,19 +1,28 @@
 """The workspace: one directory per artifact, each with a ``manifest.json``, written atomically.
 
-Every command reads its inputs through :func:`require` (which names the command that makes a
-missing input) and writes its output inside :func:`staging` (a temporary sibling directory that
-replaces the target only when complete, so an interrupted run leaves nothing half-written).
+Every artifact kind is named once, in :data:`KINDS` (its directory, required files and the command
+that makes it). Every command reads its inputs through :func:`require` (which names the command that
+makes a missing input and refuses a directory whose files do not match its manifest) and writes its
+output inside :func:`staging` (a locked, temporary sibling directory that replaces the target only
+when complete, so an interrupted run leaves nothing half-written). Files given with ``-o`` are
+written by :func:`write_output`, which never replaces what the user did not ask to replace.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
+import stat
+import sys
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,23 +31,55 @@ from typing import Any
 
 from musictl import __version__
 from musictl import constants as C
-from musictl.errors import ArtifactError
+from musictl.errors import ArtifactError, UsageError
 
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """One kind of artifact: where it lives in a workspace, what it must hold, who makes it."""
+
+    kind: str
+    directory: str  # relative to the workspace root; ``{name}`` for kinds with one artifact per name
+    files: tuple[str, ...]  # required files besides manifest.json
+    producer: str  # the command that makes it (``{name}`` filled in)
+    description: str
+
+    @property
+    def named(self) -> bool:
+        return "{name}" in self.directory
+
+    def command(self, name: str | None = None) -> str:
+        return self.producer.format(name=name or "NAME")
+
+
+KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
+    ArtifactKind("tokens", "tokens", ("tokens.npy", "index.jsonl", "vocab.json"), "musictl tokenize",
+                 "Octuple tokens of a MIDI corpus, with styles and splits"),
+    ArtifactKind("bert", "bert", ("config.json", "model.safetensors"), "musictl pretrain-bert",
+                 "a pre-trained MidiBert"),
+    ArtifactKind("finetune", "finetune/{name}", ("config.json", "model.safetensors"), "musictl finetune-mask --task {name}",
+                 "a MidiBert fine-tuned on one task"),
+    ArtifactKind("embeddings", "embeddings", ("embeddings.safetensors",), "musictl embed",
+                 "token and positional embeddings of a model"),
+    ArtifactKind("graph", "graph/{name}", ("graph.npz", "nodes.npy"), "musictl adjacency --style {name}",
+                 "the token co-occurrence graph of one style"),
+    ArtifactKind("gcn", "gcn/{name}", ("model.safetensors", "config.json", "node_embeddings.safetensors"),
+                 "musictl train-gcn --style {name}", "a GCN link predictor of one style"),
+    ArtifactKind("violin-data", "violin/data", ("metadata.jsonl",), "musictl lora-violin prepare",
+                 "captioned violin clips"),
+    ArtifactKind("violin-lora", "violin/lora", ("adapter_config.json",), "musictl lora-violin train",
+                 "a MusicGen LoRA adapter"),
+    ArtifactKind("violin-eval", "violin/eval", ("eval_results.json",), "musictl lora-violin evaluate",
+                 "audio metrics of base vs adapter"),
+)}
 
 # Which command makes each artifact kind: the hint printed when one is missing.
-PRODUCERS = {
-    "tokens": "musictl tokenize",
-    "bert": "musictl pretrain-bert",
-    "finetune": "musictl finetune-mask --task {name}",
-    "embeddings": "musictl embed",
-    "graph": "musictl adjacency --style {name}",
-    "gcn": "musictl train-gcn --style {name}",
-    "violin-data": "musictl lora-violin prepare",
-    "violin-lora": "musictl lora-violin train",
-}
+PRODUCERS = {k.kind: k.producer for k in KINDS.values()}
 
 # Libraries whose versions are recorded in every manifest (those installed).
 TRACKED_LIBRARIES = ("numpy", "symusic", "torch", "transformers", "peft", "torch-geometric", "accelerate", "scipy")
@@ -49,10 +90,31 @@ def workspace_root(workdir: str | Path | None = None) -> Path:
     return Path(workdir or os.environ.get(C.WORKDIR_ENV) or C.DEFAULT_WORKDIR)
 
 
+def safe_name(name: str, what: str = "name") -> str:
+    """A style or artifact name that can be one path component inside a workspace, or an error.
+
+    No path separators, no ``..``, no leading dot, no control characters, not empty.
+    """
+    text = str(name)
+    bad = (not text or text in (".", "..") or text.startswith(".") or "/" in text or "\\" in text or os.sep in text
+           or any(unicodedata.category(ch).startswith("C") for ch in text))
+    if bad:
+        raise UsageError(f"{what} {text!r} cannot name a folder in the workspace (no path separators, '..', leading "
+                         "dot or control characters); rename it")
+    return text
+
+
 def artifact_dir(workdir: str | Path | None, kind: str, name: str | None = None) -> Path:
-    """Default location of an artifact: ``<workdir>/<kind>[/<name>]``."""
-    root = workspace_root(workdir) / kind
-    return root / name if name else root
+    """Default location of an artifact: ``<workdir>/<kind>[/<name>]`` (``name`` validated)."""
+    root = workspace_root(workdir)
+    spec = KINDS.get(kind)
+    if spec is not None and spec.named and name is None:
+        return root / spec.directory.split("/{name}")[0]
+    if spec is not None and spec.named:
+        return root / spec.directory.format(name=safe_name(name, "style" if kind in ("graph", "gcn") else "name"))
+    if name:
+        return root / kind / safe_name(name)
+    return root / (spec.directory if spec is not None else kind)
 
 
 @dataclass
@@ -95,8 +157,37 @@ class Manifest:
 
 
 def input_ref(path: Path, manifest: Manifest) -> dict[str, str]:
-    """How a manifest records one of its inputs."""
-    return {"path": str(path), "kind": manifest.kind, "fingerprint": manifest.fingerprint}
+    """How a manifest records one of its inputs (made relative to the artifact by :func:`write_manifest`)."""
+    return {"path": str(Path(path).resolve()), "kind": manifest.kind, "fingerprint": manifest.fingerprint}
+
+
+def _relative_inputs(artifact: Path, inputs: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Input paths relative to the artifact directory (so a moved or copied workspace still works),
+    with the absolute path beside it for inputs that live outside the workspace."""
+    out = {}
+    base = Path(artifact).resolve().parent  # the staging directory is a sibling of the final one
+    for role, ref in inputs.items():
+        ref = dict(ref)
+        path = ref.get("path")
+        if path and Path(path).is_absolute():
+            ref["absolute"] = path
+            ref["path"] = os.path.join("..", os.path.relpath(path, base))
+        out[role] = ref
+    return out
+
+
+def input_path(artifact: Path, manifest: Manifest, role: str) -> Path | None:
+    """Where the input ``role`` of an artifact is now: relative to the artifact, else as recorded."""
+    ref = manifest.inputs.get(role)
+    if not ref or not ref.get("path"):
+        return None
+    recorded = Path(ref["path"])
+    if recorded.is_absolute():
+        return recorded
+    near = (Path(artifact) / recorded).resolve()
+    if near.exists() or not ref.get("absolute"):
+        return near
+    return Path(ref["absolute"])
 
 
 def fingerprint_dir(path: Path) -> str:
@@ -122,6 +213,7 @@ def write_manifest(path: Path, manifest: Manifest) -> Manifest:
     """Finish an artifact: fingerprint its files and write ``manifest.json`` atomically."""
     manifest.created = manifest.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest.libraries = manifest.libraries or library_versions()
+    manifest.inputs = _relative_inputs(path, manifest.inputs)
     manifest.fingerprint = fingerprint_dir(path)
     atomic_write_json(path / MANIFEST, manifest.to_dict())
     return manifest
@@ -129,51 +221,213 @@ def write_manifest(path: Path, manifest: Manifest) -> Manifest:
 
 def read_manifest(path: Path) -> Manifest:
     try:
-        return Manifest.from_dict(json.loads((path / MANIFEST).read_text()))
+        data = json.loads((Path(path) / MANIFEST).read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return Manifest.from_dict(data)
     except (OSError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"{path / MANIFEST}: unreadable manifest ({exc}); remake the artifact") from None
+        raise ArtifactError(f"{Path(path) / MANIFEST}: unreadable manifest ({exc}); remake the artifact with --overwrite") from None
 
 
-def require(path: Path, kind: str, name: str | None = None) -> Manifest:
-    """The manifest of an input artifact, or an error naming the command that makes it."""
-    producer = PRODUCERS.get(kind, f"the command that makes '{kind}'").format(name=name or "NAME")
+def producer_of(kind: str, name: str | None = None) -> str:
+    spec = KINDS.get(kind)
+    return spec.command(name) if spec else f"the command that makes '{kind}'"
+
+
+def require(path: Path, kind: str, name: str | None = None, verify: bool = True) -> Manifest:
+    """The manifest of an input artifact, or an error naming the command that makes it.
+
+    With ``verify`` (the default) the artifact's required files must exist and its content must match
+    the fingerprint in its manifest: a truncated, edited or half-replaced artifact is refused.
+    """
+    path = Path(path)
+    producer = producer_of(kind, name)
     if not (path / MANIFEST).is_file():
         what = f"{kind} artifact" + (f" for '{name}'" if name else "")
+        if path.is_dir() and any(path.iterdir()):
+            raise ArtifactError(f"{path} has no {MANIFEST}: it is incomplete (an interrupted run?); remake it: "
+                                f"{producer} --overwrite")
         raise ArtifactError(f"no {what} in {path}; run: {producer}")
     manifest = read_manifest(path)
     if manifest.kind != kind:
         raise ArtifactError(f"{path} holds a '{manifest.kind}' artifact, not '{kind}'; run: {producer}")
+    if verify:
+        spec = KINDS.get(kind)
+        missing = [f for f in (spec.files if spec else ()) if not (path / f).exists()]
+        if missing:
+            raise ArtifactError(f"{path} lacks {', '.join(missing)}; remake it: {producer} --overwrite")
+        if manifest.fingerprint and fingerprint_dir(path) != manifest.fingerprint:
+            raise ArtifactError(f"{path}: its files do not match its manifest (changed, truncated or partly written "
+                                f"since it was made); remake it: {producer} --overwrite")
     return manifest
 
 
-def check_input(consumer: Path, consumer_manifest: Manifest, role: str, current: Manifest) -> None:
-    """Fail if ``consumer`` was made from another version of its input ``role``."""
+def check_input(consumer: Path, consumer_manifest: Manifest, role: str, current: Manifest, command: str | None = None) -> None:
+    """Fail if ``consumer`` was made from another version of its input ``role`` (it is stale)."""
     recorded = consumer_manifest.inputs.get(role, {}).get("fingerprint")
     if recorded and current.fingerprint and recorded != current.fingerprint:
+        remake = command or producer_of(consumer_manifest.kind, Path(consumer).name)
         raise ArtifactError(
-            f"{consumer} was made from a different '{role}' artifact (fingerprint {recorded}, now "
-            f"{current.fingerprint}); remake it with --overwrite"
+            f"{consumer} is stale: it was made from a different '{role}' artifact (fingerprint {recorded}, now "
+            f"{current.fingerprint}); remake it: {remake} --overwrite"
         )
+
+
+# ----- locks ---------------------------------------------------------------------------------
+_HELD: dict[str, int] = {}  # artifact path -> lock file descriptor held by this process
+
+
+def _lock_file(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+def command_line() -> str:
+    """``musictl <command>`` of this process, for lock owners and messages."""
+    argv = [a for a in sys.argv[1:] if not a.startswith("-")][:2]
+    return " ".join(["musictl", *argv]) if argv else "musictl"
+
+
+@contextlib.contextmanager
+def locked(target: Path) -> Iterator[None]:
+    """Hold the write lock of one artifact: a second writer exits at once, naming this process.
+
+    The lock is an ``flock`` on a hidden file beside the artifact, so it is released when the process
+    dies however it dies; the file records the owner (pid and command) for the message. Re-entrant
+    within one process. Readers take no lock.
+    """
+    target = Path(target)
+    key = str(target.resolve())
+    if key in _HELD:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = _lock_file(target)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            owner = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            pid, _, command = owner.partition(" ")
+            raise ArtifactError(f"workspace {target.parent} is in use by pid {pid or '?'} ({command or 'musictl'}) writing "
+                                f"{target.name}; wait for it to finish or use another --workdir") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the current one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    if previous:  # only a process that died without releasing leaves its line behind
+        log.info("took over the stale lock of %s (%s has ended)", target, f"pid {previous.partition(' ')[0]}")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {command_line()}\n".encode(), 0)
+    _HELD[key] = fd
+    try:
+        yield
+    finally:
+        _HELD.pop(key, None)
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # still locked: a process that opened it meanwhile retries on a new file
+        os.close(fd)
+
+
+def lock_owner(target: Path) -> str | None:
+    """``"pid command"`` of the live process writing ``target``, or None."""
+    path = _lock_file(Path(target))
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return os.pread(fd, 4096, 0).decode(errors="replace").strip() or "?"
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+# ----- staging ---------------------------------------------------------------------------------
+def leftovers(target: Path) -> list[Path]:
+    """Hidden temporary files and folders that killed runs writing ``target`` left beside it."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    patterns = (f".{target.name}.*.tmp", f".{target.name}.old-*")
+    return sorted({p for pattern in patterns for p in target.parent.glob(pattern)})
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Remove :func:`leftovers` of ``target`` (the caller holds its lock, so none is in use)."""
+    removed = []
+    for path in leftovers(target):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    if removed:
+        log.info("removed %d leftover temporary item(s) of an interrupted run beside %s", len(removed), target)
+    return removed
+
+
+def check_writable(target: Path) -> None:
+    """Fail now, before any work, when ``target``'s folder cannot be created or written."""
+    target = Path(target)
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ArtifactError(f"cannot create {parent} ({exc.strerror}); choose another --workdir or --out") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArtifactError(f"{parent} is not writable; fix its permissions or choose another --workdir or --out")
+
+
+def check_target(target: Path, overwrite: bool, hint: str = "") -> None:
+    """Refuse an existing, non-empty ``target`` unless ``overwrite``; check it can be written."""
+    target = Path(target)
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ArtifactError(f"{target} exists and is not an artifact directory; choose another --out")
+    if target.exists() and any(target.iterdir()) and not overwrite:
+        raise ArtifactError(f"{target} already exists; pass --overwrite to replace it{hint} (or choose another --out)")
+    check_writable(target)
+
+
+def make_dir(path: Path) -> Path:
+    """``mkdir`` with the permissions the umask gives (not ``mkdtemp``'s 0700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o777 & ~_UMASK)
+    return path
 
 
 @contextlib.contextmanager
 def staging(target: Path, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary directory that becomes ``target`` when the block ends without error.
+    """A locked temporary directory that becomes ``target`` when the block ends without error.
 
-    An existing complete ``target`` is kept unless ``overwrite``; on any error (or Ctrl-C) the
-    temporary directory is removed and ``target`` is untouched.
+    An existing complete ``target`` is kept unless ``overwrite``; on any error (or Ctrl-C, SIGTERM)
+    the temporary directory is removed and ``target`` is untouched. Enter it before the work starts,
+    so a second writer and an unwritable target are refused at once. Leftovers of killed runs beside
+    ``target`` are removed.
     """
     target = Path(target)
-    if target.exists() and any(target.iterdir()) and not overwrite:
-        raise ArtifactError(f"{target} already exists; pass --overwrite to replace it (or choose another --out)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    check_target(target, overwrite)
+    with locked(target):
+        remove_leftovers(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        try:
+            yield tmp
+            replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def replace_dir(source: Path, target: Path) -> None:
@@ -187,6 +441,60 @@ def replace_dir(source: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+# ----- files the user names with -o ------------------------------------------------------------
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(os.path.realpath(a)) == Path(os.path.realpath(b))
+
+
+def check_output(path: Path, overwrite: bool = False, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
+    """Refuse, before any work, an ``-o`` that would replace what the user did not ask to replace.
+
+    An input of the command is refused whatever the flags; an existing regular file (or a symlink to
+    one) needs ``overwrite``; devices and FIFOs are written in place and need nothing.
+    """
+    path = Path(path)
+    for source in inputs:
+        if source is not None and Path(source).exists() and path.exists() and _same_file(path, Path(source)):
+            raise UsageError(f"-o {path} is one of this command's inputs; write the result somewhere else")
+    if path.is_dir():
+        raise UsageError(f"-o {path} is a directory; give a file name")
+    if os.path.lexists(path) and not path.exists():  # a dangling symlink
+        if not overwrite:
+            raise ArtifactError(f"{path} is a symlink to a missing file; pass --overwrite to write its target")
+        return
+    if path.exists() and stat.S_ISREG(path.stat().st_mode) and not overwrite:
+        raise ArtifactError(f"{path} already exists; pass --overwrite to replace it")
+    check_writable(Path(os.path.realpath(path)))
+
+
+def write_output(path: Path, data: bytes, overwrite: bool = False, inputs: tuple[Path, ...] | list[Path] = ()) -> None:
+    """Write ``data`` to a file the user named (``-o``), safely.
+
+    - a new path, or an existing regular file with ``overwrite``: written atomically (temp + rename);
+      through a symlink the link stays and its target is replaced;
+    - a character or block device, a FIFO: opened and written in place (``-o /dev/null`` stays a device);
+    - anything else existing without ``overwrite``, or one of ``inputs``: refused (:func:`check_output`).
+    """
+    path = Path(path)
+    check_output(path, overwrite, inputs)
+    if path.exists():
+        mode = path.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+            with open(path, "wb", buffering=0) as handle:
+                handle.write(data)
+            return
+        if stat.S_ISSOCK(mode):
+            raise UsageError(f"-o {path} is a socket; musictl cannot write a file into it")
+    real = Path(os.path.realpath(path))
+    keep_mode = stat.S_IMODE(real.stat().st_mode) if real.exists() else None
+    atomic_write_bytes(real, data)
+    if keep_mode is not None:
+        os.chmod(real, keep_mode)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see the old content or the new, never a part."""
     path = Path(path)
@@ -195,6 +503,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
@@ -213,5 +523,14 @@ def write_jsonl(path: Path, rows) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSON-lines file; a malformed line is a one-line error naming the file and line."""
+    rows = []
     with Path(path).open() as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise ArtifactError(f"{path}:{number}: malformed JSON line ({exc}); remake the artifact with --overwrite") from None
+    return rows

@@ -26,3 +26,9 @@ class TokenizeError(MusictlError):
         super().__init__(f"{source}: {reason}")
         self.source = source
         self.reason = reason
+
+
+class Interrupted(MusictlError):
+    """Ctrl-C or SIGTERM during a run; ``str(err)`` says exactly what was kept or removed."""
+
+    exit_code = 130

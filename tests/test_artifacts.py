@@ -8,7 +8,7 @@ from musictl import artifacts
 from musictl.errors import ArtifactError
 
 
-def _make(path, kind="tokens", payload=b"data", **metrics):
+def _make(path, kind="notes", payload=b"data", **metrics):
     with artifacts.staging(path, overwrite=True) as tmp:
         (tmp / "payload.bin").write_bytes(payload)
         return artifacts.write_manifest(tmp, artifacts.Manifest(kind=kind, metrics=metrics))
@@ -16,7 +16,7 @@ def _make(path, kind="tokens", payload=b"data", **metrics):
 
 def test_manifest_round_trip_and_fingerprint(tmp_path):
     made = _make(tmp_path / "tokens", notes=3)
-    read = artifacts.require(tmp_path / "tokens", "tokens")
+    read = artifacts.require(tmp_path / "tokens", "notes")
     assert read.fingerprint == made.fingerprint == artifacts.fingerprint_dir(tmp_path / "tokens")
     assert read.metrics == {"notes": 3} and read.created and read.musictl_version
     other = _make(tmp_path / "other", payload=b"different")

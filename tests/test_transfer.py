@@ -184,7 +184,7 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     out = tmp_path / "walk.mid"
     ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")  # style defaults to the latest GCN's
     first = out.read_bytes()
-    ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")
+    ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2", "--overwrite")
     assert out.read_bytes() == first
     result = ok("generate-rwr", "-n", "4", "--program", "40", "--tempo", "90")  # stdout is redirected in CliRunner
     score = Score.from_midi(result.stdout_bytes)

@@ -1,20 +1,27 @@
 """Options shared by every command, and the wrapper that turns errors into one line + exit code.
 
-Command modules import only this, typer and the standard library at the top; everything heavy
-(torch, transformers, symusic) is imported inside the command body so ``musictl --help`` is instant.
+Command modules import only this, typer, the torch-free ``settings`` modules and the standard
+library at the top; everything heavy (torch, transformers, symusic) is imported inside the command
+body so ``musictl --help`` is instant.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
+import os
+import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from musictl import constants as C
-from musictl.errors import MusictlError
+from musictl.errors import Interrupted, MusictlError
+from musictl.settings import flag_of
+
+DeviceName = Literal["auto", "cpu", "cuda"]
 
 
 class Device(str, enum.Enum):
@@ -34,8 +41,23 @@ Workdir = Annotated[
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same result.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output artifact.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output artifact or file.")]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to compute: auto picks cuda when available.")]
+
+
+def option(settings_cls: Any, name: str, *flags: str, **kwargs: Any) -> Any:
+    """A ``typer.Option`` whose default, help text and range come from one settings field.
+
+    ``lr: float = option(PretrainSettings, "lr")``: the dataclass is the one source of the default.
+    """
+    field = settings_cls.__dataclass_fields__[name]
+    meta = field.metadata
+    default = field.default_factory() if field.default is dataclasses.MISSING else field.default
+    if isinstance(default, bool) and not flags:
+        flag = flag_of(field)
+        flags = (f"{flag}/--no-{flag[2:]}",)
+    ranges = {k: meta[k] for k in ("min", "max") if meta.get(k) is not None}
+    return typer.Option(default, *(flags or (flag_of(field),)), help=kwargs.pop("help", meta.get("help", "")), **ranges, **kwargs)
 
 
 def resolve_device(device: Device | str) -> str:
@@ -50,40 +72,109 @@ def resolve_device(device: Device | str) -> str:
     return name
 
 
+def debug_enabled() -> bool:
+    return os.environ.get("MUSICTL_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def _on_sigterm(signum, frame):  # SIGTERM is handled like Ctrl-C: the same clean-up, the same message
+    raise KeyboardInterrupt
+
+
+_OS_HINTS = {
+    13: "check its permissions or choose another --workdir / -o",  # EACCES
+    1: "check its permissions or choose another --workdir / -o",  # EPERM
+    28: "the disk is full; free some space and run the command again",  # ENOSPC
+    30: "the file system is read-only; choose another --workdir / -o",  # EROFS
+    2: "no such file or directory",  # ENOENT
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    where = exc.filename or ""
+    hint = _OS_HINTS.get(exc.errno or -1, "")
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}" + (f"; {hint}" if hint and hint != "no such file or directory" else "") if where else \
+        f"{what}" + (f"; {hint}" if hint else "")
+
+
 def reports_errors(func):
-    """Run a command body; a :class:`MusictlError` becomes ``error: ...`` on stderr and its exit code."""
+    """Run a command body and report failures the same way everywhere.
+
+    A :class:`MusictlError` becomes ``error: ...`` on stderr with its exit code; an ``OSError``
+    (permission denied, disk full) a one-line error naming the file; Ctrl-C and SIGTERM say what was
+    kept. Anything else is a bug: one line, and the traceback with ``--debug`` or ``MUSICTL_DEBUG=1``.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from musictl.console import err
+        from musictl.console import err, route_library_logs
 
+        route_library_logs()
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread (e.g. inside a test runner thread)
+            previous = None
         try:
             return func(*args, **kwargs)
-        except MusictlError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        except Interrupted as exc:
+            err.print(f"[bold red]interrupted[/]: {exc}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/]: no partial output was kept")
+            err.print("[bold red]interrupted[/]: unfinished output was removed; existing artifacts were left as they were")
             raise typer.Exit(130) from None
+        except MusictlError as exc:
+            if debug_enabled():
+                raise
+            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if debug_enabled():
+                raise
+            err.print(f"[bold red]error:[/] {os_error_message(exc)}", soft_wrap=True)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            text = str(exc).strip().splitlines()
+            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {text[0] if text else ''} "
+                      "(run again with --debug for the traceback)", soft_wrap=True, markup=True)
+            raise typer.Exit(1) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
 
-def emit_binary(data: bytes, out: Path | None, what: str = "MIDI") -> None:
-    """Write ``data`` to ``out`` atomically, or to stdout when it is redirected.
-
-    Binary on a terminal would garble it, so that is an error with a hint instead.
-    """
+def emit_binary(data: bytes, out: Path | None, what: str = "MIDI", overwrite: bool = False,
+                inputs: tuple | list = ()) -> None:
+    """Write ``data`` to ``out`` (safely, see :func:`musictl.artifacts.write_output`), or to stdout
+    when it is redirected. Binary on a terminal would garble it, so that is an error with a hint."""
     import sys
 
-    from musictl.artifacts import atomic_write_bytes
+    from musictl.artifacts import write_output
     from musictl.console import info
 
     if out is not None and str(out) != "-":
-        atomic_write_bytes(Path(out), data)
+        write_output(Path(out), data, overwrite, inputs)
         info(f"wrote {out} ({len(data)} bytes)")
         return
     if sys.stdout.isatty():
         raise MusictlError(f"refusing to write binary {what} to a terminal; pass -o FILE or redirect: > out.mid")
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
+
+
+def check_binary_destination(out: Path | None, what: str = "MIDI", overwrite: bool = False, inputs: tuple | list = ()) -> None:
+    """The checks of :func:`emit_binary`, made before the work starts."""
+    import sys
+
+    from musictl.artifacts import check_output
+
+    if out is not None and str(out) != "-":
+        check_output(Path(out), overwrite, inputs)
+    elif sys.stdout.isatty():
+        raise MusictlError(f"refusing to write binary {what} to a terminal; pass -o FILE or redirect: > out.mid")

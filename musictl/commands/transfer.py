@@ -187,6 +187,7 @@ def generate_rwr(
     evaluate: Annotated[int, typer.Option(help="Instead of MIDI, write style-fidelity JSON of N generated pieces.")] = 0,
     tokens: TokensOpt = None,
     seed: Seed = 0,
+    overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
     """Generate music in a style by a random walk with restart on its graph, decoded to MIDI.
@@ -231,7 +232,8 @@ def generate_rwr(
         return
     notes = generate(workdir, style, settings, tokens_path, prompt, tempo, walker_and_corpus)
     info(f"{style}: {len(notes)} notes in {bars} bars (seed {seed})")
-    emit_binary(tokens_to_midi_bytes(notes, walker_and_corpus[1].config, program=program), out)
+    emit_binary(tokens_to_midi_bytes(notes, walker_and_corpus[1].config, program=program), out, overwrite=overwrite,
+                inputs=[prompt] if prompt else [])
 
 
 @reports_errors

@@ -347,7 +347,7 @@ def evaluate(
 
     adapter_dir = adapter or artifacts.artifact_dir(workdir, "violin", "lora")
     manifest = _require(adapter_dir, LORA_KIND)
-    data_dir = data or Path(manifest.inputs.get("data", {}).get("path") or artifacts.artifact_dir(workdir, "violin", "data"))
+    data_dir = data or artifacts.input_path(adapter_dir, manifest, "data") or artifacts.artifact_dir(workdir, "violin", "data")
     _require(data_dir, DATA_KIND)
     dev = resolve_device(device)
     _quiet_transformers()

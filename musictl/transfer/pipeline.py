@@ -174,7 +174,7 @@ def load_walker(workdir, style: str, tokens_path: Path) -> tuple[RandomWalker, T
     corpus.require_style(style)
     gcn_dir = artifacts.artifact_dir(workdir, G.KIND, style)
     gcn_manifest = artifacts.require(gcn_dir, G.KIND, style)
-    graph_dir = Path(gcn_manifest.inputs["graph"]["path"])
+    graph_dir = artifacts.input_path(gcn_dir, gcn_manifest, "graph")
     graph_manifest = artifacts.require(graph_dir, A.KIND, style)
     artifacts.check_input(gcn_dir, gcn_manifest, "graph", graph_manifest)
     if gcn_manifest.parameters.get("vocab_id") != corpus.config.vocab_id:

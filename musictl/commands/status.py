@@ -1,0 +1,69 @@
+"""``musictl status``: what the workspace holds, whether each artifact is fresh, what to run next."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from musictl.commands._common import Workdir, reports_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+
+
+@reports_errors
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False,
+    clean: Annotated[bool, typer.Option("--clean", help="Remove temporary leftovers of killed runs.")] = False,
+    workdir: Workdir = None,
+) -> None:
+    """List the workspace's artifacts: kind, name, made by, when, size, inputs, fresh or stale.
+
+    Stale means an input was remade after the artifact (remake it with the command shown); the last
+    line says which command to run next. --clean removes hidden temporary files of killed runs.
+
+    Example: musictl status --workdir musictl-work   |   musictl status --json | jq .next_step
+    """
+    import json
+
+    from rich.table import Table
+
+    from musictl import workspace
+    from musictl.console import err, info, plural
+
+    if clean:
+        removed = workspace.clean(workdir)
+        info(f"removed {plural(len(removed), 'leftover')}" + "".join(f"\n  {p}" for p in removed))
+    report = workspace.scan(workdir)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    table = Table(title=f"workspace {report.root}")
+    for column in ("kind", "name", "made by", "when", "size", "inputs", "state"):
+        table.add_column(column, overflow="fold")
+    colours = {"fresh": "green", "stale": "yellow", "in use": "cyan"}
+    for a in report.artifacts:
+        inputs = ", ".join(f"{role} {state}" for role, state in a.inputs.items())
+        colour = colours.get(a.state, "red")
+        table.add_row(a.kind, a.name or "", a.made_by, workspace.age(a.created), _size(a.size_bytes), inputs,
+                      f"[{colour}]{a.state}[/]")
+    if report.artifacts:
+        err.print(table)
+    else:
+        info(f"no artifacts in {report.root}")
+    for a in report.artifacts:
+        if a.detail and a.state != "fresh":
+            info(f"{a.kind} {a.name or ''}: {a.detail}".replace("  ", " "))
+    if report.leftovers:
+        info(f"{plural(len(report.leftovers), 'leftover')} of killed runs; remove with: musictl status --clean")
+    info(f"next: {report.next_step}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
