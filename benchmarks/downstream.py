@@ -51,7 +51,8 @@ def dataset_tokens(name: str, pop_subset: tuple[int, int, int]) -> tuple[Path, P
 def main() -> None:
     import torch
 
-    from musictl.bert.finetune import FinetuneSettings, finetune
+    from musictl.bert.finetune import finetune
+    from musictl.bert.settings import FinetuneSettings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -77,7 +78,7 @@ def main() -> None:
                                                 max_len=args.max_len, epochs=args.epochs, patience=args.epochs, seed=seed)
                     model_dir = WORK / f"bert-{'mlm' if pretraining == 'none' else pretraining}"
                     m = finetune(tokens, model_dir, WORK / "ft" / f"{task}-{pretraining}-{mask_ratio}-{seed}", settings,
-                                 overwrite=True)
+                                 overwrite=True).to_dict()
                     accs.append(100 * m["test"]["accuracy"])
                     print(task, pretraining, mask_ratio, seed, accs[-1], flush=True)
                 rows.append((task, pretraining, mask_ratio, float(np.mean(accs)), float(np.std(accs)), len(accs), m["pieces"]))

@@ -1,6 +1,7 @@
-"""LoRA vs full fine-tuning of MusicGen's decoder: trainable share and step time, then base vs base + adapter.
+"""LoRA (both --lora-targets presets) vs full fine-tuning of MusicGen's decoder: trainable share and step time,
+then base vs base + adapter.
 
-    python benchmarks/lora.py --write                  # tiny random base on CPU (about a minute on 2 cores)
+    python benchmarks/lora.py --write                  # tiny and wider random bases on CPU
     python benchmarks/lora.py --base DIR --write       # also musicgen-small from a local directory (GPU advised)
 
 The reference is full fine-tuning of the same decoder on the same batches, in the same run. The
@@ -9,75 +10,80 @@ evaluate table uses the tiny *untrained* base: its numbers show the pipeline, no
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
 
-# benchmarks/tokenize.py is named like the standard library's `tokenize`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lora.md"
 
 
-def step_times(model, tokenizer, codes, captions, mode: str, steps: int, batch_size: int, device: str) -> dict:
-    """Mean seconds per optimizer step (after one warm-up step) and the trainable share."""
-    import torch
+MODES = ("full", "attention", "attention-mlp")
 
-    from musictl.violin.lora import add_lora, forward, make_batch, parameter_share
-    from musictl.violin.model import freeze_encoders
 
-    if mode == "lora":
-        model = add_lora(model, ["q_proj", "v_proj"], rank=16, alpha=32, dropout=0.05)
-    else:
-        freeze_encoders(model)
-        model.decoder.requires_grad_(True)
-    model.to(device).train()
-    trainable, total = parameter_share(model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    rng = np.random.default_rng(0)
-    times = []
-    for step in range(steps + 1):
-        idx = rng.choice(len(captions), batch_size, replace=False)
-        batch = make_batch(model, tokenizer, [captions[i] for i in idx], codes[idx], 0.2, rng)
-        if device == "cuda":
+class Trainer:
+    """One method (full fine-tuning of the decoder, or LoRA with a --lora-targets preset) on its own model copy."""
+
+    def __init__(self, base_dir, audio, mode: str, device: str):
+        import torch
+
+        from musictl.violin.lora import add_lora, parameter_share
+        from musictl.violin.model import freeze_encoders, load_base
+        from musictl.violin.settings import TARGET_PRESETS
+        from musictl.violin.train import _codes
+
+        model, self.tokenizer = load_base(base_dir)
+        model.to(device)
+        self.codes = _codes(model, audio)
+        if mode in TARGET_PRESETS:
+            model = add_lora(model, TARGET_PRESETS[mode], rank=16, alpha=32, dropout=0.05)
+        else:
+            freeze_encoders(model)
+            model.decoder.requires_grad_(True)
+        self.model, self.device, self.mode = model.to(device).train(), device, mode
+        self.trainable, self.total = parameter_share(model)
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        self.rng, self.times = np.random.default_rng(0), []
+
+    def step(self, captions: list[str], batch_size: int, timed: bool) -> None:
+        import torch
+
+        from musictl.violin.lora import forward, make_batch
+
+        idx = self.rng.choice(len(captions), batch_size, replace=False)
+        batch = make_batch(self.model, self.tokenizer, [captions[i] for i in idx], self.codes[idx], 0.2, self.rng)
+        if self.device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            loss = forward(model, batch).loss
+        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            loss = forward(self.model, batch).loss
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if device == "cuda":
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        if self.device == "cuda":
             torch.cuda.synchronize()
-        if step:
-            times.append(time.perf_counter() - start)
-    return {"trainable": trainable, "total": total, "step_s": float(np.mean(times)), "loss": loss.item()}
+        if timed:
+            self.times.append(time.perf_counter() - start)
 
 
 def compare(base_dir, data_dir: Path, steps: int, batch_size: int, device: str, label: str) -> list[str]:
-    from musictl.violin.model import load_base
-    from musictl.violin.train import _codes, load_clips
+    """The methods take turns step by step (so a busy machine slows all alike); median ms per step."""
+    from musictl.violin.train import load_clips
 
-    rows = []
     audio, captions = load_clips(data_dir, "train")
-    for mode in ("full", "lora"):
-        model, tokenizer = load_base(base_dir)
-        model.to(device)
-        codes = _codes(model, audio)
-        r = step_times(model, tokenizer, codes, captions, mode, steps, batch_size, device)
-        name = "full fine-tuning (decoder)" if mode == "full" else "LoRA q_proj,v_proj r=16"
-        rows.append(
-            f"| {label} | {device} | {name} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.3f}% | "
-            f"{1000 * r['step_s']:.1f} |"
-        )
+    trainers = [Trainer(base_dir, audio, mode, device) for mode in MODES]
+    for step in range(steps + 1):
+        for trainer in trainers:
+            trainer.step(captions, batch_size, timed=step > 0)  # step 0 warms up
+    rows = []
+    for t in trainers:
+        name = "full fine-tuning (decoder)" if t.mode == "full" else f"LoRA --lora-targets {t.mode} r=16"
+        rows.append(f"| {label} | {device} | {name} | {t.trainable:,} | {100 * t.trainable / t.total:.3f}% | "
+                    f"{1000 * float(np.median(t.times)):.1f} |")
         print(rows[-1], flush=True)
-        del model
     return rows
 
 
@@ -88,7 +94,8 @@ def main() -> None:
     from musictl.violin.evaluate import evaluate, table
     from musictl.violin.generate import load_for_generation
     from musictl.violin.model import build_tiny_base, load_base
-    from musictl.violin.train import TrainConfig, train
+    from musictl.violin.settings import EvaluateSettings, LoraTrainSettings
+    from musictl.violin.train import make_run, train
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=24)
@@ -103,10 +110,9 @@ def main() -> None:
     if args.quick:
         args.clips, args.seconds, args.timing_steps, args.train_steps = 8, 2.0, 3, 20
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    from transformers.utils import logging
+    from musictl.hf import quiet_transformers
 
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
+    quiet_transformers()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     from musictl.midi.corpus import bundled_corpus, find_midi_files
 
@@ -126,24 +132,29 @@ def main() -> None:
     else:
         why = "no --base DIR with local weights" if args.base is None else "no GPU"
         rows.append(f"| musicgen-small | - | not run: {why} | - | - | - |")
+    load = os.getloadavg()[0]
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
 
     model, tokenizer = load_base(tiny)
-    config = TrainConfig(
+    settings = LoraTrainSettings(
         rank=16, alpha=32, lr=3e-3, batch_size=args.batch_size, max_steps=args.train_steps, eval_every=args.train_steps
     )
     start = time.perf_counter()
-    peft_model, result, _ = train(model, tokenizer, work / "data", config, work / "ckpt", "cpu", False, print)
+    peft_model, result, _ = train(model, tokenizer, work / "data", settings, work / "ckpt", make_run(settings, "cpu"))
     train_s = time.perf_counter() - start
     peft_model.save_pretrained(work / "lora")
     model, tokenizer, _ = load_for_generation(tiny, work / "lora", "cpu")
-    results = evaluate(model, tokenizer, work / "data", args.seconds, 3.0, 0, 8, None, print)
+    results = evaluate(model, tokenizer, work / "data", EvaluateSettings(seconds=args.seconds, guidance=3.0, seed=0, limit=8))
     vocab = model.get_base_model().config.decoder.vocab_size
     lines = [
         "# LoRA vs full fine-tuning of MusicGen's decoder",
         "",
-        f"Machine: 2 CPU cores, no GPU. Command: `python benchmarks/lora.py{' --quick' if args.quick else ''} --write`. "
+        f"Machine: {os.cpu_count()} CPU cores, {'a GPU' if device == 'cuda' else 'no GPU'}, {torch.get_num_threads()} torch "
+        f"thread(s), load average {load:.1f} while timing. "
+        f"Command: `{threads}python benchmarks/lora.py{' --quick' if args.quick else ''} --write`. "
         f"Batch {args.batch_size} clips of {args.seconds:g} s ({len(report.rows)} clips rendered from the bundled fiddle tunes); "
-        f"mean of {args.timing_steps} steps after one warm-up. Reference: full fine-tuning of the same decoder in the same run.",
+        f"median of {args.timing_steps} steps after one warm-up, the three methods taking turns step by step. "
+        "Reference: full fine-tuning of the same decoder in the same run.",
         "",
         "| base | device | method | trainable params | trainable share | ms / step |",
         "|---|---|---|---:|---:|---:|",

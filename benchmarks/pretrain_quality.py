@@ -55,7 +55,8 @@ def main() -> None:
     import torch
 
     from musictl import constants as C
-    from musictl.bert.pretrain import PretrainSettings, pretrain
+    from musictl.bert.pretrain import pretrain
+    from musictl.bert.settings import PretrainSettings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400)
@@ -72,7 +73,7 @@ def main() -> None:
     for objective in ("mlm", "adversarial"):
         settings = PretrainSettings(size=args.size, objective=objective, max_len=args.max_len, batch_size=args.batch_size,
                                     max_steps=args.steps, eval_every=max(1, args.steps // 4), seed=0)
-        results[objective] = pretrain(tokens, WORK / f"bert-{objective}", settings, overwrite=True)
+        results[objective] = pretrain(tokens, WORK / f"bert-{objective}", settings, overwrite=True).to_dict()
     lines = [
         f"Machine: {os.cpu_count()} CPU cores, no GPU. MidiBert `{args.size}` "
         f"({results['mlm']['parameters']:,} parameters), {args.steps} steps of {args.batch_size} x {args.max_len} notes, "

@@ -34,7 +34,7 @@ Targets from the issues and where we stand:
 """
 
 SCRIPTS = [  # (script, what it measures, reference it is compared with, tables)
-    ("tokenize.py", "files/s and notes/s of `musictl tokenize`; peak memory on 100k files",
+    ("tokenize_speed.py", "files/s and notes/s of `musictl tokenize`; peak memory on 100k files",
      "MidiTok 3 Octuple, a raw symusic parse", ("tokenize",)),
     ("pretrain.py", "seconds per step, notes/s and peak memory of MidiBert (MLM, adversarial)",
      "a plain `BertForMaskedLM` of the same dimensions", ("pretrain_tiny", "pretrain_small")),

@@ -1,122 +1,314 @@
-"""Cross-style generation on real corpora: the study's three GCN variants on a clean split, GCN
-training time, walk throughput, decodable share and style fidelity, in one run.
+"""Cross-style generation on real corpora, with what each method has to beat.
 
-    python benchmarks/transfer.py --write            # needs ../shared/datasets (a few minutes on 2 cores)
+    python benchmarks/transfer.py --write            # needs ../shared/datasets; minutes on 2 CPU cores
+    python benchmarks/transfer.py --unseen --write   # adds the unseen-style protocol (several tiny pre-trainings)
+
+1. The study's three models (``train-gcn --model 1|2|3``) on each style, test ROC-AUC / AP at the
+   best validation epoch beside the baselines on the same test edges (heuristics on the training
+   graph, a GCN on random features, an MLP on the embeddings without the graph).
+2. A small sweep of model 3 chosen on validation ROC-AUC only; the test edges are scored once, for
+   the chosen setting. The table goes into docs/train-gcn.md too.
+3. Walks (``generate-rwr``) against a first-order Markov chain with the same plans and rhythm
+   tables: tempo and metre events per piece, bars filled, repeated notes, style fidelity (JS divergence
+   of pitch-class, interval, duration and onset-position histograms: own style vs the other styles).
+4. ``--unseen``: the MidiBert is pre-trained without one style, which the chain then learns; (a) that
+   BERT, (b) a BERT that saw the style, (c) random embeddings, (d) the best heuristic, over seeds.
 
 Styles: Nottingham jigs, Bach chorales (music21), O'Neill's Irish fiddle tunes (music21), each capped
-at --per-style pieces. One tiny MidiBert is pre-trained on all of them (training split) for the
-token embeddings.
+at --per-style pieces.
 """
 
 from __future__ import annotations
 
 import sys
 
-# benchmarks/tokenize.py is named like the standard library's `tokenize`: keep this folder off the path.
+# benchmarks/ holds scripts named like standard modules: keep this folder off the import path.
 sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
 STYLES = {
     "nottingham-jigs": ("nottingham/midi", "jigs*.mid"),
     "bach-chorales": ("music21/bach", "*.mid"),
     "irish-fiddle": ("music21/oneills1850", "*.mid"),
 }
-VARIANTS = [("token", "similarity"), ("token-pos", "cooccurrence"), ("token", "cooccurrence")]
+SWEEP = [{}, {"patience": 60}, {"conv": "sage", "patience": 60}, {"lr": 0.005}]  # small and bounded
+BASELINE_COLUMNS = ["common_neighbours", "adamic_adar", "resource_allocation", "degree_product", "gcn_random_features",
+                    "mlp_embeddings"]
+DOC_START, DOC_END = "<!-- sweep table: benchmarks/transfer.py -->", "<!-- end of sweep table -->"
+
+
+def build_workspace(ws: Path, corpus_dir: Path, args, bert_styles: list[str] | None = None, seed: int = 0) -> dict:
+    """tokenize -> pretrain-bert (on ``bert_styles``' training pieces, default all) -> embed; returns BERT facts."""
+    from musictl.bert.pretrain import pretrain
+    from musictl.bert.settings import PretrainSettings
+    from musictl.midi.corpus import assign_splits, find_midi_files
+    from musictl.midi.pipeline import tokenize_corpus
+    from musictl.midi.vocab import TokenizerConfig
+    from musictl.transfer.pipeline import make_embeddings
+
+    files = find_midi_files([corpus_dir])
+    splits = assign_splits(files, (0.8, 0.1, 0.1), 0)
+    tokenize_corpus(files, splits, ws / "tokens", TokenizerConfig(), os.cpu_count() or 1)
+    bert_tokens = ws / "tokens"
+    if bert_styles is not None:  # a second tokens artifact without the held-out style, same vocabulary
+        kept = [f for f in files if f.style in bert_styles]
+        bert_tokens = ws / "bert-tokens"
+        tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, bert_tokens, TokenizerConfig(), os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    bert = pretrain(bert_tokens, ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps,
+                                                               eval_every=args.bert_steps, seed=seed, device="cpu"))
+    seconds = time.perf_counter() - t0
+    make_embeddings(ws / "bert", ws / "tokens", ws / "embeddings")
+    return {"parameters": bert.parameters, "seconds": seconds, "accuracy": bert.final_valid["accuracy"]}
+
+
+def model_rows(ws: Path, style: str, args) -> list[dict]:
+    """The study's three models with their baselines (one artifact each, overwritten in turn; model 3 last)."""
+    from musictl.transfer.pipeline import make_gcn
+    from musictl.transfer.settings import GcnSettings
+
+    rows = []
+    for model in (1, 2, 3):
+        t0 = time.perf_counter()
+        result = make_gcn(style, ws / "gcn" / style, GcnSettings(model=model, epochs=args.gcn_epochs), ws / "tokens",
+                          ws / "graph" / style, ws / "embeddings", overwrite=True)
+        rows.append({"style": style, "result": result, "seconds": time.perf_counter() - t0})
+    return rows
+
+
+def sweep_rows(ws: Path, style: str, args) -> dict:
+    """Model 3 under each SWEEP setting, chosen on validation ROC-AUC; the chosen one is retrained and tested once."""
+    from musictl.midi.tokens import TokenCorpus
+    from musictl.transfer.adjacency import load_graph
+    from musictl.transfer.embed import load_embeddings
+    from musictl.transfer.features import node_features
+    from musictl.transfer.gcn import train_link_prediction
+    from musictl.transfer.settings import GcnSettings
+
+    corpus = TokenCorpus.open(ws / "tokens")
+    graph = load_graph(ws / "graph" / style)
+    tables = load_embeddings(ws / "embeddings")
+    features = node_features(tables["token"].numpy(), tables["position"].numpy(), graph.nodes, corpus, style, "token")
+    tried = []
+    for change in SWEEP:
+        settings = GcnSettings(epochs=args.gcn_epochs, baselines=False, **change)
+        t0 = time.perf_counter()
+        result = train_link_prediction(features, graph.adjacency, settings, score_test=False)
+        tried.append({"change": change, "val_auc": result.val_auc, "best_epoch": result.best_epoch,
+                      "seconds": time.perf_counter() - t0})
+    chosen = max(tried, key=lambda r: r["val_auc"])
+    tested = train_link_prediction(features, graph.adjacency, GcnSettings(epochs=args.gcn_epochs, baselines=False,
+                                                                          **chosen["change"]))
+    return {"style": style, "tried": tried, "chosen": chosen, "test_auc": tested.test_auc, "test_ap": tested.test_ap}
+
+
+def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
+    """Tempo and metre events of the decoded MIDI, bars with notes, and the repeated-note share."""
+    from symusic import Score
+
+    from musictl.midi.decode import tokens_to_midi_bytes
+    from musictl.transfer.tables import repeated_notes
+
+    score = Score.from_midi(tokens_to_midi_bytes(tokens, config))
+    ts = score.time_signatures[0]
+    bar = score.ticks_per_quarter * 4 * ts.numerator // ts.denominator
+    starts = np.concatenate([t.notes.numpy()["time"] for t in score.tracks])
+    same, pairs = repeated_notes(tokens.astype(np.int64) - 4)
+    return {"tempos": len(score.tempos), "metres": len(score.time_signatures),
+            "full": len(set((starts // bar).tolist())) == bars, "repeats": same / max(pairs, 1)}
+
+
+def walk_rows(ws: Path, style: str, args) -> list[dict]:
+    """The GCN walk and the Markov chain: N pieces each, their facts and their style fidelity."""
+    from musictl.transfer.baselines import markov_walker
+    from musictl.transfer.fidelity import style_fidelity
+    from musictl.transfer.generator import StyleGenerator
+    from musictl.transfer.settings import WalkSettings
+
+    generator = StyleGenerator.load(ws, style, ws / "tokens")
+    markov = StyleGenerator(style, generator.corpus, markov_walker(
+        generator.corpus, StyleGenerator._pieces(generator.corpus, style), generator.tables))
+    rows = []
+    for name, source in (("GCN walk", generator), ("Markov chain", markov)):
+        t0 = time.perf_counter()
+        pieces = source.generate_many(args.walks, WalkSettings(bars=args.bars))
+        rate = sum(len(p) for p in pieces) * 8 / (time.perf_counter() - t0)
+        facts = [piece_facts(p, generator.config, args.bars) for p in pieces]
+        rows.append({"style": style, "method": name, "tokens_per_s": rate, "facts": facts,
+                     "fidelity": style_fidelity(pieces, generator.corpus, style),
+                     "style_repeats": generator.tables.repeat_share})
+    return rows
+
+
+def mean_ci(values: list[float]) -> str:
+    """Mean ± the half-width of a 95% t interval."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return f"{values.mean():.4f}"
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return f"{values.mean():.4f} ± {half:.4f}"
+
+
+def randomise_embeddings(folder: Path, seed: int) -> None:
+    """Replace the token table of an embeddings artifact by Gaussian noise (same shape), manifest refreshed."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from musictl import artifacts
+    from musictl.transfer.embed import FILE
+
+    tables = load_file(str(folder / FILE))
+    tables["token"] = torch.randn(tables["token"].shape, generator=torch.Generator().manual_seed(seed))
+    save_file(tables, str(folder / FILE))
+    artifacts.write_manifest(folder, artifacts.read_manifest(folder))
+
+
+def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[str, str]]:
+    """(a) BERT without the style, (b) BERT with it, (c) random embeddings, (d) the best heuristic; one
+    pre-training per BERT, then ``--seeds`` edge splits and GCN initialisations."""
+    import shutil
+
+    from musictl.transfer.pipeline import make_gcn, make_graph
+    from musictl.transfer.settings import GcnSettings
+
+    scores: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d")}
+    names = {"a": f"(a) BERT that never saw {held_out}", "b": "(b) BERT that saw it", "c": "(c) random embeddings",
+             "d": "(d) best heuristic (on (b)'s split)"}
+    spaces = {"a": tmp / "unseen-a", "b": tmp / "unseen-b"}
+    build_workspace(spaces["a"], corpus_dir, args, [s for s in STYLES if s != held_out])
+    build_workspace(spaces["b"], corpus_dir, args)
+    for ws in spaces.values():
+        make_graph(ws / "tokens", held_out, ws / "graph" / held_out)
+    for seed in range(args.seeds):
+        for key, ws in spaces.items():
+            result = make_gcn(held_out, ws / "gcn" / held_out, GcnSettings(epochs=args.gcn_epochs, seed=seed,
+                                                                          baselines=key == "b"),
+                              ws / "tokens", ws / "graph" / held_out, ws / "embeddings", overwrite=True)
+            scores[key].append(result.test_auc)
+        scores["d"].append(max(result.baselines[h]["auc"] for h in BASELINE_COLUMNS[:4]))
+        noise = spaces["b"] / f"embeddings-random-{seed}"
+        shutil.copytree(spaces["b"] / "embeddings", noise)
+        randomise_embeddings(noise, seed)
+        random = make_gcn(held_out, spaces["b"] / "gcn-random", GcnSettings(epochs=args.gcn_epochs, seed=seed, baselines=False),
+                          spaces["b"] / "tokens", spaces["b"] / "graph" / held_out, noise, overwrite=True)
+        scores["c"].append(random.test_auc)
+    return [(names[k], mean_ci(v)) for k, v in scores.items()]
+
+
+def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list[dict], graphs: dict,
+           unseen: list[tuple[str, str]] | None) -> tuple[str, str]:
+    """(the results page, the sweep table for docs/train-gcn.md)."""
+    short = {"common_neighbours": "CN", "adamic_adar": "AA", "resource_allocation": "RA", "degree_product": "degree prod.",
+             "gcn_random_features": "GCN random feat.", "mlp_embeddings": "MLP no graph"}
+    lines = [f"Machine: {os.cpu_count()} CPU cores, no GPU. {args.per_style} pieces per style at most; a tiny MidiBert "
+             f"({bert['parameters']:,} parameters, {args.bert_steps} steps on every style's training pieces, "
+             f"{bert['seconds']:.0f} s, validation masked accuracy {bert['accuracy']:.3f}) gives the embeddings. "
+             f"Edges split 80/10/10 (train/validation/test); at most {args.gcn_epochs} epochs, early stopping on validation "
+             "ROC-AUC; test scored once, at the best validation epoch. Baselines score the same test edges and negatives "
+             "(heuristics on the training graph only).", "",
+             "### The study's three models and their baselines (test ROC-AUC)", "",
+             "| style | model | nodes / edges | GCN AUC | GCN AP | " + " | ".join(short[c] for c in BASELINE_COLUMNS)
+             + " | GCN - best baseline | seconds |", "|---|---|---|---:|---:|" + "---:|" * len(BASELINE_COLUMNS) + "---:|---:|"]
+    for row in models:
+        r = row["result"]
+        name, best = r.best_baseline
+        lines.append(f"| {r.style} | {r.model} ({r.features} + {r.graph}) | {graphs[r.style]} | {r.test_auc:.4f} | "
+                     f"{r.test_ap:.4f} | " + " | ".join(f"{r.baselines[c]['auc']:.4f}" for c in BASELINE_COLUMNS)
+                     + f" | {r.test_auc - best:+.4f} ({short[name]}) | {row['seconds']:.0f} |")
+    sweep = render_sweep(sweeps)
+    lines += ["", "### Model 3 settings chosen on validation ROC-AUC only", "", sweep, "",
+              f"### Walks: {args.walks} pieces of {args.bars} bars per style and method", "",
+              "| style | method | tempo events | metre events | bars all filled | repeated notes (style) | "
+              "JS pitch-class own / others | JS interval own / others | JS duration own / others | JS onset own / others | "
+              "novelty | tokens/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in walks:
+        facts, fid = row["facts"], row["fidelity"]
+        own, other = fid["divergence_own_style"], fid["divergence_other_styles_mean"]
+        js = " | ".join(f"{own[k]:.3f} / {other[k]:.3f}" for k in ("pitch_class", "interval", "duration", "onset_position"))
+        lines.append(f"| {row['style']} | {row['method']} | {max(f['tempos'] for f in facts)} | {max(f['metres'] for f in facts)} "
+                     f"| {np.mean([f['full'] for f in facts]):.0%} | {np.mean([f['repeats'] for f in facts]):.2f} "
+                     f"({row['style_repeats']:.2f}) | {js} | {fid['novelty']:.2f} | {row['tokens_per_s']:,.0f} |")
+    if unseen:
+        lines += ["", f"### Unseen style: {args.held_out} ({args.seeds} seeds, mean ± 95% CI of test ROC-AUC)", "",
+                  "| embeddings | test ROC-AUC |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in unseen]
+    return "\n".join(lines), sweep
+
+
+def render_sweep(sweeps: list[dict]) -> str:
+    lines = ["| style | setting | validation ROC-AUC | best epoch | seconds | test ROC-AUC (chosen only) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for s in sweeps:
+        for t in s["tried"]:
+            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in t["change"].items()) or "defaults"
+            chosen = t is s["chosen"]
+            test = f"**{s['test_auc']:.4f}** (AP {s['test_ap']:.4f})" if chosen else ""
+            lines.append(f"| {s['style']} | {'**' + label + '**' if chosen else label} | {t['val_auc']:.4f} | "
+                         f"{t['best_epoch']} | {t['seconds']:.0f} | {test} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     import torch
 
-    from musictl.bert.pretrain import PretrainSettings, pretrain
-    from musictl.midi.corpus import assign_splits, find_midi_files
-    from musictl.midi.decode import onsets, tokens_to_midi_bytes
-    from musictl.midi.pipeline import tokenize_corpus
-    from musictl.midi.vocab import TokenizerConfig
-    from musictl.transfer.fidelity import style_fidelity
-    from musictl.transfer.gcn import GcnSettings
-    from musictl.transfer.pipeline import generate, load_walker, make_embeddings, make_gcn, make_graph
-    from musictl.transfer.walk import WalkSettings
+    from musictl.transfer.pipeline import make_graph
+    from musictl.transfer.settings import GCN_MAX_EPOCHS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-style", type=int, default=150)
-    parser.add_argument("--bert-steps", type=int, default=400)
-    parser.add_argument("--walks", type=int, default=20)
-    parser.add_argument("--bars", type=int, default=32)
-    parser.add_argument("--gcn-epochs", type=int, default=GcnSettings.epochs, help="train-gcn --epochs")
+    parser.add_argument("--per-style", type=int, default=80)
+    parser.add_argument("--bert-steps", type=int, default=300)
+    parser.add_argument("--gcn-epochs", type=int, default=GCN_MAX_EPOCHS, help="train-gcn --epochs")
+    parser.add_argument("--walks", type=int, default=10)
+    parser.add_argument("--bars", type=int, default=16)
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep")
+    parser.add_argument("--unseen", action="store_true", help="also run the unseen-style protocol")
+    parser.add_argument("--held-out", default="irish-fiddle", choices=list(STYLES))
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
-        ws = Path(tmp) / "ws"
-        corpus_dir = Path(tmp) / "corpus"
+        tmp = Path(tmp)
+        corpus_dir = tmp / "corpus"
         for style, (folder, pattern) in STYLES.items():
             (corpus_dir / style).mkdir(parents=True)
             for f in sorted((SHARED / folder).glob(pattern))[: args.per_style]:
                 (corpus_dir / style / f.name).symlink_to(f)
-        files = find_midi_files([corpus_dir])
-        tokenize_corpus(files, assign_splits(files, (0.8, 0.1, 0.1), 0), ws / "tokens", TokenizerConfig(), os.cpu_count() or 1)
-        t0 = time.perf_counter()
-        bert = pretrain(ws / "tokens", ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps,
-                                                                     eval_every=args.bert_steps))
-        bert_seconds = time.perf_counter() - t0
-        make_embeddings(str(ws / "bert"), ws / "tokens", ws / "embeddings")
-        rows, walk_rows = [], []
+        ws = tmp / "ws"
+        bert = build_workspace(ws, corpus_dir, args)
+        models, sweeps, walks, graphs = [], [], [], {}
         for style in STYLES:
             graph = make_graph(ws / "tokens", style, ws / "graph" / style)
-            for features, graph_kind in VARIANTS:
-                t0 = time.perf_counter()
-                settings = GcnSettings(features=features, graph=graph_kind, epochs=args.gcn_epochs)
-                m = make_gcn(ws, style, ws / "gcn" / style, settings, ws / "tokens", ws / "graph" / style, ws / "embeddings",
-                             overwrite=True)
-                rows.append((style, f"{features} + {graph_kind}", graph["nodes"], graph["edges"], m["test_auc"], m["test_ap"],
-                             m["best_epoch"], time.perf_counter() - t0))
-            walker_and_corpus = load_walker(ws, style, ws / "tokens")  # the last variant: the style graph
-            config = walker_and_corpus[1].config
-            t0 = time.perf_counter()
-            walks = [generate(ws, style, WalkSettings(bars=args.bars, seed=s), ws / "tokens", walker_and_corpus=walker_and_corpus)
-                     for s in range(args.walks)]
-            walk_seconds = time.perf_counter() - t0
-            decodable = 0
-            for w in walks:
-                values = w - 4
-                ok = len(np.unique(values[:, 0])) == args.bars
-                onsets(values, config)
-                decodable += int(ok and len(tokens_to_midi_bytes(w, config)) > 0)
-            fid = style_fidelity(walks, walker_and_corpus[1], style)
-            walk_rows.append((style, sum(w.size for w in walks) / walk_seconds, decodable / len(walks), fid))
-    lines = [
-        f"Machine: {os.cpu_count()} CPU cores, no GPU. {args.per_style} pieces per style at most; tiny MidiBert "
-        f"({bert['parameters']:,} parameters, {args.bert_steps} adversarial steps, {bert_seconds:.0f} s, validation masked "
-        f"accuracy {bert['final_valid']['accuracy']:.3f}) gives the token embeddings. Clean split: validation/test edges "
-        "are not in the message-passing graph.",
-        "",
-        "| style | variant | nodes | edges | test ROC-AUC | test AP | best epoch | GCN seconds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += [f"| {s} | {v} | {n} | {e} | {auc:.4f} | {ap:.4f} | {ep} | {sec:.1f} |" for s, v, n, e, auc, ap, ep, sec in rows]
-    lines += ["", f"Walks: {args.walks} per style, {args.bars} bars each, on the style graph with the default settings.", "",
-              "| style | walk tokens/s | decodable | JS pitch-class own / others | JS interval own / others | "
-              "JS duration own / others | novelty (4-grams) |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for style, rate, share, fid in walk_rows:
-        own, other = fid["divergence_own_style"], fid["divergence_other_styles_mean"]
-        lines.append(f"| {style} | {rate:,.0f} | {share:.0%} | {own['pitch_class']:.3f} / {other['pitch_class']:.3f} | "
-                     f"{own['interval']:.3f} / {other['interval']:.3f} | {own['duration']:.3f} / {other['duration']:.3f} | "
-                     f"{fid['novelty']:.2f} |")
-    table = "\n".join(lines)
-    print(table)
+            graphs[style] = f"{graph.nodes} / {graph.edges}"
+            models += model_rows(ws, style, args)
+            if not args.no_sweep:
+                sweeps.append(sweep_rows(ws, style, args))
+            walks += walk_rows(ws, style, args)
+            print(f"done {style}", file=sys.stderr, flush=True)
+        unseen = unseen_rows(tmp, corpus_dir, args.held_out, args) if args.unseen else None
+    page, sweep = render(args, bert, models, sweeps, walks, graphs, unseen)
+    print(page)
     if args.write:
-        out = Path(__file__).parent / "results" / "transfer.md"
-        out.write_text(f"# Cross-style generation\n\nCommand: `python benchmarks/transfer.py {' '.join(sys.argv[1:])}`\n\n{table}\n")
+        command = f"python benchmarks/transfer.py {' '.join(sys.argv[1:])}"
+        (ROOT / "benchmarks" / "results" / "transfer.md").write_text(f"# Cross-style generation\n\nCommand: `{command}`\n\n{page}\n")
+        if sweeps:
+            doc = ROOT / "docs" / "train-gcn.md"
+            text = doc.read_text()
+            block = f"{DOC_START}\nWritten by `{command}`:\n\n{sweep}\n{DOC_END}"
+            doc.write_text(re.sub(re.escape(DOC_START) + ".*?" + re.escape(DOC_END), lambda _: block, text, flags=re.S))
 
 
 if __name__ == "__main__":

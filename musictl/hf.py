@@ -49,11 +49,30 @@ def from_pretrained(cls: Any, ref: str | Path, what: str, **kwargs: Any) -> Any:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         raise ArtifactError(f"{ref} is neither a local directory nor in the Hugging Face cache, and the hub is offline "
                             f"(HF_HUB_OFFLINE); download it where the hub is reachable and pass its directory")
+    if not hub_reachable():
+        raise ArtifactError(f"{ref} is neither a local directory nor in the Hugging Face cache, and the hub cannot be "
+                            "reached; download it where the hub is reachable and pass its directory")
     try:
         return cls.from_pretrained(str(ref), **kwargs)
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot load the {what} '{ref}' from the Hugging Face hub ({_first_line(exc)}); "
                             "pass a local model directory instead") from None
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub, so a machine without network fails at once instead of retrying
+    for half a minute. Behind a proxy (``HTTPS_PROXY``) the hub is assumed reachable."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def save_with_card(model: Any, directory: Path, card: str) -> None:

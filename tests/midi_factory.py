@@ -84,3 +84,23 @@ def write_style_corpus(root: Path, pieces_per_style: int = 8, bars: int = 12) ->
         for i in range(pieces_per_style):
             (folder / f"{style}_{i:02d}.mid").write_bytes(style_piece(style, seed=100 * s_i + i, bars=bars))
     return root
+
+
+SILENT_BARS = 300  # bars of silence before the first note of :func:`silence_and_overlaps_piece`
+
+
+def silence_and_overlaps_piece() -> bytes:
+    """A 4/4 piece that is hard to round-trip: its first note comes after :data:`SILENT_BARS` silent
+    bars, a 260-bar rest splits it, the same pitch overlaps itself (nested, partly, and twice at one
+    onset) on one track, two tracks share one program, and one note lasts 300 beats (beyond the
+    longest duration code)."""
+    start = SILENT_BARS * 4.0
+    lead = [(start, 4.0, 60, 90), (start + 1, 1.0, 60, 70), (start + 2, 3.0, 60, 80),  # nested, then partial
+            (start + 4, 2.0, 64, 80), (start + 4, 0.5, 64, 60),  # two notes of one pitch at one onset
+            (start + 8, 300.0, 67, 75)]  # clipped
+    later = start + 4 * 260
+    lead += [(later + i * 0.5, 0.75, 62 + (i % 3), 85) for i in range(12)]  # overlapping repeated notes
+    second = [(start + 1.5, 1.0, 60, 50), (later + 1, 2.0, 62, 55)]  # same program, same pitches as the lead
+    bass = [(start + b * 4.0, 4.0, 36, 70) for b in range(4)] + [(later, 8.0, 38, 70)]
+    return midi_bytes(lead, track_name="lead", program=0,
+                      extra_tracks=[("second piano", 0, second), ("bass", 33, bass)])

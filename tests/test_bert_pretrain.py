@@ -15,7 +15,7 @@ from musictl.bert.model import MidiBertConfig, MidiBertForPreTraining, load_enco
 from musictl.bert.objectives import masker_targets, mlm_step
 from musictl.bert.pretrain import PretrainSettings, pretrain
 from musictl.cli import app
-from musictl.errors import ArtifactError
+from musictl.errors import ArtifactError, Interrupted
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 
@@ -125,8 +125,8 @@ def test_resume_gives_the_same_next_steps(tokens_dir, tmp_path, objective):
         if step == 4:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        pretrain(tokens_dir, split, _settings(max_steps=6, objective=objective), on_step=interrupt_after_4)
+    with pytest.raises(Interrupted, match="checkpoint at step 4 kept"):  # Ctrl-C says what was kept (issue 15)
+        pretrain(tokens_dir, split, _settings(max_steps=6, objective=objective), on_progress=interrupt_after_4)
     assert not (split / "manifest.json").exists()  # an interrupted run is not a finished artifact
     pretrain(tokens_dir, split, _settings(max_steps=6, objective=objective), resume=True)
     rows = lambda p: {r["step"]: r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())}  # noqa: E731

@@ -11,7 +11,7 @@ from musictl.errors import TokenizeError
 from musictl.midi.decode import tokens_to_midi_bytes
 from musictl.midi.encode import encode_score, parse_midi
 from musictl.midi.vocab import TokenizerConfig
-from tests.test_tokenize_roundtrip import quantised_notes
+from tests.test_tokenize_roundtrip import one_track_per_instrument, quantised_notes
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -22,19 +22,23 @@ def _files(root: Path) -> list[Path]:
 
 @pytest.mark.parametrize("dataset", ["pop909", "emopia", "nottingham", "pianist8", "music21"])
 def test_round_trip_on_every_file(shared_datasets, dataset):
-    """>= 99.9% of notes come back exact within the quantisation, file by file."""
+    """>= 99.9% of notes come back exact within the quantisation, file by file.
+
+    Exact = as MIDI with one track per instrument can hold them: notes of one pitch that overlap on
+    one instrument share a track, so nested ones swap their ends (see one_track_per_instrument).
+    """
     config = TokenizerConfig()
     total = exact = 0
     failed = []
     for path in _files(shared_datasets / dataset):
         try:
             original = parse_midi(path.read_bytes(), str(path))
-            tokens = encode_score(original, config).tokens
+            piece = encode_score(original, config)
         except TokenizeError as exc:
             failed.append(exc.reason)
             continue
-        before = quantised_notes(original, config)
-        after = quantised_notes(Score.from_midi(tokens_to_midi_bytes(tokens, config)), config)
+        before = one_track_per_instrument(quantised_notes(original, config), config)
+        after = quantised_notes(Score.from_midi(tokens_to_midi_bytes(piece.tokens, config, skips=piece.skips)), config)
         total += len(before)
         if before.shape == after.shape:
             exact += int((before == after).all(axis=1).sum())

@@ -20,8 +20,10 @@ from musictl.midi.pipeline import tokenize_corpus
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 from musictl.transfer.adjacency import build_graph
-from musictl.transfer.gcn import GcnSettings, train_link_prediction
-from musictl.transfer.walk import RandomWalker, WalkSettings
+from musictl.transfer.gcn import train_link_prediction
+from musictl.transfer.settings import GcnSettings, WalkSettings
+from musictl.transfer.tables import StyleTables
+from musictl.transfer.walk import RandomWalker
 from tests.midi_factory import midi_bytes
 
 runner = CliRunner()
@@ -65,8 +67,8 @@ def style_graph(tokens_dir):
 def test_link_split_leaks_no_test_edge(style_graph):
     _, graph = style_graph
     features = np.random.default_rng(0).normal(size=(len(graph.nodes), 16))
-    result = train_link_prediction(features, graph.adjacency, GcnSettings(epochs=5, hidden=16, out=8))
-    train, val, test = result["split"]
+    result = train_link_prediction(features, graph.adjacency, GcnSettings(epochs=5, hidden=16, out_dim=8))
+    train, val, test = result.split
     passing = {tuple(e) for e in train.edge_index.t().tolist()}
     for split in (val, test):
         positives = split.edge_label_index[:, split.edge_label == 1].t().tolist()
@@ -75,7 +77,7 @@ def test_link_split_leaks_no_test_edge(style_graph):
     degree = torch.log1p(torch.bincount(train.edge_index[0], minlength=train.num_nodes).float())
     expected = (degree - degree.mean()) / degree.std()
     assert torch.allclose(train.x[:, -2], expected, atol=1e-5) and torch.equal(val.x, train.x) and torch.equal(test.x, train.x)
-    assert 0.0 <= result["metrics"]["test_auc"] <= 1.0
+    assert 0.0 <= result.test_auc <= 1.0
 
 
 def test_link_metrics_match_hand_computed_values():
@@ -100,7 +102,8 @@ def test_graph_too_small_to_split():
 def _walker(style_graph):
     corpus, graph = style_graph
     z = np.random.default_rng(1).normal(size=(len(graph.nodes), 8))
-    return RandomWalker(graph.nodes, graph.adjacency, z, corpus.config, notes_per_bar=4), corpus
+    tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in corpus.select(style="waltz")], corpus.config)
+    return RandomWalker(graph.nodes, graph.adjacency, z, corpus.config, tables, graph.loops), corpus
 
 
 @pytest.mark.parametrize("bars", [1, 3, 9])
@@ -150,7 +153,7 @@ def test_embed_maps_a_hugging_face_model_by_token_names(tokens_dir, tmp_path):
 
     names = [f"Pitch_{p}" for p in range(21, 109)] + [f"Velocity_{v}" for v in range(3, 128, 8)] + ["Program_0"]
     metrics = make_embeddings(str(_hf_model(tmp_path, names)), tokens_dir, tmp_path / "emb")
-    assert metrics["mapped_tokens"] == 88 + 16 + 1 and metrics["dim"] == 16
+    assert metrics.mapped_tokens == 88 + 16 + 1 and metrics.dim == 16
     table = load_embeddings(tmp_path / "emb")
     assert table["token"].shape == (CFG.n_graph_tokens, 16) and table["position"].shape == (64, 16)
 
@@ -199,7 +202,7 @@ def test_generate_refuses_a_terminal(tmp_path, monkeypatch, capsys):
 
     import typer
 
-    from musictl.commands.transfer import generate_rwr
+    from musictl.commands.generate import generate_rwr
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     with pytest.raises(typer.Exit) as info:

@@ -140,6 +140,7 @@ def cli():
     return lambda *args: runner.invoke(app, ["lora-violin", *map(str, args)])
 
 
+@pytest.mark.slow
 def test_cli_prepare_train_generate_evaluate_on_the_tiny_base(cli, tune_dir, tmp_path):
     import torch
 
@@ -172,7 +173,7 @@ def test_cli_prepare_train_generate_evaluate_on_the_tiny_base(cli, tune_dir, tmp
 
     result = cli("evaluate", "-w", work, "--seconds", 1, "--limit", 2, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    scores = json.loads((work / "violin/eval_results.json").read_text())
+    scores = json.loads((work / "violin/eval/eval_results.json").read_text())
     assert scores["random_base"] is True and scores["reference"]["log_mel_distance"] == 0.0
     assert scores["base+adapter"]["clap"] is None and "unavailable" in scores["base+adapter"]["clap_status"]
 

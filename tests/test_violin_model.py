@@ -162,12 +162,16 @@ def test_unreachable_hub_id_says_to_pass_a_local_directory(monkeypatch):
         load_base("musictl-test/no-such-musicgen")
 
 
-def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path):
+def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path, caplog):
+    import dataclasses
+    import logging
+
     import soundfile as sf
 
     from musictl.artifacts import write_jsonl
     from musictl.violin.model import load_base
-    from musictl.violin.train import TrainConfig, train
+    from musictl.violin.settings import LoraTrainSettings
+    from musictl.violin.train import make_run, train
 
     data = tmp_path / "data"
     (data / "clips").mkdir(parents=True)
@@ -178,13 +182,19 @@ def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path):
         rows.append({"audio": f"clips/{i}.wav", "caption": "solo violin in D major", "split": "valid" if i == 3 else "train"})
     write_jsonl(data / "metadata.jsonl", rows)
     ckpt = tmp_path / "ckpt"
-    config = TrainConfig(rank=4, alpha=8, lr=1e-2, batch_size=2, max_steps=2, eval_every=1)
+    config = LoraTrainSettings(rank=4, alpha=8, lr=1e-2, batch_size=2, max_steps=2, eval_every=1)
     model, tok = load_base(tiny_base)
-    _, first, metrics = train(model, tok, data, config, ckpt, "cpu", False, lambda m: None)
+    _, first, metrics = train(model, tok, data, config, ckpt, make_run(config, "cpu"), False)
     assert [r["step"] for r in metrics] == [1, 2] and len(first.valid_loss_per_codebook) == 4
-    config.max_steps = 4
+    config = dataclasses.replace(config, max_steps=4)
     model, tok = load_base(tiny_base)
-    messages = []
-    _, _, metrics = train(model, tok, data, config, ckpt, "cpu", True, messages.append)
+    logger = logging.getLogger("musictl")  # the CLI's log routing may have stopped it propagating to caplog
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="musictl"):
+            _, _, metrics = train(model, tok, data, config, ckpt, make_run(config, "cpu"), True)
+    finally:
+        logger.removeHandler(caplog.handler)
+    messages = [r.getMessage() for r in caplog.records]
     assert any("resumed" in m and "step 2" in m for m in messages)
     assert [r["step"] for r in metrics] == [1, 2, 3, 4]

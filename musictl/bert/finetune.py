@@ -2,52 +2,76 @@
 
 During training a share of the input notes (``mask_ratio``) is replaced by MASK, re-drawn every
 batch; the loss skips padding and, for token tasks, the masked notes. The test split is scored once,
-with the weights of the best validation epoch, on clean input (and masked input if asked).
+with the weights of the best validation epoch, on clean input (and masked input if asked). Training
+goes through :class:`musictl.training.Run` (1 CPU, 1 GPU or ``accelerate launch``); the output is
+written into a staging directory that replaces ``OUT`` only when complete.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
+import logging
+import math
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from musictl import artifacts
+from musictl import artifacts, training
 from musictl import constants as C
-from musictl.bert import tasks as T
+from musictl.bert import tasks
 from musictl.bert.data import pad_batch, piece_windows
 from musictl.bert.masking import mask_notes, random_selection
 from musictl.bert.model import MidiBertConfig, MidiBertForSequenceClassification, MidiBertForTokenClassification, load_encoder
-from musictl.errors import ArtifactError, UsageError
+from musictl.bert.settings import FinetuneSettings
+from musictl.errors import ArtifactError, Interrupted, UsageError
+from musictl.hf import quiet_transformers
 from musictl.midi.tokens import TokenCorpus
+from musictl.progress import Progress
 
 KIND = "finetune"
+log = logging.getLogger(__name__)
+
+__all__ = ["FinetuneResult", "FinetuneSettings", "finetune"]
 
 
 @dataclasses.dataclass
-class FinetuneSettings:
-    task: str = "composer"
-    mask_ratio: float = 0.15
-    from_scratch: bool = False
-    max_len: int = 512
-    batch_size: int = 8
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    epochs: int = 10
-    patience: int = 3
-    eval_masked: bool = False
-    seed: int = 0
-    device: str = "cpu"
-    label_pattern: str = T.DEFAULT_EMOTION_PATTERN
-    labels_file: str | None = None
+class FinetuneResult:
+    """What a fine-tuning run did (``to_dict()`` is metrics.json)."""
+
+    task: str
+    classes: list[str]
+    pretrained: bool
+    mask_ratio: float
+    best_epoch: int
+    epochs_run: int
+    seconds: float
+    pieces: dict[str, int]
+    unlabelled_pieces: int
+    valid: dict
+    test: dict
+    history: list[dict]
+    chance_accuracy: float
+    batch: dict
+    test_masked: dict | None = None
+    main_process: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("main_process")
+        data.update(data.pop("batch"))
+        if data["test_masked"] is None:
+            data.pop("test_masked")
+        return data
 
 
+# ----- labelled data ------------------------------------------------------------------------------------
 def _split_of(corpus: TokenCorpus, split_file: Path | None) -> dict[int, str]:
     if split_file is None:
         return {p.id: p.split for p in corpus.pieces}
@@ -64,7 +88,52 @@ def _split_of(corpus: TokenCorpus, split_file: Path | None) -> dict[int, str]:
     return out
 
 
-def _windows(items: list[T.LabelledPiece], classes: list[str], per_note: bool, max_len: int, max_bars: int):
+@dataclasses.dataclass
+class Split:
+    """The windows of one split, their labels, and which labelled piece each window comes from."""
+
+    items: list[tasks.LabelledPiece]
+    windows: list[np.ndarray]
+    labels: list
+    owners: list[int]
+
+
+def labelled_pieces(corpus: TokenCorpus, spec: tasks.TaskSpec, split_file: Path | None, tokens_path: Path
+                    ) -> tuple[dict[str, list[tasks.LabelledPiece]], list[str], list[str]]:
+    """Labelled pieces per split, the classes and the pieces without a label; errors say what to do."""
+    split_of = _split_of(corpus, split_file)
+    by_split, missing = {}, []
+    for split in C.SPLITS:
+        items, lost = tasks.collect(spec, corpus, [p for p in corpus.pieces if split_of[p.id] == split])
+        by_split[split], missing = items, missing + lost
+    if not by_split["train"]:
+        raise ArtifactError(f"no labelled training pieces for --task {spec.name} in {tokens_path}"
+                            + (f" ({len(missing)} pieces had no label)" if missing else ""))
+    for split in ("valid", "test"):
+        if not by_split[split]:
+            raise ArtifactError(f"{tokens_path} has 0 labelled {split} pieces for --task {spec.name}: no {split} split; "
+                                "use --split in musictl tokenize, a --split-file, or add pieces")
+    return by_split, class_names(spec, by_split), missing
+
+
+def split_windows(by_split: dict[str, list[tasks.LabelledPiece]], classes: list[str], per_note: bool, max_len: int,
+                  max_bars: int) -> dict[str, Split]:
+    return {s: Split(by_split[s], *_windows(by_split[s], classes, per_note, max_len, max_bars)) for s in C.SPLITS}
+
+
+def class_names(spec: tasks.TaskSpec, by_split: dict[str, list[tasks.LabelledPiece]]) -> list[str]:
+    if spec.per_note:
+        return tasks.MELODY_CLASSES if spec.name == "melody" else tasks.VELOCITY_CLASSES
+    classes = sorted({i.label for i in by_split["train"]})
+    unseen = sorted({i.label for s in ("valid", "test") for i in by_split[s]} - set(classes))
+    if unseen:
+        raise ArtifactError(f"classes {unseen} have no training examples; add training pieces or drop them")
+    if len(classes) < 2:
+        raise ArtifactError(f"--task {spec.name} found a single class ({classes[0]}) in the training split")
+    return classes
+
+
+def _windows(items: list[tasks.LabelledPiece], classes: list[str], per_note: bool, max_len: int, max_bars: int):
     windows, labels, owners = [], [], []
     for i, item in enumerate(items):
         for start, window in zip(range(0, len(item.tokens), max_len), piece_windows(item.tokens, max_len, max_bars)):
@@ -74,10 +143,11 @@ def _windows(items: list[T.LabelledPiece], classes: list[str], per_note: bool, m
     return windows, labels, owners
 
 
+# ----- batches ---------------------------------------------------------------------------------------------
 def _batch(windows, labels, index, per_note, task, generator, mask_ratio, device):
     ids, attention = pad_batch([windows[i] for i in index])
     if per_note:
-        target = torch.full(ids.shape[:2], T.IGNORE, dtype=torch.long)
+        target = torch.full(ids.shape[:2], tasks.IGNORE, dtype=torch.long)
         for row, i in enumerate(index):
             target[row, : len(labels[i])] = torch.as_tensor(labels[i])
     else:
@@ -89,25 +159,58 @@ def _batch(windows, labels, index, per_note, task, generator, mask_ratio, device
         selected = random_selection(attention, mask_ratio, generator)
         inputs = mask_notes(inputs, selected)
         if per_note:
-            target[selected] = T.IGNORE
+            target[selected] = tasks.IGNORE
     return inputs.to(device), attention.to(device), target.to(device)
 
 
+def collate_train(samples: list[training.Sample], split: Split, per_note: bool, settings: FinetuneSettings,
+                  batch_size: int) -> dict[str, torch.Tensor]:
+    """One training micro-batch; its masks come from its place in the stream (any number of processes)."""
+    generator = torch.Generator().manual_seed(settings.seed * 7919 + training.micro_batch_of(samples, batch_size))
+    inputs, attention, target = _batch(split.windows, split.labels, [s.index for s in samples], per_note, settings.task,
+                                       generator, settings.mask_ratio, "cpu")
+    return {"inputs": inputs, "attention_mask": attention, "target": target}
+
+
+def collate_eval(samples: list[training.Sample], task: str, mask_ratio: float, seed: int) -> dict[str, torch.Tensor]:
+    """Windows to score, each masked (if asked) by a generator of its own index."""
+    windows = [s.item for s in samples]
+    inputs, attention, _ = _batch(windows, [0] * len(windows), list(range(len(windows))), False, task, None, 0.0, "cpu")
+    if mask_ratio > 0:
+        for row, sample in enumerate(samples):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + sample.index)
+            selected = random_selection(attention[row : row + 1], mask_ratio, generator)
+            inputs[row : row + 1] = mask_notes(inputs[row : row + 1], selected)
+    return {"inputs": inputs, "attention_mask": attention, "window_ids": torch.tensor([s.index for s in samples])}
+
+
+# ----- evaluate --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def predict_windows(model, windows, batch_size, task, device, mask_ratio=0.0, seed=0) -> list[np.ndarray]:
-    """Class probabilities of every window: (len, n_classes) per window for token tasks, (n_classes,) else."""
+def predict_windows(model, windows, batch_size, task, device, mask_ratio=0.0, seed=0, run: training.Run | None = None) -> list:
+    """Class probabilities of every window: (len, n_classes) per window for token tasks, (n_classes,) else.
+
+    With ``run`` the windows are sharded over its processes and gathered back (every rank gets all).
+    """
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
-    out = []
+    collate = functools.partial(collate_eval, task=task, mask_ratio=mask_ratio, seed=seed)
+    if run is not None:
+        batches, gather = run.eval_loader(windows, collate, batch_size), run.gather
+    else:
+        samples = [training.Sample(i, i, w) for i, w in enumerate(windows)]
+        batches = (collate(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size))
+        gather = _same
     per_note = isinstance(model, MidiBertForTokenClassification)
-    for start in range(0, len(windows), batch_size):
-        index = list(range(start, min(start + batch_size, len(windows))))
-        dummy = [np.zeros(len(windows[i]), dtype=np.int64) if per_note else 0 for i in range(len(windows))]
-        inputs, attention, _ = _batch(windows, dummy, index, per_note, task, generator, mask_ratio, device)
-        probs = torch.softmax(model(inputs, attention).float(), dim=-1).cpu().numpy()
-        for row, i in enumerate(index):
-            out.append(probs[row, : len(windows[i])] if per_note else probs[row])
+    out: list = [None] * len(windows)
+    for batch in batches:
+        probs = torch.softmax(model(batch["inputs"].to(device), batch["attention_mask"].to(device)).float(), dim=-1)
+        probs, index = gather((probs, batch["window_ids"].to(device)))
+        for p, i in zip(probs.cpu().numpy(), index.tolist()):
+            out[i] = p[: len(windows[i])] if per_note else p
     return out
+
+
+def _same(data):
+    return data
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
@@ -125,145 +228,145 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
     }
 
 
-def evaluate_split(model, windows, labels, owners, n_items, item_labels, classes, settings, device, masked=False) -> dict:
-    probs = predict_windows(model, windows, settings.batch_size, settings.task, device,
-                            settings.mask_ratio if masked else 0.0, settings.seed + 99)
+def evaluate_split(run: training.Run, model, split: Split, classes: list[str], settings: FinetuneSettings,
+                   masked: bool = False) -> dict:
+    """Scores of one split: per note (token tasks) or per piece (its windows' probabilities summed)."""
+    probs = predict_windows(model, split.windows, settings.batch_size, settings.task, run.device,
+                            settings.mask_ratio if masked else 0.0, settings.seed + 99, run=run)
     if isinstance(model, MidiBertForTokenClassification):
-        y_true = np.concatenate([np.asarray(lab) for lab in labels]) if labels else np.zeros(0, dtype=int)
+        y_true = np.concatenate([np.asarray(lab) for lab in split.labels]) if split.labels else np.zeros(0, dtype=int)
         y_pred = np.concatenate([p.argmax(-1) for p in probs]) if probs else np.zeros(0, dtype=int)
-        keep = y_true != T.IGNORE
+        keep = y_true != tasks.IGNORE
         return scores(y_true[keep], y_pred[keep], classes)
-    piece_probs = np.zeros((n_items, len(classes)))
-    for p, owner in zip(probs, owners):
+    piece_probs = np.zeros((len(split.items), len(classes)))
+    for p, owner in zip(probs, split.owners):
         piece_probs[owner] += p
-    y_true = np.array([classes.index(lab) for lab in item_labels])
+    y_true = np.array([classes.index(item.label) for item in split.items])
     return scores(y_true, piece_probs.argmax(1), classes)
 
 
-def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSettings, split_file: Path | None = None,
-             overwrite: bool = False, on_epoch: Callable[[int, int, dict], None] | None = None,
-             size: str = "tiny") -> dict:
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from musictl.bert.pretrain import _quiet_transformers
-
-    _quiet_transformers()
-    spec = T.TaskSpec(settings.task, settings.label_pattern, Path(settings.labels_file) if settings.labels_file else None)
-    corpus = TokenCorpus.open(tokens_path)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ArtifactError(f"{out} already exists; pass --overwrite to replace it")
-    split_of = _split_of(corpus, split_file)
-    by_split: dict[str, list[T.LabelledPiece]] = {}
-    missing: list[str] = []
-    for split in C.SPLITS:
-        items, lost = T.collect(spec, corpus, [p for p in corpus.pieces if split_of[p.id] == split])
-        by_split[split], missing = items, missing + lost
-    if not by_split["train"]:
-        raise ArtifactError(f"no labelled training pieces for --task {settings.task} in {tokens_path}"
-                            + (f" ({len(missing)} pieces had no label)" if missing else ""))
-    for split in ("valid", "test"):
-        if not by_split[split]:
-            raise ArtifactError(f"no labelled {split} pieces for --task {settings.task}; check the split (--split-file)")
-    if spec.per_note:
-        classes = T.MELODY_CLASSES if spec.name == "melody" else T.VELOCITY_CLASSES
-    else:
-        classes = sorted({i.label for i in by_split["train"]})
-        unseen = sorted({i.label for s in ("valid", "test") for i in by_split[s]} - set(classes))
-        if unseen:
-            raise ArtifactError(f"classes {unseen} have no training examples; add training pieces or drop them")
-        if len(classes) < 2:
-            raise ArtifactError(f"--task {settings.task} found a single class ({classes[0]}) in the training split")
-
-    set_seed(settings.seed)
+# ----- build -----------------------------------------------------------------------------------------------
+def build_model(model_dir: Path, corpus: TokenCorpus, tokens_path: Path, classes: list[str], spec: tasks.TaskSpec,
+                settings: FinetuneSettings) -> tuple[torch.nn.Module, dict]:
+    """The classifier (pre-trained encoder unless --from-scratch) and the inputs its manifest records."""
+    model_dir = Path(model_dir)
+    inputs = {"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}
     if settings.from_scratch:
-        base = MidiBertConfig.from_pretrained(model_dir) if (Path(model_dir) / "config.json").is_file() else \
-            MidiBertConfig.of_size(size, corpus.config)
+        base = MidiBertConfig.from_pretrained(model_dir) if (model_dir / "config.json").is_file() else \
+            MidiBertConfig.of_size("tiny", corpus.config)
         config, encoder = MidiBertConfig(**{**base.to_dict(), "tokenizer": corpus.config.describe()}), None
     else:
-        if not (Path(model_dir) / "config.json").is_file():
-            raise ArtifactError(f"no pre-trained MidiBert in {model_dir}; run: musictl pretrain-bert (or pass --from-scratch)")
+        bert = artifacts.require(model_dir, "bert")
+        check_pretraining_tokens(model_dir, bert, tokens_path, corpus)
         encoder = load_encoder(model_dir)
         encoder.check_tokens(corpus.config, str(tokens_path))
         config = copy.deepcopy(encoder.config)
+        inputs["bert"] = artifacts.input_ref(model_dir, bert)
     config.num_labels = len(classes)
     config.id2label = dict(enumerate(classes))
     config.label2id = {c: i for i, c in enumerate(classes)}
     config.finetune_task = settings.task
-    max_len = min(settings.max_len, config.max_position_embeddings)
-    cls = MidiBertForTokenClassification if spec.per_note else MidiBertForSequenceClassification
-    model = cls(config)
+    if settings.dropout is not None:
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = settings.dropout
+    model = (MidiBertForTokenClassification if spec.per_note else MidiBertForSequenceClassification)(config)
     if encoder is not None:
         model.bert.load_state_dict(encoder.state_dict())
+    return model, inputs
 
-    data = {s: _windows(by_split[s], classes, spec.per_note, max_len, corpus.config.max_bars) for s in C.SPLITS}
-    accelerator = Accelerator(cpu=settings.device == "cpu", mixed_precision="bf16" if settings.device == "cuda" else "no")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-    device = accelerator.device
-    windows, labels, _ = data["train"]
+
+def check_pretraining_tokens(model_dir: Path, bert: artifacts.Manifest, tokens_path: Path, corpus: TokenCorpus) -> None:
+    """A bert pre-trained on these very tokens must have been made from their current version."""
+    recorded = artifacts.input_path(model_dir, bert, "tokens")
+    if recorded is not None and recorded.resolve() == Path(tokens_path).resolve():
+        artifacts.check_input(model_dir, bert, "tokens", corpus.manifest, command="musictl pretrain-bert")
+    elif recorded is not None:
+        log.info("%s was pre-trained on %s; fine-tuning it on %s", model_dir, recorded, tokens_path)
+
+
+def loss_of(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mean cross-entropy over the labelled positions (0, not NaN, when a batch has none)."""
+    flat = target.reshape(-1)
+    total = F.cross_entropy(logits.float().reshape(-1, n_classes), flat, ignore_index=tasks.IGNORE, reduction="sum")
+    return total / (flat != tasks.IGNORE).sum().clamp_min(1)
+
+
+# ----- the run -----------------------------------------------------------------------------------------------
+def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSettings, split_file: Path | None = None,
+             overwrite: bool = False, on_progress: Progress | None = None) -> FinetuneResult:
+    """Fine-tune, test at the best validation epoch, write ``out`` (swapped in when complete)."""
+    quiet_transformers()
+    tokens_path, out = Path(tokens_path), Path(out)
+    spec = tasks.TaskSpec(settings.task, settings.label_pattern, Path(settings.labels_file) if settings.labels_file else None)
+    corpus = TokenCorpus.open(tokens_path)
+    run = training.Run(training.RunConfig(settings.device, settings.mixed_precision, settings.batch_size, settings.grad_accum,
+                                          settings.global_batch_size, settings.clip, settings.seed))
+    with run.main_context(lambda: artifacts.staging(out, overwrite)) as tmp:
+        by_split, classes, missing = labelled_pieces(corpus, spec, split_file, tokens_path)
+        model, inputs = build_model(model_dir, corpus, tokens_path, classes, spec, settings)
+        max_len = min(settings.max_len, model.config.max_position_embeddings)
+        data = split_windows(by_split, classes, spec.per_note, max_len, corpus.config.max_bars)
+        try:
+            result = _fit(run, model, data, classes, settings, on_progress)
+        except KeyboardInterrupt:
+            previous = f"; {out} is unchanged" if out.exists() else ""
+            raise Interrupted(f"fine-tuning stopped before the end: nothing was written{previous}") from None
+        result = dataclasses.replace(result, unlabelled_pieces=len(missing), pretrained=not settings.from_scratch)
+        run.on_main(lambda: _save(tmp, run.unwrap(model), result, settings, model_dir, split_file, inputs, missing))
+    return result
+
+
+def _fit(run: training.Run, model, data: dict[str, Split], classes: list[str], settings: FinetuneSettings,
+         on_progress: Progress | None) -> FinetuneResult:
+    """Epochs of mask fine-tuning with early stopping; the test scores of the best validation epoch."""
+    optimizer = torch.optim.AdamW(training.param_groups(model, settings.weight_decay), lr=settings.lr)
+    model, optimizer = run.prepare(model, optimizer)
+    unwrapped, train, per_note = run.unwrap(model), data["train"], settings.task in tasks.TOKEN_TASKS
+    collate = functools.partial(collate_train, split=train, per_note=per_note, settings=settings, batch_size=run.plan.per_device)
+    steps_per_epoch = math.ceil(len(train.windows) / run.plan.global_batch)
+
+    def forward(prepared, batch):
+        return loss_of(prepared(batch["inputs"], batch["attention_mask"]), batch["target"], len(classes))
+
     history, best, best_state, started = [], None, None, time.perf_counter()
-    step = 0
     for epoch in range(1, settings.epochs + 1):
-        model.train()
-        order = np.random.default_rng([settings.seed, epoch]).permutation(len(windows))
-        total = 0.0
-        for b in range(0, len(order), settings.batch_size):
-            generator = torch.Generator().manual_seed(settings.seed * 7919 + step)
-            inputs, attention, target = _batch(windows, labels, order[b : b + settings.batch_size].tolist(), spec.per_note,
-                                               settings.task, generator, settings.mask_ratio, device)
-            logits = model(inputs, attention)
-            loss = F.cross_entropy(logits.float().reshape(-1, len(classes)), target.reshape(-1), ignore_index=T.IGNORE)
-            if torch.isnan(loss):  # every label of the batch masked away: nothing to learn from it
-                continue
-            optimizer.zero_grad()
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            total += float(loss.detach())
-            step += 1
-        valid = evaluate_split(unwrapped, *data["valid"], len(by_split["valid"]), [i.label for i in by_split["valid"]],
-                               classes, settings, device)
-        row = {"epoch": epoch, "train_loss": round(total / max(1, len(order) // settings.batch_size), 5),
-               "valid_accuracy": valid["accuracy"], "valid_macro_f1": valid["macro_f1"]}
+        start = (epoch - 1) * steps_per_epoch * run.plan.global_batch
+        loader = run.prepare(run.train_loader(list(range(len(train.windows))), collate, steps_per_epoch, start=start))
+        losses = [float(out.detach()) for done in run.train(model, optimizer, None, loader, forward) for out in done.outputs]
+        train_loss = float(run.accelerator.reduce(torch.tensor(sum(losses) / len(losses), device=run.device), "mean"))
+        valid = evaluate_split(run, unwrapped, data["valid"], classes, settings)
+        row = {"epoch": epoch, "train_loss": round(train_loss, 5), "valid_accuracy": valid["accuracy"],
+               "valid_macro_f1": valid["macro_f1"]}
         history.append(row)
-        if on_epoch:
-            on_epoch(epoch, settings.epochs, row)
+        if on_progress is not None and run.is_main:
+            on_progress(epoch, settings.epochs, row)
         if best is None or valid["accuracy"] > best["valid"]["accuracy"]:
-            best = {"epoch": epoch, "valid": valid}
-            best_state = copy.deepcopy(unwrapped.state_dict())
+            best, best_state = {"epoch": epoch, "valid": valid}, copy.deepcopy(unwrapped.state_dict())
         elif epoch - best["epoch"] >= settings.patience:
             break
     unwrapped.load_state_dict(best_state)
-    test_items = [i.label for i in by_split["test"]]
-    test = evaluate_split(unwrapped, *data["test"], len(by_split["test"]), test_items, classes, settings, device)
-    metrics = {
-        "task": settings.task, "classes": classes, "pretrained": not settings.from_scratch, "mask_ratio": settings.mask_ratio,
-        "best_epoch": best["epoch"], "epochs_run": len(history), "seconds": round(time.perf_counter() - started, 2),
-        "pieces": {s: len(by_split[s]) for s in C.SPLITS}, "unlabelled_pieces": len(missing),
-        "valid": best["valid"], "test": test, "history": history,
-        "chance_accuracy": round(1 / len(classes), 4),
-    }
-    if settings.eval_masked:
-        metrics["test_masked"] = evaluate_split(unwrapped, *data["test"], len(by_split["test"]), test_items, classes, settings,
-                                                device, masked=True)
-    with artifacts.staging(out, overwrite) as tmp:
-        unwrapped.save_pretrained(tmp)
-        artifacts.atomic_write_json(tmp / "metrics.json", metrics)
-        confusion_png(np.array(test["confusion_matrix"]), classes, tmp / "confusion.png", f"{settings.task}: test")
-        (tmp / "README.md").write_text(_card(settings, metrics, model_dir))
-        if missing:
-            artifacts.write_jsonl(tmp / "unlabelled.jsonl", [{"path": m} for m in missing])
-        inputs = {"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}
-        if not settings.from_scratch and (Path(model_dir) / artifacts.MANIFEST).is_file():
-            inputs["bert"] = artifacts.input_ref(Path(model_dir), artifacts.read_manifest(Path(model_dir)))
-        artifacts.write_manifest(tmp, artifacts.Manifest(
-            kind=KIND, parameters={**dataclasses.asdict(settings), "split_file": str(split_file) if split_file else None},
-            inputs=inputs, metrics={"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-                                    "best_epoch": best["epoch"]}))
-    return metrics
+    test = evaluate_split(run, unwrapped, data["test"], classes, settings)
+    masked = evaluate_split(run, unwrapped, data["test"], classes, settings, masked=True) if settings.eval_masked else None
+    return FinetuneResult(
+        task=settings.task, classes=classes, pretrained=not settings.from_scratch, mask_ratio=settings.mask_ratio,
+        best_epoch=best["epoch"], epochs_run=len(history), seconds=round(time.perf_counter() - started, 2),
+        pieces={s: len(data[s].items) for s in C.SPLITS}, unlabelled_pieces=0, valid=best["valid"], test=test,
+        history=history, chance_accuracy=round(1 / len(classes), 4), batch=run.describe(), test_masked=masked,
+        main_process=run.is_main)
+
+
+def _save(tmp: Path, model, result: FinetuneResult, settings: FinetuneSettings, model_dir: Path, split_file: Path | None,
+          inputs: dict, missing: list[str]) -> None:
+    model.save_pretrained(tmp)
+    metrics = result.to_dict()
+    artifacts.atomic_write_json(tmp / "metrics.json", metrics)
+    confusion_png(np.array(result.test["confusion_matrix"]), result.classes, tmp / "confusion.png", f"{settings.task}: test")
+    (tmp / "README.md").write_text(_card(settings, metrics, model_dir))
+    if missing:
+        artifacts.write_jsonl(tmp / "unlabelled.jsonl", [{"path": m} for m in missing])
+    artifacts.write_manifest(tmp, artifacts.Manifest(
+        kind=KIND, parameters={**settings.to_dict(), **result.batch, "split_file": str(split_file) if split_file else None},
+        inputs=inputs, metrics={"test_accuracy": result.test["accuracy"], "test_macro_f1": result.test["macro_f1"],
+                                "best_epoch": result.best_epoch}))
 
 
 def confusion_png(matrix: np.ndarray, classes: list[str], path: Path, title: str) -> None:
@@ -299,7 +402,8 @@ MidiBert {origin} with mask fine-tuning (mask ratio {settings.mask_ratio}) by `m
 
 - Classes: {', '.join(metrics['classes'])} (chance {metrics['chance_accuracy']:.3f})
 - Pieces: train {metrics['pieces']['train']}, valid {metrics['pieces']['valid']}, test {metrics['pieces']['test']}
-- Best validation epoch {metrics['best_epoch']} of {metrics['epochs_run']}
+- Best validation epoch {metrics['best_epoch']} of {metrics['epochs_run']}; global batch {metrics['global_batch_size']}
+  ({metrics['per_device_batch_size']} per device x {metrics['processes']} process(es) x {metrics['grad_accum']} accumulation)
 
 | split | accuracy | macro-F1 |
 |---|---:|---:|

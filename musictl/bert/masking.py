@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from musictl import constants as C
+from musictl import constants
 
 
 def budget(attention_mask: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -53,11 +53,11 @@ def corrupt(
     to_mask = selected & (roll < mask_share)
     to_random = selected & (roll >= mask_share) & (roll < mask_share + random_share)
     out = input_ids.clone()
-    out[to_mask] = C.MASK_ID
+    out[to_mask] = constants.MASK_ID
     if to_random.any():
         n = int(to_random.sum())
         random_notes = torch.stack(
-            [torch.randint(C.N_SPECIAL, v, (n,), generator=generator) for v in vocab_sizes], dim=-1
+            [torch.randint(constants.N_SPECIAL, v, (n,), generator=generator) for v in vocab_sizes], dim=-1
         ).to(out.device)
         out[to_random] = random_notes
     return out
@@ -66,5 +66,55 @@ def corrupt(
 def mask_notes(input_ids: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     """Every field of the selected notes becomes MASK (fine-tuning's masking)."""
     out = input_ids.clone()
-    out[selected] = C.MASK_ID
+    out[selected] = constants.MASK_ID
     return out
+
+
+# --- Adversarial-MidiBERT (the published method): budgets drawn per sequence, exact 80/10/10 counts ---
+
+
+def share_budget(
+    eligible: torch.Tensor, attention_mask: torch.Tensor, share_range: tuple[float, float], cap: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Notes to mask per sequence: ``min(floor(U(low, high) x eligible notes), floor(cap x real notes))``.
+
+    ``eligible`` are the real notes the mask book has not frozen. The share is drawn per sequence
+    from ``generator`` (the reference draws ``random.uniform(0.1, 0.3)`` per sequence and step).
+    """
+    low, high = share_range
+    share = low + (high - low) * torch.rand(eligible.shape[0], generator=generator, device="cpu").to(eligible.device)
+    by_share = torch.floor(share * eligible.sum(dim=1).float())
+    by_cap = torch.floor(cap * attention_mask.sum(dim=1).float())
+    return torch.minimum(by_share, by_cap).long()
+
+
+def rank_within(selected: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A uniformly random order of each row's selected positions: 0, 1, ... on them, large elsewhere."""
+    noise = torch.rand(selected.shape, generator=generator, device="cpu").to(selected.device)
+    noise = noise.masked_fill(~selected, float("inf"))
+    return torch.argsort(torch.argsort(noise, dim=1), dim=1)
+
+
+def corrupt_exact(
+    input_ids: torch.Tensor, selected: torch.Tensor, vocab_sizes: list[int], generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's 80/10/10 with exact counts per sequence: of its ``k`` selected notes,
+    ``round(0.8 k)`` become MASK, ``round(0.1 k)`` a random note, the rest stay as they are.
+
+    Returns the corrupted ids and the notes really changed (MASK or random), which the masker's
+    targets are drawn from. Random notes use real values only (never PAD, MASK, BOS or EOS).
+    """
+    k = selected.sum(dim=1, keepdim=True).float()
+    n_mask, n_random = torch.round(0.8 * k), torch.round(0.1 * k)
+    rank = rank_within(selected, generator).float()
+    to_mask = selected & (rank < n_mask)
+    to_random = selected & (rank >= n_mask) & (rank < n_mask + n_random)
+    out = input_ids.clone()
+    out[to_mask] = constants.MASK_ID
+    if to_random.any():
+        n = int(to_random.sum())
+        random_notes = torch.stack(
+            [torch.randint(constants.N_SPECIAL, v, (n,), generator=generator) for v in vocab_sizes], dim=-1
+        ).to(out.device)
+        out[to_random] = random_notes
+    return out, to_mask | to_random

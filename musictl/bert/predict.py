@@ -6,33 +6,40 @@ from pathlib import Path
 
 import numpy as np
 
+from musictl import artifacts
 from musictl import constants as C
 from musictl.bert.data import piece_windows
 from musictl.bert.finetune import predict_windows
 from musictl.bert.model import MidiBertForTokenClassification, load_midibert
+from musictl.bert.settings import PredictSettings
 from musictl.errors import ArtifactError
+from musictl.hf import quiet_transformers
 
 
-def load_classifier(model_dir: Path):
-    from musictl.bert.pretrain import _quiet_transformers
+def load_classifier(model_dir: Path, device: str = "auto"):
+    """The fine-tuned model of a ``finetune`` artifact (checked against its manifest) and its task."""
+    from musictl.training import resolve_device
 
-    _quiet_transformers()
+    quiet_transformers()
+    artifacts.require(Path(model_dir), "finetune", Path(model_dir).name)
     model = load_midibert(model_dir, producer="musictl finetune-mask --task TASK")
     task = getattr(model.config, "finetune_task", None)
     if task is None:
         raise ArtifactError(f"{model_dir} is not a fine-tuned model; run: musictl finetune-mask --task TASK")
-    return model.eval(), task
+    return model.eval().to(resolve_device(device)), task
 
 
-def predict_file(model, task: str, path: Path, max_len: int = 512, device: str = "cpu") -> dict:
+def predict_file(model, task: str, path: Path, settings: PredictSettings | None = None) -> dict:
     """Per-note classes (token tasks) or the piece's class probabilities (sequence tasks)."""
     from musictl.midi.encode import encode_file
 
+    settings = settings or PredictSettings()
     config = model.config.tokenizer_config
     tokens = encode_file(path, config).tokens
-    max_len = min(max_len, model.config.max_position_embeddings)
+    max_len = min(settings.max_len, model.config.max_position_embeddings)
     windows = piece_windows(tokens, max_len, config.max_bars)
-    probs = predict_windows(model.to(device), windows, 8, task, device)
+    device = next(model.parameters()).device
+    probs = predict_windows(model, windows, settings.batch_size, task, device)
     classes = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if isinstance(model, MidiBertForTokenClassification):
         return {"tokens": tokens, "config": config, "classes": classes,
@@ -53,4 +60,3 @@ def prediction_midi(result: dict, task: str) -> bytes:
         tokens[:, C.VELOCITY] = centres * config.velocity_bins // 128 + C.N_SPECIAL
         return tokens_to_midi_bytes(tokens, config)
     return decode_tokens(tokens, config, groups=result["note_class"], group_names=result["classes"]).dumps_midi()
-

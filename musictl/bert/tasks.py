@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from musictl import constants as C
+from musictl.bert.settings import DEFAULT_EMOTION_PATTERN
 from musictl.errors import TokenizeError, UsageError
 from musictl.midi.tokens import Piece, TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
@@ -30,7 +31,6 @@ VELOCITY_EDGES = np.array([32, 48, 64, 80, 96])
 MELODY_CLASSES = ["melody", "bridge", "accompaniment"]
 # POP909's track names; any other name is matched by these words, else accompaniment.
 DEFAULT_MELODY_MAP = {"MELODY": "melody", "BRIDGE": "bridge", "PIANO": "accompaniment"}
-DEFAULT_EMOTION_PATTERN = r"^(Q[1-4])_"
 
 
 @dataclass

@@ -1,25 +1,35 @@
-"""``musictl pretrain-bert``: MidiBert pre-training (plain MLM or adversarial masking)."""
+"""``musictl pretrain-bert``, ``finetune-mask`` and ``predict``: parse, call one library function, render.
+
+Every default, help text and range comes from ``musictl.bert.settings``.
+"""
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import Device, DeviceOpt, Overwrite, Seed, Workdir, emit_binary, reports_errors, resolve_device
+from musictl.bert.settings import (
+    DeviceName,
+    FinetuneSettings,
+    Objective,
+    Precision,
+    PredictSettings,
+    PretrainSettings,
+    Size,
+    TaskName,
+    WeightSource,
+)
+from musictl.commands._common import Overwrite, Workdir, emit_binary, option, reports_errors
 
+SETTINGS = {
+    "pretrain-bert": (PretrainSettings,),
+    "finetune-mask": (FinetuneSettings,),
+    "predict": (PredictSettings,),
+}
 
-class Objective(str, enum.Enum):
-    adversarial = "adversarial"
-    mlm = "mlm"
-
-
-class Size(str, enum.Enum):
-    tiny = "tiny"
-    small = "small"
-    base = "base"
+TokensOpt = Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")]
 
 
 def register(app: typer.Typer) -> None:
@@ -30,104 +40,101 @@ def register(app: typer.Typer) -> None:
 
 @reports_errors
 def pretrain_bert(
-    tokens: Annotated[Optional[Path], typer.Option(help="Tokens artifact [default: WORKDIR/tokens].")] = None,
+    tokens: TokensOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory [default: WORKDIR/bert].")] = None,
-    objective: Annotated[
-        Objective, typer.Option(help="adversarial: a masker picks hard notes; mlm: random masking.")
-    ] = Objective.adversarial,
-    size: Annotated[Size, typer.Option(help="tiny (CPU minutes), small, base (12 layers, 768 hidden, 12 heads).")] = Size.tiny,
-    hidden_size: Annotated[Optional[int], typer.Option(help="Override the size's hidden size.")] = None,
-    layers: Annotated[Optional[int], typer.Option(help="Override the number of layers.")] = None,
-    heads: Annotated[Optional[int], typer.Option(help="Override the number of attention heads.")] = None,
-    field_embed_dim: Annotated[Optional[int], typer.Option(help="Override the per-field embedding size.")] = None,
-    mask_ratio: Annotated[float, typer.Option(min=0.01, max=0.9, help="Share of real notes masked per window.")] = 0.15,
-    random_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="Adversarial: share of the mask budget drawn at random.")] = 0.2,
-    max_len: Annotated[int, typer.Option(min=8, help="Notes per training window.")] = 512,
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per batch (per device).")] = 8,
-    grad_accum: Annotated[int, typer.Option(min=1, help="Batches per optimizer step.")] = 1,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (linear warm-up, then linear decay).")] = 5e-4,
-    warmup: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of steps spent warming up.")] = 0.1,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    clip: Annotated[float, typer.Option(help="Gradient-norm clipping.")] = 1.0,
-    max_steps: Annotated[Optional[int], typer.Option(min=1, help="Optimizer steps (overrides --epochs).")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training windows.")] = 1,
-    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate and checkpoint every N steps.")] = 100,
-    resume: Annotated[bool, typer.Option(help="Continue exactly from OUT/checkpoints/last.")] = False,
-    seed: Seed = 0,
-    device: DeviceOpt = Device.auto,
+    objective: Objective = option(PretrainSettings, "objective"),
+    size: Size = option(PretrainSettings, "size"),
+    hidden_size: Optional[int] = option(PretrainSettings, "hidden_size"),
+    num_hidden_layers: Optional[int] = option(PretrainSettings, "num_hidden_layers"),
+    num_attention_heads: Optional[int] = option(PretrainSettings, "num_attention_heads"),
+    field_embed_dim: Optional[int] = option(PretrainSettings, "field_embed_dim"),
+    dropout: Optional[float] = option(PretrainSettings, "dropout"),
+    mask_ratio: float = option(PretrainSettings, "mask_ratio"),
+    random_share: float = option(PretrainSettings, "random_share"),
+    freeze_every: int = option(PretrainSettings, "freeze_every"),
+    weight_source: WeightSource = option(PretrainSettings, "weight_source"),
+    max_len: int = option(PretrainSettings, "max_len"),
+    batch_size: int = option(PretrainSettings, "batch_size"),
+    grad_accum: int = option(PretrainSettings, "grad_accum"),
+    global_batch_size: Optional[int] = option(PretrainSettings, "global_batch_size"),
+    lr: float = option(PretrainSettings, "lr"),
+    warmup: float = option(PretrainSettings, "warmup"),
+    weight_decay: float = option(PretrainSettings, "weight_decay"),
+    clip: float = option(PretrainSettings, "clip"),
+    max_steps: Optional[int] = option(PretrainSettings, "max_steps"),
+    epochs: int = option(PretrainSettings, "epochs"),
+    eval_every: int = option(PretrainSettings, "eval_every"),
+    mixed_precision: Optional[Precision] = option(PretrainSettings, "mixed_precision"),
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted or finished run).")] = False,
+    seed: int = option(PretrainSettings, "seed"),
+    device: DeviceName = option(PretrainSettings, "device"),
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
     """Pre-train MidiBert on the training split of the tokens artifact.
 
-    Writes WORKDIR/bert: the best model (HF directory), checkpoints/last for --resume,
-    metrics.jsonl, metrics.json, a model card. Multi-GPU: accelerate launch --multi_gpu -m musictl pretrain-bert ...
+    Writes WORKDIR/bert (the best model, checkpoints/last for --resume, metrics, a model card) when the
+    run is complete; until then it trains in .bert.staging beside it and an existing model stays whole.
+    Several GPUs or nodes: accelerate launch --multi_gpu --num_processes 8 -m musictl pretrain-bert ...
+    (docs/distributed.md).
 
     Example: musictl pretrain-bert --objective adversarial --size tiny --max-steps 300
     """
-    from rich.progress import TextColumn
-
     from musictl import artifacts
-    from musictl.bert.pretrain import PretrainSettings, pretrain
-    from musictl.console import err, progress
+    from musictl.bert.pretrain import pretrain
+    from musictl.console import err, track
 
-    settings = PretrainSettings(
-        size=size.value, hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
-        field_embed_dim=field_embed_dim, objective=objective.value, mask_ratio=mask_ratio, random_share=random_share,
-        max_len=max_len, batch_size=batch_size, lr=lr, warmup=warmup, weight_decay=weight_decay, max_steps=max_steps,
-        epochs=epochs, eval_every=eval_every, grad_accum=grad_accum, clip=clip, seed=seed, device=resolve_device(device),
-    )
+    settings = PretrainSettings.from_values(locals())
     tokens_path = tokens or artifacts.artifact_dir(workdir, "tokens")
     out_dir = out or artifacts.artifact_dir(workdir, "bert")
-    with progress(TextColumn("{task.fields[info]}")) as bar:
-        task = bar.add_task("pretrain-bert", total=None, info="")
 
-        def on_step(step: int, total: int, row: dict) -> None:
-            valid = f" valid acc {row['valid']['accuracy']:.3f}" if "valid" in row else ""
-            bar.update(task, completed=step, total=total,
-                       info=f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} {row['notes_per_s'] or 0:,.0f} notes/s{valid}")
-            if "valid" in row and not err.is_terminal:
-                err.print(f"step {step}/{total}: loss {row['loss']:.4f}{valid}")
+    def describe(row) -> str:
+        valid = f" valid acc {row['valid']['accuracy']:.3f}" if "valid" in row else ""
+        return f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} {row['notes_per_s'] or 0:,.0f} notes/s{valid}"
 
-        metrics = pretrain(tokens_path, out_dir, settings, resume=resume, overwrite=overwrite, on_step=on_step)
-    best = metrics["best_valid"] or metrics["final_valid"]
+    def log_line(row) -> str | None:
+        return f"step {row['step']}: loss {row['loss']:.4f} valid acc {row['valid']['accuracy']:.3f}" if "valid" in row else None
+
+    with track("pretrain-bert", describe=describe, log_every=log_line) as on_progress:
+        result = pretrain(tokens_path, out_dir, settings, resume=resume, overwrite=overwrite, on_progress=on_progress)
+    if not result.main_process:
+        return
+    best = result.best_valid or result.final_valid
     err.print(
-        f"[green]done[/]: {metrics['steps']} steps, valid masked accuracy {metrics['final_valid']['accuracy']:.3f} "
-        f"(best {best['accuracy']:.3f}), {metrics['notes_per_s'] or 0:,.0f} notes/s"
+        f"[green]done[/]: {result.steps} steps (global batch {result.batch['global_batch_size']} over "
+        f"{result.batch['processes']} process(es)), valid masked accuracy {result.final_valid['accuracy']:.3f} "
+        f"(best {best['accuracy']:.3f}), {result.notes_per_s or 0:,.0f} notes/s"
     )
     print(out_dir)
 
 
-class Task(str, enum.Enum):
-    melody = "melody"
-    velocity = "velocity"
-    composer = "composer"
-    emotion = "emotion"
-    style = "style"
-    label = "label"
-
-
 @reports_errors
 def finetune_mask(
-    task: Annotated[Task, typer.Option(help="melody, velocity (per note); composer, emotion, style, label (per piece).")],
+    task: Annotated[TaskName, typer.Option(help=FinetuneSettings.__dataclass_fields__["task"].metadata["help"])],
     model: Annotated[Optional[Path], typer.Option(help="Pre-trained MidiBert [default: WORKDIR/bert].")] = None,
-    tokens: Annotated[Optional[Path], typer.Option(help="Tokens artifact [default: WORKDIR/tokens].")] = None,
+    tokens: TokensOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output [default: WORKDIR/finetune/TASK].")] = None,
     split_file: Annotated[
         Optional[Path], typer.Option(help="JSON train/valid/test lists of file names (else the tokens' splits).")
     ] = None,
-    labels: Annotated[Optional[Path], typer.Option(help="--task label: CSV path,label or JSON {path: label}.")] = None,
-    label_pattern: Annotated[str, typer.Option(help="--task emotion: regex whose group 1 is the label, on the file name.")] = r"^(Q[1-4])_",
-    mask_ratio: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of input notes masked per batch (0: plain).")] = 0.15,
-    from_scratch: Annotated[bool, typer.Option(help="Do not load pre-trained weights (same architecture).")] = False,
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs.")] = 10,
-    patience: Annotated[int, typer.Option(min=1, help="Stop after N epochs without better validation accuracy.")] = 3,
-    eval_masked: Annotated[bool, typer.Option(help="Also report test accuracy on masked input.")] = False,
-    max_len: Annotated[int, typer.Option(min=8, help="Notes per window.")] = 512,
-    batch_size: Annotated[int, typer.Option(min=1)] = 8,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 3e-4,
-    seed: Seed = 0,
-    device: DeviceOpt = Device.auto,
+    labels_file: Optional[Path] = option(FinetuneSettings, "labels_file"),
+    label_pattern: str = option(FinetuneSettings, "label_pattern"),
+    mask_ratio: float = option(FinetuneSettings, "mask_ratio"),
+    from_scratch: bool = option(FinetuneSettings, "from_scratch"),
+    epochs: int = option(FinetuneSettings, "epochs"),
+    patience: int = option(FinetuneSettings, "patience"),
+    eval_masked: bool = option(FinetuneSettings, "eval_masked"),
+    max_len: int = option(FinetuneSettings, "max_len"),
+    batch_size: int = option(FinetuneSettings, "batch_size"),
+    grad_accum: int = option(FinetuneSettings, "grad_accum"),
+    global_batch_size: Optional[int] = option(FinetuneSettings, "global_batch_size"),
+    lr: float = option(FinetuneSettings, "lr"),
+    weight_decay: float = option(FinetuneSettings, "weight_decay"),
+    clip: float = option(FinetuneSettings, "clip"),
+    dropout: Optional[float] = option(FinetuneSettings, "dropout"),
+    mixed_precision: Optional[Precision] = option(FinetuneSettings, "mixed_precision"),
+    seed: int = option(FinetuneSettings, "seed"),
+    device: DeviceName = option(FinetuneSettings, "device"),
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
@@ -136,37 +143,36 @@ def finetune_mask(
     Example: musictl finetune-mask --task composer --split-file ../shared/datasets/pianist8/splits.json
     """
     from musictl import artifacts
-    from musictl.bert.finetune import FinetuneSettings, finetune
-    from musictl.console import err, info, progress
+    from musictl.bert.finetune import finetune
+    from musictl.console import info, track
 
-    settings = FinetuneSettings(task=task.value, mask_ratio=mask_ratio, from_scratch=from_scratch, max_len=max_len,
-                                batch_size=batch_size, lr=lr, epochs=epochs, patience=patience, eval_masked=eval_masked,
-                                seed=seed, device=resolve_device(device), label_pattern=label_pattern,
-                                labels_file=str(labels) if labels else None)
-    out_dir = out or artifacts.artifact_dir(workdir, "finetune", task.value)
-    with progress() as bar:
-        job = bar.add_task(f"finetune {task.value}", total=epochs)
+    settings = FinetuneSettings.from_values(locals(), labels_file=str(labels_file) if labels_file else None)
+    out_dir = out or artifacts.artifact_dir(workdir, "finetune", task)
 
-        def on_epoch(epoch, total, row):
-            bar.update(job, completed=epoch)
-            if not err.is_terminal:
-                info(f"epoch {epoch}: train loss {row['train_loss']:.4f}, valid accuracy {row['valid_accuracy']:.4f}")
+    def log_line(row) -> str:
+        return f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, valid accuracy {row['valid_accuracy']:.4f}"
 
-        metrics = finetune(tokens or artifacts.artifact_dir(workdir, "tokens"), model or artifacts.artifact_dir(workdir, "bert"),
-                           out_dir, settings, split_file, overwrite, on_epoch)
-    if metrics["unlabelled_pieces"]:
-        info(f"{metrics['unlabelled_pieces']} pieces had no label and were left out (listed in {out_dir / 'unlabelled.jsonl'})")
-    err.print(f"[green]test[/] accuracy {metrics['test']['accuracy']:.4f}, macro-F1 {metrics['test']['macro_f1']:.4f} "
-              f"(best epoch {metrics['best_epoch']}, chance {metrics['chance_accuracy']:.3f})")
+    with track(f"finetune {task}", epochs, describe=log_line, log_every=log_line) as on_progress:
+        result = finetune(tokens or artifacts.artifact_dir(workdir, "tokens"), model or artifacts.artifact_dir(workdir, "bert"),
+                          out_dir, settings, split_file, overwrite, on_progress)
+    if not result.main_process:
+        return
+    if result.unlabelled_pieces:
+        info(f"{result.unlabelled_pieces} pieces had no label and were left out (listed in {out_dir / 'unlabelled.jsonl'})")
+    info(f"[green]test[/] accuracy {result.test['accuracy']:.4f}, macro-F1 {result.test['macro_f1']:.4f} "
+         f"(best epoch {result.best_epoch}, chance {result.chance_accuracy:.3f})")
     print(out_dir)
 
 
 @reports_errors
 def predict(
     files: Annotated[list[Path], typer.Argument(help="MIDI files (need not be tokenized).")],
-    model: Annotated[Path, typer.Option(help="A finetune-mask output directory.")],
+    model: Annotated[Path, typer.Option(help="A finetune-mask output directory (WORKDIR/finetune/TASK).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Token tasks: the output MIDI (one input file).")] = None,
-    device: DeviceOpt = Device.auto,
+    max_len: int = option(PredictSettings, "max_len"),
+    batch_size: int = option(PredictSettings, "batch_size"),
+    device: DeviceName = option(PredictSettings, "device"),
+    overwrite: Overwrite = False,
 ) -> None:
     """Predict with a fine-tuned model: a MIDI split into melody/bridge/accompaniment tracks (or with
     predicted velocities), or one JSON line per file with the label and class probabilities.
@@ -176,21 +182,23 @@ def predict(
     import json
 
     from musictl.bert.predict import load_classifier, predict_file, prediction_midi
+    from musictl.commands._common import check_binary_destination
     from musictl.console import warn
     from musictl.errors import MusictlError, TokenizeError, UsageError
 
-    classifier, task = load_classifier(model)
-    dev = resolve_device(device)
+    settings = PredictSettings.from_values(locals())
+    classifier, task = load_classifier(model, settings.device)
     if task in ("melody", "velocity"):
         if len(files) != 1:
             raise UsageError(f"--task {task} models write one MIDI file: give one input file")
-        result = predict_file(classifier, task, files[0], device=dev)
-        emit_binary(prediction_midi(result, task), out)
+        check_binary_destination(out, overwrite=overwrite, inputs=files)
+        result = predict_file(classifier, task, files[0], settings)
+        emit_binary(prediction_midi(result, task), out, overwrite=overwrite, inputs=files)
         return
     failed = 0
     for path in files:
         try:
-            result = predict_file(classifier, task, path, device=dev)
+            result = predict_file(classifier, task, path, settings)
         except TokenizeError as exc:
             warn(str(exc))
             failed += 1

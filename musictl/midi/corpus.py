@@ -1,4 +1,5 @@
-"""Finding MIDI files, naming their style, and assigning train/valid/test splits."""
+"""Finding MIDI files, naming their style, assigning train/valid/test splits, and telling whether
+the MIDI files a tokens artifact was made from have changed since."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from musictl import artifacts
 from musictl import constants as C
-from musictl.errors import UsageError
+from musictl.errors import MusictlError, UsageError
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,7 @@ class SourceFile:
     path: Path
     style: str
     relative: str  # path relative to the input directory it was found in (its name for a file)
+    problem: str = ""  # why the file cannot be tokenized before reading it (a style name that is not a safe name)
 
 
 def bundled_corpus() -> Path:
@@ -38,16 +41,25 @@ def find_midi_files(inputs: list[Path]) -> list[SourceFile]:
     for given in inputs:
         root = Path(given)
         if root.is_file():
-            found.setdefault(root.resolve(), SourceFile(root, _style_name(root.resolve().parent), root.name))
+            found.setdefault(root.resolve(), _source(root, _style_name(root.resolve().parent), root.name))
         elif root.is_dir():
             for path in _walk(root):
                 if is_midi(path):
                     rel = path.relative_to(root)
                     style = rel.parts[0] if len(rel.parts) > 1 else _style_name(root.resolve())
-                    found.setdefault(path.resolve(), SourceFile(path, style, rel.as_posix()))
+                    found.setdefault(path.resolve(), _source(path, style, rel.as_posix()))
         else:
             raise UsageError(f"{root}: no such file or directory")
     return sorted(found.values(), key=lambda f: (f.style, f.relative))
+
+
+def _source(path: Path, style: str, relative: str) -> SourceFile:
+    """A found file; a folder name that cannot be a style name (``artifacts.safe_name``) is its problem."""
+    try:
+        artifacts.safe_name(style, "style")
+    except UsageError as exc:
+        return SourceFile(path, style, relative, f"its folder name cannot be a style: {exc}")
+    return SourceFile(path, style, relative)
 
 
 def _walk(root: Path) -> list[Path]:
@@ -65,17 +77,6 @@ def _walk(root: Path) -> list[Path]:
 
 def _style_name(folder: Path) -> str:
     return folder.name or "default"
-
-
-def parse_split_ratios(text: str) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` -> (0.8, 0.1, 0.1), validated."""
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 0 or abs(sum(parts) - 1) > 1e-6:
-        raise UsageError(f"--split {text!r}: give three non-negative fractions that sum to 1, e.g. 0.8,0.1,0.1")
-    return parts  # type: ignore[return-value]
 
 
 def assign_splits(files: list[SourceFile], ratios: tuple[float, float, float], seed: int) -> dict[Path, str]:
@@ -129,3 +130,48 @@ def load_split_file(path: Path, files: list[SourceFile]) -> tuple[dict[Path, str
         else:
             out[f.path] = C.UNLISTED_SPLIT
     return out, len(set(lookup) - matched)
+
+
+# ----- are a tokens artifact's MIDI inputs still the same? --------------------------------------
+def fingerprint_files(files: list[SourceFile]) -> str:
+    """Hash of the file list, styles, sizes and modification times (cheap: no file is read)."""
+    digest = hashlib.blake2b(digest_size=10)
+    for f in files:
+        stat = f.path.stat() if f.path.exists() else None
+        digest.update(f"{f.relative}\0{f.style}\0{stat.st_size if stat else -1}\0{stat.st_mtime_ns if stat else -1}\n".encode())
+    return digest.hexdigest()
+
+
+def describe_change(tokens_dir: Path, files: list[SourceFile]) -> str:
+    """What changed between the files a tokens artifact records and ``files``: added, removed, edited."""
+    recorded = set()
+    for name in ("index.jsonl", "errors.jsonl"):
+        if (Path(tokens_dir) / name).is_file():
+            recorded |= {os.path.abspath(row["path"]) for row in artifacts.read_jsonl(Path(tokens_dir) / name) if "path" in row}
+    current = {os.path.abspath(f.path) for f in files}
+    added, removed = len(current - recorded), len(recorded - current)
+    parts = [f"{added} MIDI file{'s' * (added != 1)} added"] if added else []
+    parts += [f"{removed} removed"] if removed else []
+    return ", ".join(parts) or "MIDI files edited (size or modification time changed)"
+
+
+def midi_inputs_changed(tokens_dir: Path) -> str | None:
+    """Why the MIDI inputs of a tokens artifact differ from what it was made from, or None.
+
+    None also when the artifact records no inputs to compare with (made from Python without them).
+    Reads only the manifest, the index and the inputs' file listing (no MIDI is parsed); torch-free,
+    for ``musictl status`` and ``musictl tokenize``.
+    """
+    manifest = artifacts.read_manifest(Path(tokens_dir))
+    recorded = manifest.inputs.get("midi", {}).get("fingerprint")
+    roots = manifest.parameters.get("inputs")
+    if not recorded or not roots:
+        return None
+    missing = [r for r in roots if not Path(r).exists()]
+    if missing:
+        return f"input {missing[0]} no longer exists"
+    try:
+        files = find_midi_files([Path(r) for r in roots])
+    except MusictlError as exc:
+        return str(exc)
+    return None if fingerprint_files(files) == recorded else describe_change(tokens_dir, files)

@@ -36,15 +36,25 @@ def validate_tokens(tokens: np.ndarray, config: TokenizerConfig, source: str = "
 
 
 def decode_ticks_per_beat(config: TokenizerConfig) -> int:
-    return math.lcm(C.DECODE_TICKS_PER_BEAT, config.positions_per_beat)
+    """Ticks per beat of decoded MIDI: a multiple of 480 that holds half grid steps (bucket centres)."""
+    return math.lcm(C.DECODE_TICKS_PER_BEAT, 2 * config.positions_per_beat)
 
 
-def onsets(values: np.ndarray, config: TokenizerConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def onsets(values: np.ndarray, config: TokenizerConfig, skips=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Absolute onsets (grid positions) of note values, plus the bar start grid and each bar's
-    time-signature value. A decrease of the bar field starts a new chunk of ``max_bars``."""
+    time-signature value. A decrease of the bar field starts a new block of ``max_bars``; ``skips``
+    (``[row, blocks]`` pairs from the encoder, see :func:`musictl.midi.encode.bar_skips`) adds the
+    blocks without notes that the field cannot show, such as a leading silence of 256 bars or more."""
     bar = values[:, C.BAR].astype(np.int64)
-    wraps = np.concatenate([[0], np.cumsum(np.diff(bar) < 0)])
-    bar_abs = bar + wraps * config.max_bars
+    blocks = np.concatenate([[0], np.cumsum(np.diff(bar) < 0)]) if len(bar) else np.zeros(0, dtype=np.int64)
+    if skips:
+        hidden = np.zeros(len(bar), dtype=np.int64)
+        for row, count in skips:
+            if not 0 <= int(row) < len(bar) or int(count) < 0:
+                raise MusictlError(f"bar skip {[row, count]} does not fit {len(bar)} notes; were the tokens edited?")
+            hidden[int(row)] += int(count)
+        blocks = blocks + np.cumsum(hidden)
+    bar_abs = bar + blocks * config.max_bars
     n_bars = int(bar_abs.max()) + 1 if len(bar_abs) else 0
     ts_of_bar = np.full(n_bars, -1, dtype=np.int64)
     ts_of_bar[bar_abs] = values[:, C.TIME_SIGNATURE]
@@ -59,12 +69,18 @@ def onsets(values: np.ndarray, config: TokenizerConfig) -> tuple[np.ndarray, np.
 
 
 def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | None = None,
-                  groups: np.ndarray | None = None, group_names: list[str] | None = None):
+                  groups: np.ndarray | None = None, group_names: list[str] | None = None, skips=None):
     """A symusic ``Score`` with one named track per instrument, tempo and time signatures.
 
     ``program`` overrides every pitched instrument (drums stay drums). ``groups`` (one int per
     row of ``tokens``, which must then be all notes) splits the notes further into tracks named
-    ``group_names[g]`` (e.g. melody / accompaniment).
+    ``group_names[g]`` (e.g. melody / accompaniment). ``skips`` are the piece's bar skips (the
+    ``skips`` of its index row or of :class:`~musictl.midi.encode.EncodedPiece`); without them a
+    silence of ``max_bars`` bars or more is shortened by whole blocks.
+
+    Each duration code becomes the centre of its bucket. Notes of one pitch that overlap stay in
+    their instrument's track (MIDI allows it; readers pair each note-off with the earliest open
+    note-on), so there are never more tracks than instruments (times groups).
     """
     import pretty_midi
     from symusic import Note, Score, Tempo, TimeSignature, Track
@@ -79,8 +95,8 @@ def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | No
     score = Score(tpq)
     if len(values) == 0:
         return score
-    onset, bar_start, ts_of_bar = onsets(values, config)
-    duration = config.duration_starts[values[:, C.DURATION]]
+    onset, bar_start, ts_of_bar = onsets(values, config, skips)
+    duration = config.duration_centres[values[:, C.DURATION]]
     step = 128 / config.velocity_bins
     vel_bin = values[:, C.VELOCITY]
     low, high = np.ceil(vel_bin * step), np.ceil((vel_bin + 1) * step) - 1
@@ -90,21 +106,17 @@ def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | No
     if program is not None:
         instrument = np.where(instrument == C.DRUM_PROGRAM, instrument, program)
     group = np.zeros(len(values), dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
-    key = instrument + (C.DRUM_PROGRAM + 1) * group  # notes overlap only within one track
-    layer = overlap_layers(onset, duration, values[:, C.PITCH], key)
-    order = np.lexsort((values[:, C.PITCH], onset))
-    for g, inst, lay in sorted(set(zip(group.tolist(), instrument.tolist(), layer.tolist()))):
-        rows = order[(instrument[order] == inst) & (layer[order] == lay) & (group[order] == g)]
+    order = np.lexsort((values[:, C.PITCH], onset))  # stable: equal notes keep the rows' duration order
+    for g, inst in sorted(set(zip(group.tolist(), instrument.tolist()))):
+        rows = order[(instrument[order] == inst) & (group[order] == g)]
         is_drum = inst == C.DRUM_PROGRAM
         name = "Drums" if is_drum else pretty_midi.program_to_instrument_name(int(inst))
         if group_names is not None:
             name = f"{group_names[g]} ({name})"
-        if lay:
-            name = f"{name} (overlaps {lay})"
         track = Track(name=name, program=0 if is_drum else int(inst), is_drum=bool(is_drum))
         track.notes = Note.from_numpy(
             time=(onset[rows] * ticks).astype(np.int32),
-            duration=(duration[rows] * ticks).astype(np.int32),
+            duration=np.rint(duration[rows] * ticks).astype(np.int32),
             pitch=values[rows, C.PITCH].astype(np.int8),
             velocity=velocity[rows].astype(np.int8),
         )
@@ -130,35 +142,9 @@ def decode_tokens(tokens: np.ndarray, config: TokenizerConfig, program: int | No
     return score
 
 
-def overlap_layers(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray, instrument: np.ndarray) -> np.ndarray:
-    """Layer of each note such that no two notes of one pitch overlap within a layer.
-
-    One MIDI channel cannot hold two sounding notes of the same pitch (the note-offs pair up
-    ambiguously), so overlapping ones go to extra tracks of the same instrument and keep their
-    exact durations.
-    """
-    layer = np.zeros(len(onset), dtype=np.int64)
-    todo = np.arange(len(onset))
-    current = 0
-    while len(todo) > 1:
-        order = todo[np.lexsort((onset[todo], pitch[todo], instrument[todo]))]
-        new_group = (pitch[order][1:] != pitch[order][:-1]) | (instrument[order][1:] != instrument[order][:-1])
-        group = np.concatenate([[0], np.cumsum(new_group)])
-        # latest end so far within each (instrument, pitch) group: a segmented running maximum
-        shift = group * (int((onset + duration).max()) + 1)
-        latest_end = np.maximum.accumulate(onset[order] + duration[order] + shift) - shift
-        clash = (group[1:] == group[:-1]) & (onset[order][1:] < latest_end[:-1])
-        if not clash.any():
-            break
-        todo = order[1:][clash]
-        current += 1
-        layer[todo] = current
-    return layer
-
-
-def tokens_to_midi_bytes(tokens: np.ndarray, config: TokenizerConfig, program: int | None = None) -> bytes:
-    """Standard MIDI file bytes of a token array."""
-    return decode_tokens(tokens, config, program=program).dumps_midi()
+def tokens_to_midi_bytes(tokens: np.ndarray, config: TokenizerConfig, program: int | None = None, skips=None) -> bytes:
+    """Standard MIDI file bytes of a token array (``skips``: see :func:`decode_tokens`)."""
+    return decode_tokens(tokens, config, program=program, skips=skips).dumps_midi()
 
 
 def load_token_file(path: str | Path) -> np.ndarray:

@@ -24,6 +24,8 @@ class EncodedPiece:
     notes: int  # notes read from the file
     seconds: float  # duration of the piece
     track: np.ndarray | None = None  # index in score.tracks of each row's note (with keep_tracks)
+    clipped: int = 0  # notes longer than the longest duration code (they get the last code)
+    skips: list[list[int]] = dataclasses.field(default_factory=list)  # see bar_skips(); pass to the decoder
 
 
 def parse_midi(data: bytes, source: str = "<bytes>"):
@@ -84,7 +86,8 @@ def encode_score(score, config: TokenizerConfig, source: str = "<score>", keep_t
     key = (onset << 33) | (program.astype(np.int64) << 25) | (pitch.astype(np.int64) << 18) | (dur_code << 8) | vel_bin
     order = np.argsort(key, kind="stable")
     tokens = np.empty((n, C.N_FIELDS), dtype=np.int16)
-    tokens[:, C.BAR] = bar[order] % config.max_bars
+    bar = bar[order]
+    tokens[:, C.BAR] = bar % config.max_bars
     tokens[:, C.POSITION] = position[order]
     tokens[:, C.INSTRUMENT] = program[order]
     tokens[:, C.PITCH] = pitch[order]
@@ -93,7 +96,30 @@ def encode_score(score, config: TokenizerConfig, source: str = "<score>", keep_t
     tokens[:, C.TIME_SIGNATURE] = ts_value if np.isscalar(ts_value) else ts_value[order]
     tokens[:, C.TEMPO] = tempo_value if np.isscalar(tempo_value) else tempo_value[order]
     tokens += C.N_SPECIAL
-    return EncodedPiece(tokens=tokens, notes=n, seconds=seconds, track=None if track is None else track[order])
+    clipped = int(np.count_nonzero(length > config.max_duration))
+    return EncodedPiece(tokens=tokens, notes=n, seconds=seconds, track=None if track is None else track[order],
+                        clipped=clipped, skips=bar_skips(bar, config.max_bars))
+
+
+def bar_skips(bar: np.ndarray, max_bars: int) -> list[list[int]]:
+    """Whole ``max_bars`` blocks that the wrapped bar field cannot show, as ``[row, blocks]`` pairs.
+
+    The bar field holds ``bar % max_bars`` and a decoder counts a new block wherever it decreases, so
+    blocks without a note (a leading silence of 256 bars or more, a gap that long inside a piece) are
+    invisible in the tokens. Row ``row`` (of the onset-sorted rows) starts ``blocks`` blocks later than
+    the field implies; the list is empty for nearly every piece and is stored in the tokens index.
+    """
+    if len(bar) == 0 or bar[-1] < max_bars:  # rows are sorted by onset: bar[-1] is the last bar
+        return []
+    field = bar % max_bars
+    decrease = field[1:] < field[:-1]
+    if np.count_nonzero(decrease) == bar[-1] // max_bars:  # every block shows as a decrease: nothing hidden
+        return []
+    seen = np.concatenate([[0], np.cumsum(decrease)])
+    hidden = bar // max_bars - seen  # blocks the field does not show, non-decreasing along the rows
+    step = np.diff(np.concatenate([[0], hidden]))
+    rows = np.flatnonzero(step)
+    return [[int(r), int(step[r])] for r in rows]
 
 
 # --------------------------------------------------------------------------------------------

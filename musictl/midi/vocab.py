@@ -16,36 +16,32 @@ from functools import cached_property
 import numpy as np
 
 from musictl import constants as C
+from musictl.midi.settings import QUANTISATION_FIELDS, quantisation_default, quantisation_range
 
 
 @dataclasses.dataclass(frozen=True)
 class TokenizerConfig:
-    """Quantisation of the Octuple representation (defaults: MusicBERT's)."""
+    """Quantisation of the Octuple representation (defaults and ranges: :class:`musictl.midi.settings.TokenizeSettings`)."""
 
-    positions_per_beat: int = C.POSITIONS_PER_BEAT
-    max_bar_beats: int = C.MAX_BAR_BEATS
-    max_bars: int = C.MAX_BARS
-    duration_levels: int = C.DURATION_LEVELS
-    duration_steps: int = C.DURATION_STEPS
-    velocity_bins: int = C.VELOCITY_BINS
-    tempo_min: float = C.TEMPO_MIN
-    tempo_max: float = C.TEMPO_MAX
-    tempo_bins_per_doubling: int = C.TEMPO_BINS_PER_DOUBLING
+    positions_per_beat: int = quantisation_default("positions_per_beat")
+    max_bar_beats: int = quantisation_default("max_bar_beats")
+    max_bars: int = quantisation_default("max_bars")
+    duration_levels: int = quantisation_default("duration_levels")
+    duration_steps: int = quantisation_default("duration_steps")
+    velocity_bins: int = quantisation_default("velocity_bins")
+    tempo_min: float = quantisation_default("tempo_min")
+    tempo_max: float = quantisation_default("tempo_max")
+    tempo_bins_per_doubling: int = quantisation_default("tempo_bins_per_doubling")
 
     def __post_init__(self) -> None:
-        checks = {
-            "positions_per_beat must be a power of two from 1 to 64": self.positions_per_beat in (1, 2, 4, 8, 16, 32, 64),
-            "max_bar_beats must be 1..64": 1 <= self.max_bar_beats <= 64,
-            "max_bars must be 2..4096": 2 <= self.max_bars <= 4096,
-            "duration_levels must be 1..16": 1 <= self.duration_levels <= 16,
-            "duration_steps must be 1..64": 1 <= self.duration_steps <= 64,
-            "velocity_bins must be 1..128": 1 <= self.velocity_bins <= 128,
-            "tempo range must satisfy 0 < tempo_min < tempo_max": 0 < self.tempo_min < self.tempo_max,
-            "tempo_bins_per_doubling must be 1..96": 1 <= self.tempo_bins_per_doubling <= 96,
-        }
-        for message, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid tokenizer parameters: {message}")
+        for name in QUANTISATION_FIELDS:
+            low, high = quantisation_range(name)
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"invalid tokenizer parameters: {name} must be {low:g}..{high:g}, not {getattr(self, name)}")
+        if self.positions_per_beat & (self.positions_per_beat - 1):
+            raise ValueError("invalid tokenizer parameters: positions_per_beat must be a power of two from 1 to 64")
+        if not self.tempo_min < self.tempo_max:
+            raise ValueError("invalid tokenizer parameters: tempo range must satisfy tempo_min < tempo_max")
 
     # ----- value tables -------------------------------------------------------------------
     @cached_property
@@ -78,6 +74,22 @@ class TokenizerConfig:
             for step in range(self.duration_steps)
         ]
         return np.array(starts, dtype=np.int64)
+
+    @cached_property
+    def duration_ends(self) -> np.ndarray:
+        """Largest duration (in positions) of each code; the last code's bucket is as wide as its neighbours'."""
+        last_step = 2 ** (self.duration_levels - 1)
+        return np.append(self.duration_starts[1:] - 1, self.duration_starts[-1] + last_step - 1)
+
+    @property
+    def max_duration(self) -> int:
+        """Longest duration (in positions) the codes hold; longer notes are clipped to the last code."""
+        return int(self.duration_ends[-1])
+
+    @cached_property
+    def duration_centres(self) -> np.ndarray:
+        """Centre (in positions, may be a half) of each code's bucket: what a code decodes to."""
+        return (self.duration_starts + self.duration_ends) / 2
 
     @cached_property
     def tempo_values(self) -> np.ndarray:

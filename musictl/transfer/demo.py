@@ -1,140 +1,129 @@
-"""``musictl demo``: the whole cross-style chain on the bundled corpus, small enough for a laptop CPU."""
+"""``musictl demo``: the whole cross-style chain on the bundled corpus, small enough for a laptop CPU.
+
+The library half: it runs the six stages, reports each through ``on_progress`` and returns a
+:class:`DemoResult`; the command renders it.
+"""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from musictl import artifacts
-from musictl.midi.vocab import TokenizerConfig
+from musictl.errors import ArtifactError, UsageError
+from musictl.progress import Progress
+from musictl.transfer.results import GcnResult, GraphResult, Result
+from musictl.transfer.settings import DemoSettings, GcnSettings, WalkSettings
+
+STAGES = ("tokenize", "pretrain-bert", "embed", "adjacency", "train-gcn", "generate-rwr")
+FIDELITY_PIECES = 8
 
 
-def piano_roll_png(tokens: np.ndarray, config: TokenizerConfig, path: Path, title: str) -> None:
-    """A piano roll of token rows (time in beats against pitch), as a PNG."""
-    import matplotlib
+@dataclass
+class DemoResult(Result):
+    root: Path
+    style: str
+    steps: int
+    bert_accuracy: float
+    graph: GraphResult
+    gcn: GcnResult
+    fidelity: dict
+    midi_path: Path
+    png_path: Path
+    notes: int
+    bars: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from musictl import constants as C
-    from musictl.midi.decode import onsets
-
-    values = tokens.astype(np.int64) - C.N_SPECIAL
-    start, _, _ = onsets(values, config)
-    beats = start / config.positions_per_beat
-    length = config.duration_starts[values[:, C.DURATION]] / config.positions_per_beat
-    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
-    ax.barh(values[:, C.PITCH], length, left=beats, height=0.8, color="tab:blue", edgecolor="black", linewidth=0.3)
-    ax.set_xlabel("beats")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["graph"], data["gcn"] = self.graph.to_dict(), self.gcn.to_dict()
+        return data
 
 
 def check_workspace(root: Path, overwrite: bool) -> None:
     """The demo replaces its own artifacts, never a user's: a workspace made by other commands is
     kept unless ``overwrite``."""
-    from musictl.errors import ArtifactError
-
     manifest = root / "tokens" / artifacts.MANIFEST
     if manifest.is_file() and not overwrite and not artifacts.read_manifest(root / "tokens").parameters.get("demo"):
         raise ArtifactError(f"{root} holds artifacts not made by the demo; run it with --workdir DIR (e.g. "
                             "--workdir musictl-demo), or pass --overwrite to replace them")
 
 
-def run_demo(workdir, style: str, bars: int, steps: int, out: Path, seed: int, overwrite: bool, gcn_epochs: int) -> dict:
-    import torch
-    from rich.console import Console
-    from rich.table import Table
+class _Stages:
+    """Runs the stages in order, timing each and reporting it."""
 
-    from musictl.bert.pretrain import PretrainSettings, pretrain
-    from musictl.console import info
+    def __init__(self, on_progress: Progress | None):
+        self.on_progress = on_progress
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, what: str, work: Callable):
+        done = STAGES.index(name)
+        if self.on_progress:
+            self.on_progress(done, len(STAGES), {"stage": name, "status": "start", "what": what})
+        t0 = time.perf_counter()
+        value = work()
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        if self.on_progress:
+            self.on_progress(done + 1, len(STAGES), {"stage": name, "status": "done", "seconds": self.timings[name]})
+        return value
+
+
+def _tokenize(tokens: Path, style: str, seed: int) -> None:
     from musictl.midi.corpus import assign_splits, bundled_corpus, find_midi_files
-    from musictl.midi.decode import tokens_to_midi_bytes
     from musictl.midi.pipeline import tokenize_corpus
-    from musictl.transfer.fidelity import style_fidelity
-    from musictl.transfer.gcn import GcnSettings
-    from musictl.transfer.pipeline import generate, load_walker, make_embeddings, make_gcn, make_graph
-    from musictl.transfer.walk import WalkSettings
+    from musictl.midi.vocab import TokenizerConfig
 
-    torch.manual_seed(seed)
-    root = artifacts.workspace_root(workdir)
-    check_workspace(root, overwrite)
-    tokens = root / "tokens"
-    started = time.perf_counter()
-    timings = {}
-
-    def stage(name: str, t0: float) -> None:
-        timings[name] = round(time.perf_counter() - t0, 1)
-        info(f"[green]done[/] {name} ({timings[name]} s)")
-
-    t0 = time.perf_counter()
-    info("1/6 tokenize the bundled corpus")
     files = find_midi_files([bundled_corpus()])
     styles = sorted({f.style for f in files})
     if style not in styles:
-        from musictl.errors import UsageError
-
         raise UsageError(f"--style {style!r} is not in the bundled corpus; known styles: {', '.join(styles)}")
     tokenize_corpus(files, assign_splits(files, (0.8, 0.1, 0.1), seed), tokens, TokenizerConfig(), os.cpu_count() or 1,
                     {"inputs": [str(bundled_corpus())], "seed": seed, "demo": True}, overwrite=True)
-    stage("tokenize", t0)
 
-    t0 = time.perf_counter()
-    info(f"2/6 pre-train a tiny MidiBert ({steps} steps, adversarial masking)")
-    bert = pretrain(tokens, root / "bert", PretrainSettings(size="tiny", max_len=256, batch_size=8, max_steps=steps,
-                                                            eval_every=max(1, steps // 4), seed=seed), overwrite=True)
-    stage("pretrain-bert", t0)
 
-    t0 = time.perf_counter()
-    info("3/6 embed its token and positional tables")
-    make_embeddings(str(root / "bert"), tokens, root / "embeddings", overwrite=True)
-    stage("embed", t0)
+def run_demo(workdir, settings: DemoSettings, out: Path, overwrite: bool = False,
+             on_progress: Progress | None = None) -> DemoResult:
+    """tokenize -> pretrain-bert -> embed -> adjacency -> train-gcn -> generate-rwr, with tiny settings."""
+    import torch
 
-    t0 = time.perf_counter()
-    info(f"4/6 build the co-occurrence graph of '{style}'")
-    graph = make_graph(tokens, style, root / "graph" / style, overwrite=True)
-    stage("adjacency", t0)
+    from musictl.bert.pretrain import pretrain
+    from musictl.bert.settings import PretrainSettings
+    from musictl.transfer.fidelity import style_fidelity
+    from musictl.transfer.generator import StyleGenerator
+    from musictl.transfer.pipeline import make_embeddings, make_gcn, make_graph
+    from musictl.transfer.plot import piano_roll_png
 
-    t0 = time.perf_counter()
-    info("5/6 train the GCN link predictor")
-    gcn = make_gcn(workdir, style, root / "gcn" / style, GcnSettings(seed=seed, epochs=gcn_epochs), tokens, root / "graph" / style,
-                   root / "embeddings", overwrite=True)
-    stage("train-gcn", t0)
+    torch.manual_seed(settings.seed)
+    root = artifacts.workspace_root(workdir)
+    style, steps, seed = artifacts.safe_name(settings.style, "style"), settings.steps, settings.seed
+    check_workspace(root, overwrite)
+    tokens, started, stages = root / "tokens", time.perf_counter(), _Stages(on_progress)
+    stages.run("tokenize", "tokenize the bundled corpus", lambda: _tokenize(tokens, style, seed))
+    bert = stages.run("pretrain-bert", f"pre-train a tiny MidiBert ({steps} steps)", lambda: pretrain(
+        tokens, root / "bert", PretrainSettings(size="tiny", max_len=256, batch_size=8, max_steps=steps,
+                                                eval_every=max(1, steps // 4), seed=seed, device="cpu"), overwrite=True))
+    stages.run("embed", "embed its token and positional tables",
+               lambda: make_embeddings(root / "bert", tokens, root / "embeddings", overwrite=True))
+    graph = stages.run("adjacency", f"build the co-occurrence graph of '{style}'",
+                       lambda: make_graph(tokens, style, root / "graph" / style, overwrite=True))
+    gcn = stages.run("train-gcn", "train the GCN link predictor and its baselines", lambda: make_gcn(
+        style, root / "gcn" / style, GcnSettings(seed=seed, epochs=settings.gcn_epochs), tokens, root / "graph" / style,
+        root / "embeddings", overwrite=True))
 
-    t0 = time.perf_counter()
-    info(f"6/6 generate {bars} bars by random walk with restart")
-    walker_and_corpus = load_walker(workdir, style, tokens)
-    notes = generate(workdir, style, WalkSettings(bars=bars, seed=seed), tokens, walker_and_corpus=walker_and_corpus)
-    config = walker_and_corpus[1].config
-    out.mkdir(parents=True, exist_ok=True)
-    midi_path, png_path = out / "demo.mid", out / "demo.png"
-    artifacts.atomic_write_bytes(midi_path, tokens_to_midi_bytes(notes, config))
-    piano_roll_png(notes, config, png_path, f"musictl demo: {bars} bars in the style '{style}'")
-    pieces = [generate(workdir, style, WalkSettings(bars=bars, seed=seed + i), tokens, walker_and_corpus=walker_and_corpus)
-              for i in range(8)]
-    fidelity = style_fidelity(pieces, walker_and_corpus[1], style)
-    stage("generate-rwr", t0)
+    def generate():
+        generator = StyleGenerator.load(workdir, style, tokens)
+        walk = WalkSettings(bars=settings.bars, seed=seed)
+        pieces = generator.generate_many(FIDELITY_PIECES, walk)
+        out.mkdir(parents=True, exist_ok=True)
+        artifacts.atomic_write_bytes(out / "demo.mid", generator.midi(pieces[0]))
+        piano_roll_png(pieces[0], generator.config, out / "demo.png", f"musictl demo: {settings.bars} bars in the style '{style}'")
+        return pieces[0], style_fidelity(pieces, generator.corpus, style)
 
-    table = Table(title=f"musictl demo ({time.perf_counter() - started:.0f} s)")
-    table.add_column("what")
-    table.add_column("value", overflow="fold")
-    table.add_row("MidiBert valid masked accuracy", f"{bert['final_valid']['accuracy']:.3f} (tiny, {steps} steps)")
-    table.add_row(f"graph '{style}'", f"{graph['nodes']} nodes, {graph['edges']} edges")
-    table.add_row("GCN link prediction (test)", f"ROC-AUC {gcn['test_auc']:.3f}, AP {gcn['test_ap']:.3f}")
-    own, other = fidelity["divergence_own_style"], fidelity.get("divergence_other_styles_mean", {})
-    for key in own:
-        table.add_row(f"{key} divergence own / others", f"{own[key]:.3f} / {other.get(key, float('nan')):.3f}")
-    table.add_row("novelty (4-grams not in the corpus)", f"{fidelity['novelty']:.2f}")
-    table.add_row("generated", f"{midi_path} ({len(notes)} notes), {png_path}")
-    table.add_row("artifacts", str(root))
-    Console().print(table)
-    return {"bert": bert, "graph": graph, "gcn": gcn, "fidelity": fidelity, "timings": timings}
+    notes, fidelity = stages.run("generate-rwr", f"generate {settings.bars} bars by random walk with restart", generate)
+    return DemoResult(root=root, style=style, steps=steps, bert_accuracy=float(bert.final_valid["accuracy"]), graph=graph,
+                      gcn=gcn, fidelity=fidelity, midi_path=out / "demo.mid", png_path=out / "demo.png", notes=len(notes),
+                      bars=settings.bars, seconds=round(time.perf_counter() - started, 1), timings=stages.timings)

@@ -29,7 +29,12 @@ MIDITOK_PREFIXES = {"Bar": C.BAR, "Position": C.POSITION, "Program": C.INSTRUMEN
 
 def is_midibert_dir(path: Path) -> bool:
     config = Path(path) / "config.json"
-    return config.is_file() and json.loads(config.read_text()).get("model_type") == "midibert"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == "midibert"
+    except (ValueError, AttributeError):
+        raise ArtifactError(f"{config}: not a readable model config; remake the model or pass another --model") from None
 
 
 def static_midibert(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor, TokenizerConfig]:
@@ -75,14 +80,10 @@ def static_hf(model_dir: str, config: TokenizerConfig) -> tuple[torch.Tensor, to
     """
     from transformers import AutoModel, AutoTokenizer
 
-    try:
-        model = AutoModel.from_pretrained(model_dir)
-        vocab = AutoTokenizer.from_pretrained(model_dir).get_vocab()
-    except OSError as exc:
-        raise ArtifactError(
-            f"cannot load '{model_dir}' with transformers ({str(exc).splitlines()[0]}); "
-            "without network access pass a local model directory"
-        ) from None
+    from musictl.hf import from_pretrained
+
+    model = from_pretrained(AutoModel, model_dir, "model")
+    vocab = from_pretrained(AutoTokenizer, model_dir, "tokenizer").get_vocab()
     weight = model.get_input_embeddings().weight.detach()
     table = torch.zeros(config.n_graph_tokens, weight.shape[1])
     mapped = np.zeros(config.n_graph_tokens, dtype=bool)
@@ -128,4 +129,8 @@ def _position_table(model) -> torch.Tensor:
 def load_embeddings(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(Path(path) / FILE))
+    try:
+        return load_file(str(Path(path) / FILE))
+    except Exception as exc:  # safetensors raises its own error types for truncated files
+        raise ArtifactError(f"{Path(path) / FILE}: unreadable embeddings ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                            "remake them: musictl embed --overwrite") from None

@@ -13,8 +13,10 @@ NGRAM = 4
 
 
 def histograms(pieces: list[np.ndarray], config: TokenizerConfig) -> dict[str, np.ndarray]:
-    """Pitch-class, melodic interval (-12..12, clipped) and duration-code histograms, normalised."""
+    """Pitch-class, melodic interval (-12..12, clipped), duration-code and onset-position (within the
+    bar) histograms, normalised."""
     pc, iv, du = np.zeros(12), np.zeros(25), np.zeros(config.field_sizes[C.DURATION])
+    onset = np.zeros(config.field_sizes[C.POSITION])
     for tokens in pieces:
         v = tokens.astype(np.int64) - C.N_SPECIAL
         pitched = v[v[:, C.INSTRUMENT] != C.DRUM_PROGRAM]
@@ -23,7 +25,9 @@ def histograms(pieces: list[np.ndarray], config: TokenizerConfig) -> dict[str, n
         pc += np.bincount(pitched[:, C.PITCH] % 12, minlength=12)
         iv += np.bincount(np.clip(np.diff(pitched[:, C.PITCH]), -12, 12) + 12, minlength=25)
         du += np.bincount(pitched[:, C.DURATION], minlength=len(du))
-    return {name: h / max(h.sum(), 1) for name, h in (("pitch_class", pc), ("interval", iv), ("duration", du))}
+        onset += np.bincount(pitched[:, C.POSITION], minlength=len(onset))
+    named = (("pitch_class", pc), ("interval", iv), ("duration", du), ("onset_position", onset))
+    return {name: h / max(h.sum(), 1) for name, h in named}
 
 
 def divergence(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:

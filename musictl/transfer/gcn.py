@@ -1,52 +1,39 @@
 """GCN link prediction on a style's token graph (PyTorch Geometric), with a clean edge split.
 
-``RandomLinkSplit`` keeps validation and test edges out of the message-passing graph, negatives
-are drawn afresh every epoch, training stops early on validation ROC-AUC, and the test ROC-AUC and
-average precision are those of the best validation epoch. GCN layers use the edge weights.
+Four small pieces, as in PyG's ``examples/link_pred.py``: :func:`encode` (node embeddings by message
+passing over the training graph), :func:`decode` (a logit per node pair), :func:`train` (one epoch
+on the training edges and as many fresh negatives) and :func:`test` (ROC-AUC and average precision
+on a held-out split). ``RandomLinkSplit`` keeps validation and test edges out of the
+message-passing graph; training stops early on validation ROC-AUC; the weights of the best
+validation epoch are restored and the test split is scored once, at the end.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
-from musictl import constants as C
 from musictl.errors import MusictlError
+from musictl.progress import Progress
+from musictl.transfer.settings import TEST_SHARE, VAL_SHARE, GcnSettings
 
 KIND = "gcn"
 
 
-@dataclass
-class GcnSettings:
-    conv: str = "gcn"  # gcn | sage
-    layers: int = 2
-    hidden: int = 128
-    out: int = 64
-    dropout: float = 0.2
-    lr: float = 0.01
-    epochs: int = C.GCN_MAX_EPOCHS
-    patience: int = 30
-    decoder: str = "mlp"  # mlp (Hadamard product -> MLP) | dot
-    features: str = "token"  # token | token-pos
-    graph: str = "cooccurrence"  # cooccurrence | similarity
-    similarity_k: int = 10
-    edge_weight: str = "log"  # log: log(1 + count) | linear: count (both scaled to a maximum of 1)
-    degree_features: bool = True  # append log-degrees measured on the message-passing graph only
-    seed: int = 0
-
-
 class Encoder(nn.Module):
+    """``layers`` GCNConv (edge weights) or SAGEConv layers with ReLU and dropout between them."""
+
     def __init__(self, in_dim: int, settings: GcnSettings):
         super().__init__()
         from torch_geometric.nn import GCNConv, SAGEConv
 
-        dims = [in_dim] + [settings.hidden] * (settings.layers - 1) + [settings.out]
+        dims = [in_dim] + [settings.hidden] * (settings.layers - 1) + [settings.out_dim]
         conv = {"gcn": GCNConv, "sage": SAGEConv}[settings.conv]
         self.uses_weights = settings.conv == "gcn"
         self.convs = nn.ModuleList(conv(a, b) for a, b in itertools.pairwise(dims))
@@ -56,6 +43,23 @@ class Encoder(nn.Module):
         for i, conv in enumerate(self.convs):
             x = conv(x, edge_index, edge_weight) if self.uses_weights else conv(x, edge_index)
             if i < len(self.convs) - 1:
+                x = nn.functional.dropout(torch.relu(x), self.dropout, self.training)
+        return x
+
+
+class MlpEncoder(nn.Module):
+    """The same layer sizes without message passing: what the node features alone predict."""
+
+    def __init__(self, in_dim: int, settings: GcnSettings):
+        super().__init__()
+        dims = [in_dim] + [settings.hidden] * (settings.layers - 1) + [settings.out_dim]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.dropout = settings.dropout
+
+    def forward(self, x, edge_index=None, edge_weight=None):
+        for i, linear in enumerate(self.linears):
+            x = linear(x)
+            if i < len(self.linears) - 1:
                 x = nn.functional.dropout(torch.relu(x), self.dropout, self.training)
         return x
 
@@ -89,7 +93,7 @@ def similarity_graph(features: np.ndarray, k: int) -> sp.csr_matrix:
 
 
 def to_data(features: np.ndarray, adjacency: sp.csr_matrix, edge_weight: str = "log"):
-    """A PyG graph with both directions of every edge; weights scaled to a maximum of 1.
+    """A PyG graph with both directions of every edge (the diagonal is left out); weights scaled to a maximum of 1.
 
     Co-occurrence counts span orders of magnitude (a metre token meets every note), so ``log``
     compresses them: with ``linear`` most edges would carry almost no message next to the self-loops.
@@ -122,6 +126,13 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(average_precision_score(labels, scores))
 
 
+def link_scores(labels: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarray) -> tuple[float, float]:
+    """(ROC-AUC, AP) of scores against 0/1 labels."""
+    y = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    p = scores.detach().float().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores, dtype=float)
+    return roc_auc(y, p), average_precision(y, p)
+
+
 def degree_features(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """(num_nodes, 2) log of 1 + degree and of 1 + weighted degree, standardised.
 
@@ -134,80 +145,168 @@ def degree_features(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nod
     return ((x - x.mean(0)) / x.std(0).clamp_min(1e-6)).to(edge_weight.device)
 
 
-def _with_degrees(data, settings: GcnSettings):
-    if settings.degree_features:
-        data.x = torch.cat([data.x, degree_features(data.edge_index, data.edge_weight, data.num_nodes)], dim=1)
-    return data
+def node_inputs(features: torch.Tensor, graph, settings: GcnSettings) -> torch.Tensor:
+    """The encoder's input: node features, plus log-degrees of the message-passing ``graph``."""
+    if not settings.degree_features:
+        return features
+    return torch.cat([features, degree_features(graph.edge_index, graph.edge_weight, graph.num_nodes)], dim=1)
 
 
-def _scores(labels: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:
-    y, p = labels.cpu().numpy(), logits.detach().float().cpu().numpy()
-    return roc_auc(y, p), average_precision(y, p)
+def split_edges(data, device: str = "cpu"):
+    """(train, validation, test) graphs: held-out edges are not in the training message-passing graph."""
+    import torch_geometric.transforms as transforms
 
-
-def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settings: GcnSettings, device: str = "cpu",
-                          on_epoch=None) -> dict:
-    """Train encoder + dot-product decoder; returns model state, node embeddings and metrics."""
-    import torch_geometric.transforms as T
-    from torch_geometric.utils import negative_sampling
-
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-    data = to_data(features, adjacency, settings.edge_weight)
     n_edges = data.edge_index.shape[1] // 2
     if n_edges < 20 or data.num_nodes < 5:
         raise MusictlError(
             f"the graph is too small to split into train/validation/test edges ({data.num_nodes} nodes, {n_edges} edges); "
             "use more pieces of the style or a larger --window in musictl adjacency"
         )
-    split = T.RandomLinkSplit(num_val=0.1, num_test=0.1, is_undirected=True, add_negative_train_samples=False,
-                              split_labels=False)
-    train, val, test = (d.to(device) for d in split(data))
-    train.x = val.x = test.x = _with_degrees(train.clone(), settings).x  # degrees of the message-passing graph
-    model = Encoder(train.num_features, settings).to(device)
-    decode = LinkDecoder(settings.out, settings.decoder).to(device)
-    optimizer = torch.optim.Adam([*model.parameters(), *decode.parameters()], lr=settings.lr)
-    best = {"val_auc": -1.0}
-    best_state = None
-    history = []
+    split = transforms.RandomLinkSplit(num_val=VAL_SHARE, num_test=TEST_SHARE, is_undirected=True,
+                                       add_negative_train_samples=False, split_labels=False)
+    return tuple(d.to(device) for d in split(data))
+
+
+# ----- the four steps ------------------------------------------------------------------------
+def encode(encoder: nn.Module, x: torch.Tensor, graph) -> torch.Tensor:
+    """Node embeddings by message passing over ``graph`` (the training graph)."""
+    return encoder(x, graph.edge_index, graph.edge_weight)
+
+
+def decode(decoder: nn.Module, z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """A link logit for each node pair (a ``(2, m)`` index)."""
+    return decoder(z, pairs)
+
+
+def train(encoder: nn.Module, decoder: nn.Module, optimizer, x: torch.Tensor, graph) -> float:
+    """One epoch: the training edges against as many negatives, drawn afresh."""
+    from torch_geometric.utils import negative_sampling
+
+    encoder.train()
+    decoder.train()
+    optimizer.zero_grad()
+    z = encode(encoder, x, graph)
+    positives = graph.edge_label_index
+    negatives = negative_sampling(graph.edge_index, num_nodes=graph.num_nodes, num_neg_samples=positives.size(1))
+    labels = torch.cat([torch.ones(positives.size(1)), torch.zeros(negatives.size(1))]).to(x.device)
+    loss = nn.functional.binary_cross_entropy_with_logits(decode(decoder, z, torch.cat([positives, negatives], 1)), labels)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+@torch.no_grad()
+def test(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, graph, split) -> tuple[float, float]:
+    """(ROC-AUC, AP) on ``split``'s labelled pairs, message passing over the training ``graph``."""
+    encoder.eval()
+    decoder.eval()
+    return link_scores(split.edge_label, decode(decoder, encode(encoder, x, graph), split.edge_label_index))
+
+
+# ----- training with early stopping on validation --------------------------------------------
+@dataclass
+class Fit:
+    """What early stopping chose: the best validation epoch (its weights are restored)."""
+
+    best_epoch: int
+    val_auc: float
+    val_ap: float
+    history: list[dict] = field(default_factory=list)
+
+
+def fit(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, train_graph, val, settings: GcnSettings,
+        on_progress: Progress | None = None, name: str = "gcn") -> Fit:
+    """Train until ``patience`` epochs pass without a better validation ROC-AUC; keep the best weights."""
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=settings.lr)
+    best, best_state, history = Fit(0, -1.0, 0.0), None, []
     for epoch in range(1, settings.epochs + 1):
-        model.train()
-        decode.train()
-        optimizer.zero_grad()
-        z = model(train.x, train.edge_index, train.edge_weight)
-        negatives = negative_sampling(train.edge_index, num_nodes=train.num_nodes, num_neg_samples=train.edge_label_index.size(1))
-        edges = torch.cat([train.edge_label_index, negatives], dim=1)
-        labels = torch.cat([torch.ones(train.edge_label_index.size(1)), torch.zeros(negatives.size(1))]).to(device)
-        loss = nn.functional.binary_cross_entropy_with_logits(decode(z, edges), labels)
-        loss.backward()
-        optimizer.step()
-        model.eval()
-        decode.eval()
-        with torch.no_grad():
-            z = model(train.x, train.edge_index, train.edge_weight)
-            val_auc, val_ap = _scores(val.edge_label, decode(z, val.edge_label_index))
-        history.append({"epoch": epoch, "loss": round(float(loss.detach()), 5), "val_auc": round(val_auc, 5), "val_ap": round(val_ap, 5)})
-        if on_epoch:
-            on_epoch(epoch, settings.epochs, history[-1])
-        if val_auc > best["val_auc"]:
-            with torch.no_grad():
-                test_auc, test_ap = _scores(test.edge_label, decode(z, test.edge_label_index))
-            best = {"epoch": epoch, "val_auc": val_auc, "val_ap": val_ap, "test_auc": test_auc, "test_ap": test_ap}
-            best_state = copy.deepcopy({**model.state_dict(), **{f"decoder.{k}": v for k, v in decode.state_dict().items()}})
-        elif epoch - best["epoch"] >= settings.patience:
+        loss = train(encoder, decoder, optimizer, x, train_graph)
+        val_auc, val_ap = test(encoder, decoder, x, train_graph, val)
+        history.append({"epoch": epoch, "loss": round(loss, 5), "val_auc": round(val_auc, 5), "val_ap": round(val_ap, 5)})
+        if on_progress:
+            on_progress(epoch, settings.epochs, {**history[-1], "model": name})
+        if val_auc > best.val_auc:
+            best = Fit(epoch, val_auc, val_ap)
+            best_state = copy.deepcopy((encoder.state_dict(), decoder.state_dict()))
+        elif epoch - best.best_epoch >= settings.patience:
             break
-    model.load_state_dict({k: v for k, v in best_state.items() if not k.startswith("decoder.")})
-    model.eval()
+    encoder.load_state_dict(best_state[0])
+    decoder.load_state_dict(best_state[1])
+    best.history = history
+    return best
+
+
+def fit_and_test(encoder_cls, x: torch.Tensor, split, settings: GcnSettings, device: str,
+                 on_progress: Progress | None = None, score_test: bool = True, name: str = "gcn"):
+    """Build a fresh (seeded) encoder + decoder, fit on validation, score the test split once."""
+    train_graph, val, test_split = split
+    torch.manual_seed(settings.seed)
+    encoder = encoder_cls(x.shape[1], settings).to(device)
+    decoder = LinkDecoder(settings.out_dim, settings.decoder).to(device)
+    chosen = fit(encoder, decoder, x, train_graph, val, settings, on_progress, name)
+    scores = test(encoder, decoder, x, train_graph, test_split) if score_test else (None, None)
+    return encoder, decoder, chosen, scores
+
+
+@dataclass
+class LinkPrediction:
+    """A trained link predictor, its scores (test once, at the best validation epoch) and its baselines."""
+
+    test_auc: float | None
+    test_ap: float | None
+    val_auc: float
+    val_ap: float
+    best_epoch: int
+    epochs_run: int
+    train_edges: int
+    val_edges: int
+    test_edges: int
+    nodes: int
+    in_dim: int
+    settings: GcnSettings
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    state: dict = field(default_factory=dict, repr=False)  # encoder weights + ``decoder.*``
+    embeddings: torch.Tensor | None = field(default=None, repr=False)  # message passing over every edge
+    history: list[dict] = field(default_factory=list, repr=False)
+    split: tuple = field(default=(), repr=False)
+
+    def to_dict(self) -> dict:
+        keys = ("test_auc", "test_ap", "val_auc", "val_ap", "best_epoch", "epochs_run", "train_edges", "val_edges",
+                "test_edges", "nodes", "in_dim")
+        return {**{k: getattr(self, k) for k in keys}, "baselines": self.baselines, "settings": self.settings.to_dict()}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 5)
+
+
+def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settings: GcnSettings, device: str = "cpu",
+                          on_progress: Progress | None = None, score_test: bool = True) -> LinkPrediction:
+    """Split the edges, train encoder + decoder with early stopping, score the test edges once (and the baselines).
+
+    ``score_test=False`` (a sweep choosing on validation) leaves the test edges untouched: test scores are None.
+    """
+    from musictl.transfer.baselines import baseline_scores
+
+    torch.manual_seed(settings.seed)
+    np.random.seed(settings.seed)
+    data = to_data(features, adjacency, settings.edge_weight)
+    split = split_edges(data, device)
+    train_graph, val, test_split = split
+    raw = train_graph.x
+    x = node_inputs(raw, train_graph, settings)
+    train_graph.x = val.x = test_split.x = x  # degrees of the message-passing graph, the same for every split
+    encoder, decoder, chosen, (test_auc, test_ap) = fit_and_test(Encoder, x, split, settings, device, on_progress, score_test)
+    baselines = baseline_scores(split, raw, settings, device, on_progress) if settings.baselines and score_test else {}
+    encoder.eval()
     with torch.no_grad():  # final embeddings: message passing over every edge of the style graph
-        full = _with_degrees(data.clone(), settings).to(device)
-        embeddings = model(full.x, full.edge_index, full.edge_weight).cpu()
-    metrics = {
-        "best_epoch": best["epoch"], "epochs_run": len(history),
-        "val_auc": round(best["val_auc"], 5), "val_ap": round(best["val_ap"], 5),
-        "test_auc": round(best["test_auc"], 5), "test_ap": round(best["test_ap"], 5),
-        "train_edges": int(train.edge_label_index.size(1)), "val_edges": int(val.edge_label.sum()),
-        "test_edges": int(test.edge_label.sum()), "nodes": int(data.num_nodes), "in_dim": int(train.num_features),
-        "settings": asdict(settings),
-    }
-    return {"state": {k: v.cpu() for k, v in best_state.items()}, "embeddings": embeddings, "metrics": metrics,
-            "history": history, "split": (train, val, test)}
+        full = data.clone().to(device)
+        embeddings = encoder(node_inputs(full.x, full, settings), full.edge_index, full.edge_weight).cpu()
+    state = {**encoder.state_dict(), **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
+    return LinkPrediction(
+        test_auc=_rounded(test_auc), test_ap=_rounded(test_ap), val_auc=round(chosen.val_auc, 5),
+        val_ap=round(chosen.val_ap, 5), best_epoch=chosen.best_epoch, epochs_run=len(chosen.history),
+        train_edges=int(train_graph.edge_label_index.size(1)), val_edges=int(val.edge_label.sum()),
+        test_edges=int(test_split.edge_label.sum()), nodes=int(data.num_nodes), in_dim=int(x.shape[1]), settings=settings,
+        baselines=baselines, state={k: v.detach().cpu() for k, v in state.items()}, embeddings=embeddings,
+        history=chosen.history, split=split)

@@ -9,12 +9,12 @@ audio: the user's own clips with a caption beside each (``x.wav`` + ``x.txt``) o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from musictl.progress import Progress, no_progress
 from musictl.violin.audio import SAMPLE_RATE, AudioProblem, read_clip, wav_bytes
 from musictl.violin.captions import attributes, caption
 from musictl.violin.melody import cut_clips, extract_melody
@@ -47,23 +47,27 @@ def from_midi(
     seed: int,
     track: str | None = None,
     valid: float = 0.2,
-    advance: Callable[[int], None] = lambda n: None,
+    on_progress: Progress | None = None,
 ) -> BuildReport:
+    """Melodies of ``files`` cut into clips, ``limit`` of them drawn with ``seed`` and rendered into ``out``.
+
+    ``on_progress(done, total)`` counts the MIDI files read.
+    """
+    on_progress = on_progress or no_progress
     rng = np.random.default_rng(seed)
     report = BuildReport()
     clips: list[tuple[Path, list[Note], float]] = []
-    for path in files:
+    for done, path in enumerate(files, 1):
         try:
             melody = extract_melody(path, track)
         except Exception as exc:  # pretty_midi raises many kinds on broken files
             report.problems.append({"path": str(path), "reason": f"unreadable MIDI or no melody ({exc})"})
-            advance(1)
-            continue
-        pieces = cut_clips(melody, seconds)
-        if not pieces:
-            report.problems.append({"path": str(path), "reason": f"no {seconds:g} s clip with 4+ notes"})
-        clips.extend((path, notes, melody.bpm) for notes in pieces)
-        advance(1)
+        else:
+            pieces = cut_clips(melody, seconds)
+            if not pieces:
+                report.problems.append({"path": str(path), "reason": f"no {seconds:g} s clip with 4+ notes"})
+            clips.extend((path, notes, melody.bpm) for notes in pieces)
+        on_progress(done, len(files))
     order = rng.permutation(len(clips))[:limit]
     (out / "clips").mkdir(parents=True, exist_ok=True)
     for i, j in enumerate(sorted(order)):

@@ -2,42 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
+from musictl.progress import Progress, no_progress
 from musictl.violin.audio import SAMPLE_RATE
 from musictl.violin.generate import generate
 from musictl.violin.metrics import clap_scores, frechet_distance, key_agreement, log_mel_frames, mean_log_mel_distance
 from musictl.violin.model import encodec_latents
+from musictl.violin.settings import EvaluateSettings
 from musictl.violin.train import load_clips
 
 SYSTEMS = ("base", "base+adapter")
 
 
-def evaluate(
-    model, tokenizer, data_dir: Path, seconds: float, guidance: float, seed: int, limit: int, clap_model: Path | None, log
-):
-    """Metrics per system; ``model`` is a PeftModel whose adapter is switched off for the base run."""
-    reference, captions = load_clips(data_dir, "valid", seconds)
-    reference, captions = reference[:limit], captions[:limit]
+def evaluate(model, tokenizer, data_dir: Path, settings: EvaluateSettings, clap_model: Path | None = None,
+             on_progress: Progress | None = None) -> dict | None:
+    """Metrics per system (None without held-out clips); ``model`` is a PeftModel whose adapter is
+    switched off for the base run. Clip ``i`` is generated with seed ``settings.seed + i`` by both."""
+    on_progress = on_progress or no_progress
+    reference, captions = load_clips(data_dir, "valid", settings.seconds)
+    reference, captions = reference[: settings.limit], captions[: settings.limit]
     if not captions:
         return None
     inner = model.get_base_model()
     results = {
         "clips": len(captions),
-        "seconds": seconds,
+        "seconds": settings.seconds,
         "reference": _scores(inner, list(reference), list(reference), captions, None),
     }
-    for system in SYSTEMS:
+    total = len(SYSTEMS) * len(captions)
+    for n, system in enumerate(SYSTEMS):
         clips = []
         for i, text in enumerate(captions):
-            if system == "base":
-                with model.disable_adapter():
-                    clips.append(generate(model, tokenizer, [text], seconds, guidance, seed + i)[0])
-            else:
-                clips.append(generate(model, tokenizer, [text], seconds, guidance, seed + i)[0])
-        log(f"generated {len(clips)} clips with {system}")
+            with model.disable_adapter() if system == "base" else contextlib.nullcontext():
+                clips.append(generate(model, tokenizer, [text], settings.seconds, settings.guidance, settings.seed + i)[0])
+            on_progress(n * len(captions) + i + 1, total, {"system": system, "clip": i + 1})
         results[system] = _scores(inner, clips, list(reference), captions, clap_model)
     return results
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from musictl.errors import MusictlError, UsageError
+from musictl.errors import UsageError
+from musictl.hf import from_pretrained, looks_like_path
+from musictl.violin.settings import TINY
 
-TINY = "tiny-random"
-DEFAULT_BASE = "facebook/musicgen-small"
 RANDOM_BASE_FILE = "musictl_random_base.json"  # marks a directory as the untrained tiny base
 
 
@@ -43,7 +43,8 @@ def is_random_base(path: str | Path) -> bool:
 
 
 def build_tiny_base(
-    out: Path, seed: int = 0, n_codebooks: int = 4, codebook_size: int = 64, hidden_size: int = 32, layers: int = 2
+    out: Path, seed: int = 0, n_codebooks: int = 4, codebook_size: int = 64, hidden_size: int = 32, layers: int = 2,
+    dropout: float = 0.1,
 ) -> Path:
     """A small untrained MusicGen saved as a local directory (model + word-level tokenizer).
 
@@ -75,6 +76,7 @@ def build_tiny_base(
         num_hidden_layers=layers,
         num_attention_heads=4,
         ffn_dim=2 * hidden_size,
+        dropout=dropout,  # MusicGen's default 0.1; 0 makes training deterministic across process counts
         max_position_embeddings=1024,
         pad_token_id=codebook_size,
         bos_token_id=codebook_size,
@@ -216,64 +218,32 @@ def _tiny_tokenizer():
 
 
 def resolve_base(base: str, cache_dir: Path) -> Path | str:
-    """``tiny-random`` -> a built local directory; a local directory as is; else a hub id (offline cache only)."""
+    """``tiny-random`` -> a built local directory; a local directory as is; else a hub id."""
     if base == TINY:
         target = cache_dir / "tiny-random-musicgen"
         if not (target / "config.json").is_file():
             build_tiny_base(target)
         return target
-    return Path(base) if Path(base).exists() else base
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One quick TCP connect, so a machine without network fails at once instead of retrying for half a minute."""
-    import os
-    import socket
-
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def _load_config(base: Path | str):
-    """A local directory, else the Hugging Face cache, else a download when the hub is reachable."""
-    from transformers import AutoConfig
-
-    if isinstance(base, Path):
-        return AutoConfig.from_pretrained(str(base))
-    try:
-        return AutoConfig.from_pretrained(base, local_files_only=True)
-    except OSError:
-        if not _hub_reachable():
-            raise
-        return AutoConfig.from_pretrained(base)
+    return Path(base) if Path(base).exists() or looks_like_path(base) else base
 
 
 def load_base(base: Path | str):
-    """(model, tokenizer) of a MusicGen, with clear errors for other models and missing downloads."""
-    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+    """(model, tokenizer) of a MusicGen, with clear errors for other models and missing downloads.
+
+    A local directory is read as is; a hub id comes from the Hugging Face cache, or from the hub when
+    it can be reached (``musictl.hf.from_pretrained``: one line naming the next step otherwise).
+    """
+    from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
 
     if isinstance(base, Path) and not (base / "config.json").is_file():
         raise UsageError(f"--base {base}: no config.json there; pass a MusicGen directory saved with save_pretrained")
-    try:
-        config = _load_config(base)
-    except OSError as exc:
-        if isinstance(base, Path):
-            raise UsageError(f"--base {base}: unreadable config ({exc})") from None
-        raise MusictlError(
-            f"--base {base}: cannot be loaded (no network, or not in the Hugging Face cache); "
-            "download it where there is network (save_pretrained) and pass the local directory: --base DIR"
-        ) from None
+    config = from_pretrained(AutoConfig, base, "MusicGen base")
     if getattr(config, "model_type", None) != "musicgen":
         raise UsageError(
             f"--base {base}: a '{getattr(config, 'model_type', '?')}' model, not a MusicGen; pass a MusicGen directory or hub id"
         )
-    model = MusicgenForConditionalGeneration.from_pretrained(str(base), config=config)
-    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = from_pretrained(MusicgenForConditionalGeneration, base, "MusicGen base", config=config)
+    tokenizer = from_pretrained(AutoTokenizer, base, "MusicGen tokenizer")
     return model, tokenizer
 
 

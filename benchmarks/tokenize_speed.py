@@ -1,8 +1,8 @@
 """Tokenization speed: musictl vs MidiTok's Octuple vs a raw symusic parse, same files, one run.
 
     pip install -e .[bench]
-    python benchmarks/tokenize.py                      # POP909 + EMOPIA from ../shared/datasets
-    python benchmarks/tokenize.py --datasets pop909 --repeat 1
+    python benchmarks/tokenize_speed.py                      # POP909 + EMOPIA from ../shared/datasets
+    python benchmarks/tokenize_speed.py --datasets pop909 --repeat 1
 
 Rows (each over every file of a dataset, files read from disk each time):
   symusic parse     Score(path) only: the floor for any symusic-based tokenizer
@@ -10,25 +10,21 @@ Rows (each over every file of a dataset, files read from disk each time):
   musictl tokenize  the whole `tokenize` pipeline with N workers (artifact written to a temp dir)
   MidiTok Octuple   miditok.Octuple (symusic backend) encoding each parsed Score, 1 process
 
-Prints a markdown table; --write appends it to benchmarks/README.md's results section.
+Prints a markdown table; --write stores it in benchmarks/results/tokenize.md.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
+import shutil
 import sys
-
-# This file is named like the standard library's `tokenize`; keep its folder off the import path.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -167,7 +163,7 @@ def main() -> None:
     if args.write:
         out = Path(__file__).parent / "results" / "tokenize.md"
         out.parent.mkdir(exist_ok=True)
-        out.write_text(f"# Tokenization speed\n\nCommand: `python benchmarks/tokenize.py {' '.join(sys.argv[1:])}`\n\n" + table)
+        out.write_text(f"# Tokenization speed\n\nCommand: `python benchmarks/tokenize_speed.py {' '.join(sys.argv[1:])}`\n\n" + table)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,484 @@
+"""Table 3 of Adversarial-MidiBERT (arXiv 2407.08306), measured with musictl's command line.
+
+    python benchmarks/table3.py --budget smoke --write     # a few minutes: the harness end to end
+    python benchmarks/table3.py --budget cpu --write       # the committed table (see --budget cpu below)
+    python benchmarks/table3.py --render                   # rebuild table3.md from table3.json only
+
+Rows: majority class, no pre-training, MLM, adversarial (the published method), hard-mining, each
+fine-tuned with mask fine-tuning (0.15) and, for MLM and adversarial, also plain (0.0); and the
+paper's published numbers with the model size and budget they used. Columns: composer
+(Pianist8), emotion (EMOPIA), velocity and melody (POP909 by default; --velocity-data takes any
+folder), each scored per segment (one window of --max-len notes: how MIDI-BERT and the paper
+score) and per piece (majority vote of its segments; token tasks: note accuracy pooled per piece),
+with a 95% bootstrap interval over test items and the spread over fine-tuning seeds.
+
+Every step is a ``python -m musictl`` subprocess (tokenize, pretrain-bert, finetune-mask), so the
+harness measures what a user runs. The test split is scored here, from each fine-tuned model, so
+both scorings and the intervals come from the same predictions. Progress is saved in
+benchmarks/results/table3.json after every run: a killed harness continues where it stopped
+(pre-training continues with --resume). Pre-training never sees a test piece: it uses the
+training split of the three datasets' MIDI-BERT splits (the reference pre-trained on the test
+splits too).
+"""
+
+from __future__ import annotations
+
+import sys
+
+# benchmarks/tokenize_speed.py and friends sit beside this file: keep this folder off the path.
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+RESULTS = HERE / "results"
+TASKS = {"composer": "pianist8", "emotion": "emopia", "velocity": "pop909", "melody": "pop909"}
+SEQUENCE_TASKS = ("composer", "emotion")
+PRETRAININGS = ("mlm", "adversarial", "hard-mining")
+# (pre-training, fine-tuning mask ratio): the measured rows; "none" = the same architecture from scratch
+ROWS = (("none", 0.15), ("mlm", 0.15), ("mlm", 0.0), ("adversarial", 0.15), ("adversarial", 0.0), ("hard-mining", 0.15))
+PAPER = [  # accuracy %, per 512-note segment; velocity on GiantMIDI (../shared/datasets/README.md)
+    {"row": "paper: Adversarial-MidiBERT (adversarial pre-training + mask fine-tuning)", "composer": 97.92, "emotion": 79.46,
+     "velocity": 45.58, "melody": 92.68, "model": "12 layers, 768 hidden, 12 heads",
+     "budget": "pre-training up to 500 epochs (patience 30), batch 8, 1024-note windows, lr 1e-4; POP1K7 + POP909 + "
+               "Pianist8 + EMOPIA"},
+    {"row": "paper: MidiBERT (re-run in the paper)", "composer": 79.07, "emotion": 67.59, "velocity": 44.88, "melody": 92.53,
+     "model": "12 layers, 768 hidden, 12 heads", "budget": "MidiBERT's MLM pre-training (not restated in the paper)"},
+    {"row": "paper: without pre-training", "composer": 79.76, "emotion": 68.75, "velocity": 38.70, "melody": 87.98,
+     "model": "12 layers, 768 hidden, 12 heads", "budget": "none (fine-tuning only)"},
+]
+BOOTSTRAP = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    model: tuple[str, ...]  # pretrain-bert size flags
+    max_len: int
+    pretrain_steps: int
+    eval_every: int
+    freeze_every: int  # epochs between mask-book freezes (passed when pretrain-bert has --freeze-every)
+    epochs: int
+    patience: int
+    seeds: tuple[int, ...]
+    subset: dict  # fine-tuning: dataset -> (train, valid, test) pieces kept of its split, or None for all
+    pretrain_full: bool  # pre-train on the whole training splits (else on the fine-tuning subsets' only)
+    describe: str
+
+
+BUDGETS = {
+    "smoke": Budget(("--size", "tiny", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--field-embed-dim", "8"), 64, 12,
+                    6, 1, 1, 1, (0, 1), {"pianist8": (16, 8, 8), "emopia": (16, 8, 8), "pop909": (6, 3, 3)}, False,
+                    "harness check only: 1-layer 32-wide model, 12 pre-training steps, 1 fine-tuning epoch; numbers mean nothing"),
+    "cpu": Budget(("--size", "tiny"), 256, 2000, 250, 1, 3, 2, (0, 1, 2), {"pianist8": None, "emopia": None, "pop909": (120, 20, 40)}, True,
+                  "tiny MidiBert (2 layers, hidden 64), 2000 pre-training steps of 8 x 256 notes per objective, fine-tuning "
+                  "up to 3 epochs (patience 2), 3 seeds; POP909 tasks on the first 120/20/40 pieces of its 4/4 split"),
+}
+
+
+class Harness:
+    """The run's state (table3.json) and the commands it ran."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args, self.budget = args, BUDGETS[args.budget]
+        self.work = Path(args.work)
+        self.out = RESULTS / "table3.json"
+        self.data = json.loads(self.out.read_text()) if self.out.exists() and not args.fresh else {}
+        config = {"budget": args.budget, "describe": self.budget.describe, "velocity_data": str(args.velocity_data),
+                  "pitch_shift": list(args.pitch_shift), "tasks": list(args.tasks)}
+        if self.data and self.data.get("config") != config:
+            raise SystemExit(f"{self.out} holds a run with other settings {self.data.get('config')}; pass --fresh to start again")
+        self.data.setdefault("config", config)
+        for key in ("commands", "pretrain", "runs", "majority"):
+            self.data.setdefault(key, [] if key == "commands" else {})
+
+    def musictl(self, *args: str) -> float:
+        """Run ``python -m musictl ARGS`` (its output shown), record the exact command; seconds taken."""
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "musictl", *args], check=True, cwd=ROOT)
+        seconds = round(time.perf_counter() - started, 1)
+        self.data["commands"].append({"command": "musictl " + shlex.join(args), "seconds": seconds})
+        self.save()
+        return seconds
+
+    def save(self) -> None:
+        if self.args.write:
+            self.out.write_text(json.dumps(self.data, indent=1))
+
+
+# ----- data ----------------------------------------------------------------------------------------
+def subset_split(dataset: str, keep) -> dict[str, list[str]]:
+    """The dataset's MIDI-BERT split, or its first (train, valid, test) entries taken in turn from each
+    class (composer folder, emotion prefix), so that a subset keeps every class."""
+    split = json.loads((SHARED / dataset / "splits.json").read_text())
+    if not keep:
+        return {s: list(split[s]) for s in ("train", "valid", "test")}
+    return {s: round_robin(split[s], n) for s, n in zip(("train", "valid", "test"), keep)}
+
+
+def round_robin(entries: list[str], n: int) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    for entry in entries:
+        groups.setdefault(entry.split("/")[0] if "/" in entry else entry.split("_")[0], []).append(entry)
+    ordered = [g[i] for i in range(max(map(len, groups.values()), default=0)) for g in groups.values() if i < len(g)]
+    return ordered[:n]
+
+
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def pitch_shifted(dataset: str, entries: list[str], shifts: list[int], work: Path) -> list[str]:
+    """Transposed copies of training files (drums untouched; a shift that leaves 0..127 is skipped),
+    under ``work/aug/DATASET`` with the same folder (composer) and name prefix (emotion); their entries."""
+    import symusic
+
+    made = []
+    for entry in entries:
+        source = SHARED / dataset / "midi" / entry
+        for shift in shifts:
+            name = f"{Path(entry).stem}_shift{shift:+d}.mid"
+            target = work / "aug" / dataset / Path(entry).parent / name
+            if not target.exists():
+                score = symusic.Score(str(source))
+                pitches = [n.pitch for t in score.tracks if not t.is_drum for n in t.notes]
+                if not pitches or min(pitches) + shift < 0 or max(pitches) + shift > 127:
+                    continue
+                for track in score.tracks:
+                    if not track.is_drum:
+                        track.shift_pitch(shift, inplace=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                score.dump_midi(str(target))
+            made.append(str(Path(entry).parent / name) if Path(entry).parent != Path(".") else name)
+    return made
+
+
+def prepare_tokens(h: Harness) -> dict[str, tuple[Path, Path]]:
+    """Tokenize once: the three datasets (their whole MIDI-BERT splits, or only the subsets' files);
+    per task its tokens and split file (the fine-tuning subset)."""
+    splits = {d: subset_split(d, h.budget.subset.get(d)) for d in ("pianist8", "emopia", "pop909")}
+    source = {d: subset_split(d, None) for d in splits} if h.budget.pretrain_full else splits
+    combined = {s: [e for d in source.values() for e in d[s]] for s in ("train", "valid", "test")}
+    tokens = h.work / "tokens"
+    folders = [str(SHARED / d / "midi") for d in splits] if h.budget.pretrain_full else \
+        [str(SHARED / d / "midi" / e) for d, split in splits.items() for entries in split.values() for e in entries]
+    if not (tokens / "manifest.json").exists():
+        h.musictl("tokenize", *folders, "-o", str(tokens), "--split-file", str(write_json(h.work / "splits-all.json", combined)),
+                  "--seed", "0", "--overwrite")
+    per_task = {t: (tokens, write_json(h.work / f"splits-{t}.json", splits[d])) for t, d in TASKS.items()}
+    if h.args.velocity_data != SHARED / "pop909" / "midi":
+        velocity = h.work / "tokens-velocity"
+        if not (velocity / "manifest.json").exists():
+            split = ["--split-file", str(h.args.velocity_split)] if h.args.velocity_split else ["--split", "0.8,0.1,0.1"]
+            h.musictl("tokenize", str(h.args.velocity_data), "-o", str(velocity), *split, "--seed", "0", "--overwrite")
+        per_task["velocity"] = (velocity, Path(h.args.velocity_split) if h.args.velocity_split else None)
+    if h.args.pitch_shift:
+        per_task.update(augmented_tokens(h, splits, folders))
+    return per_task
+
+
+def augmented_tokens(h: Harness, splits: dict, folders: list[str]) -> dict[str, tuple[Path, Path]]:
+    """--pitch-shift: the classification tasks fine-tune on a tokens artifact with transposed training copies."""
+    tokens = h.work / "tokens-aug"
+    out, everything = {}, {s: [e for d in splits.values() for e in d[s]] for s in ("train", "valid", "test")}
+    for task in SEQUENCE_TASKS:
+        dataset = TASKS[task]
+        copies = pitch_shifted(dataset, splits[dataset]["train"], list(h.args.pitch_shift), h.work)
+        everything["train"] += copies
+        split = {**splits[dataset], "train": splits[dataset]["train"] + copies}
+        out[task] = (tokens, write_json(h.work / f"splits-{task}-aug.json", split))
+    if not (tokens / "manifest.json").exists():
+        aug = [str(h.work / "aug" / TASKS[t]) for t in SEQUENCE_TASKS]
+        h.musictl("tokenize", *folders, *aug, "-o", str(tokens), "--split-file", str(write_json(h.work / "splits-aug.json", everything)),
+                  "--seed", "0", "--overwrite")
+    return out
+
+
+# ----- pre-training and fine-tuning -----------------------------------------------------------------
+def has_flag(command: str, flag: str) -> bool:
+    found = subprocess.run([sys.executable, "-m", "musictl", command, "--help"], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "COLUMNS": "300"})
+    return flag in found.stdout
+
+
+def pretrain(h: Harness, objective: str, tokens: Path) -> Path:
+    out = h.work / f"bert-{objective}"
+    if (out / "manifest.json").exists() and objective in h.data["pretrain"]:
+        return out
+    partial = out.exists() or (out.parent / f".{out.name}.staging").exists()
+    extra = ["--freeze-every", str(h.budget.freeze_every)] if objective == "adversarial" and has_flag("pretrain-bert", "--freeze-every") \
+        else []
+    seconds = h.musictl("pretrain-bert", "--tokens", str(tokens), "-o", str(out), "--objective", objective, *h.budget.model,
+                        "--max-len", str(h.budget.max_len), "--max-steps", str(h.budget.pretrain_steps), "--eval-every",
+                        str(h.budget.eval_every), "--seed", "0", *extra, *shlex.split(h.args.pretrain_args),
+                        *(["--resume"] if partial else ["--overwrite"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = metrics.get("best_valid") or metrics["final_valid"]
+    h.data["pretrain"][objective] = {
+        "seconds": seconds, "steps": metrics["steps"], "parameters": metrics["parameters"], "train_windows": metrics["train_windows"],
+        "best_valid_accuracy": best["accuracy"], **{k: metrics["final_valid"].get(k) for k in (
+            "masker_spearman", "adversarial_loss_ratio", "frozen_share")}}
+    h.save()
+    return out
+
+
+def finetune(h: Harness, task: str, row: tuple[str, float], seed: int, tokens: Path, split: Path | None) -> None:
+    key = f"{task}|{row[0]}|{row[1]}|{seed}"
+    if key in h.data["runs"]:
+        return
+    pretrained, mask = row
+    out = h.work / "ft" / f"{task}-{pretrained}-m{mask}-s{seed}"
+    model = h.work / f"bert-{'mlm' if pretrained == 'none' else pretrained}"  # from scratch: the same architecture
+    seconds = h.musictl("finetune-mask", "--task", task, "--model", str(model), "--tokens", str(tokens), "-o", str(out),
+                        *(["--split-file", str(split)] if split else []), *(["--from-scratch"] if pretrained == "none" else []),
+                        "--mask-ratio", str(mask), "--epochs", str(h.budget.epochs), "--patience", str(h.budget.patience),
+                        "--max-len", str(h.budget.max_len), "--seed", str(seed), *shlex.split(h.args.finetune_args), "--overwrite")
+    metrics = json.loads((out / "metrics.json").read_text())
+    scored = score_test(out, tokens, split, task, h.budget.max_len)
+    if abs(scored.pop("check") - metrics["test"]["accuracy"]) > 1e-4:
+        print(f"warning: {key}: test accuracy scored here differs from finetune-mask's {metrics['test']['accuracy']}", flush=True)
+    h.data["runs"][key] = {**scored, "seconds": seconds, "best_epoch": metrics["best_epoch"],
+                           "finetune_test_accuracy": metrics["test"]["accuracy"]}
+    h.save()
+
+
+# ----- scoring the test split ------------------------------------------------------------------------
+def split_of(split_file: Path | None, corpus) -> dict[int, str]:
+    """Each piece's split as finetune-mask reads it (the split file by 'folder/name' or name, else the tokens')."""
+    if split_file is None:
+        return {p.id: p.split for p in corpus.pieces}
+    lookup = {str(e): s for s, entries in json.loads(Path(split_file).read_text()).items() for e in entries}
+    keys = lambda p: (f"{Path(p.path).parent.name}/{Path(p.path).name}", Path(p.path).name)  # noqa: E731
+    return {p.id: next((lookup[k] for k in keys(p) if k in lookup), "unlisted") for p in corpus.pieces}
+
+
+def labelled(task: str, tokens: Path, split_file: Path | None, split: str):
+    from musictl.bert import tasks
+    from musictl.midi.tokens import TokenCorpus
+
+    corpus = TokenCorpus.open(tokens)
+    where = split_of(split_file, corpus)
+    items, _ = tasks.collect(tasks.TaskSpec(task), corpus, [p for p in corpus.pieces if where[p.id] == split])
+    return corpus, items
+
+
+def score_test(model_dir: Path, tokens: Path, split_file: Path | None, task: str, max_len: int) -> dict:
+    """Per test segment and per test piece: [correct, scored] (sequence tasks: [1 or 0, 1])."""
+    import torch
+
+    from musictl import constants
+    from musictl.bert.data import pad_batch, piece_windows
+    from musictl.bert.model import load_midibert
+
+    corpus, items = labelled(task, tokens, split_file, "test")
+    model = load_midibert(model_dir).eval()
+    label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
+    segments, pieces, summed = [], [], []
+    for item in items:
+        windows = piece_windows(item.tokens, max_len, corpus.config.max_bars)
+        ids, attention_mask = pad_batch(windows)
+        if task == "velocity":  # the label is the velocity: hidden, as finetune-mask does
+            ids[..., constants.VELOCITY][attention_mask.bool()] = constants.MASK_ID
+        with torch.no_grad():
+            probs = torch.softmax(model(ids, attention_mask).float(), dim=-1).numpy()
+        if task in SEQUENCE_TASKS:
+            truth, votes = label2id[item.label], probs.argmax(-1)
+            segments += [[int(v == truth), 1] for v in votes]
+            counts = np.bincount(votes, minlength=probs.shape[-1]) + probs.sum(0) / (len(votes) + 1)  # ties: summed probability
+            pieces.append([int(counts.argmax() == truth), 1])
+            summed.append(int(probs.sum(0).argmax() == truth))
+        else:
+            per_window = [(probs[w, : len(win)].argmax(-1), np.asarray(item.label[w * max_len : w * max_len + len(win)]))
+                          for w, win in enumerate(windows)]
+            segments += [[int(((p == t) & (t >= 0)).sum()), int((t >= 0).sum())] for p, t in per_window]
+            pieces.append([sum(s[0] for s in segments[-len(windows):]), sum(s[1] for s in segments[-len(windows):])])
+    check = float(np.mean(summed)) if task in SEQUENCE_TASKS else sum(p[0] for p in pieces) / max(1, sum(p[1] for p in pieces))
+    return {"segments": segments, "pieces": pieces, "check": check}
+
+
+def majority(h: Harness, task: str, tokens: Path, split: Path | None) -> None:
+    """The most frequent training class, predicted for every test segment / note."""
+    if task in h.data["majority"]:
+        return
+    _, train = labelled(task, tokens, split, "train")
+    _, test = labelled(task, tokens, split, "test")
+    max_len = h.budget.max_len
+    if task in SEQUENCE_TASKS:
+        names, counts = np.unique([i.label for i in train], return_counts=True)
+        top = str(names[counts.argmax()])
+        segments = [[int(i.label == top), 1] for i in test for _ in range(0, len(i.tokens), max_len)]
+        pieces = [[int(i.label == top), 1] for i in test]
+    else:
+        top = int(np.bincount(np.concatenate([np.asarray(i.label) for i in train])).argmax())
+        segments = [[int((np.asarray(i.label[s : s + max_len]) == top).sum()), len(i.label[s : s + max_len])]
+                    for i in test for s in range(0, len(i.tokens), max_len)]
+        pieces = [[int((np.asarray(i.label) == top).sum()), len(i.label)] for i in test]
+    h.data["majority"][task] = {"class": str(top), "segments": segments, "pieces": pieces}
+    h.save()
+
+
+# ----- the table ----------------------------------------------------------------------------------
+def cell(runs: list[dict], scoring: str, rng: np.random.Generator) -> dict:
+    """Mean accuracy % over seeds, 95% bootstrap interval over test items (the same resamples for every
+    seed), and the standard deviation over seeds."""
+    correct = np.array([[c for c, _ in r[scoring]] for r in runs], dtype=float)  # (seeds, items)
+    total = np.array([t for _, t in runs[0][scoring]], dtype=float)
+    per_seed = correct.sum(1) / total.sum()
+    draws = rng.integers(0, len(total), (BOOTSTRAP, len(total)))
+    resampled = (correct[:, draws].sum(-1) / total[draws].sum(-1)).mean(0)
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    return {"mean": round(100 * float(per_seed.mean()), 2), "low": round(100 * float(low), 2), "high": round(100 * float(high), 2),
+            "seed_sd": round(100 * float(per_seed.std(ddof=1)), 2) if len(runs) > 1 else None, "seeds": len(runs),
+            "items": len(total)}
+
+
+def mask_gain(with_mask: list[dict], plain: list[dict], scoring: str, rng: np.random.Generator) -> dict:
+    """Mask minus plain fine-tuning of the same pre-trained model, in points, with a paired bootstrap interval."""
+    acc = lambda runs, draws: np.mean([np.array([c for c, _ in r[scoring]])[draws].sum(-1) / np.array(  # noqa: E731
+        [t for _, t in r[scoring]])[draws].sum(-1) for r in runs], axis=0)
+    n = len(with_mask[0][scoring])
+    draws = rng.integers(0, n, (BOOTSTRAP, n))
+    diff = 100 * (acc(with_mask, draws) - acc(plain, draws))
+    whole = 100 * (acc(with_mask, np.arange(n)) - acc(plain, np.arange(n)))
+    low, high = np.percentile(diff, [2.5, 97.5])
+    return {"mean": round(float(whole), 2), "low": round(float(low), 2), "high": round(float(high), 2)}
+
+
+def summarise(data: dict) -> dict:
+    rng = np.random.default_rng(0)
+    table: dict = {"rows": {}, "mask_gain": {}}
+    for scoring in ("segments", "pieces"):
+        rows = {"majority class": {t: cell([m], scoring, rng) for t, m in data["majority"].items()}}
+        for pretrained, mask in ROWS:
+            name = f"{pretrained} ({'mask' if mask else 'plain'} fine-tuning)"
+            rows[name] = {t: cell(runs, scoring, rng) for t in TASKS
+                          if (runs := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{pretrained}|{mask}|")])}
+        table["rows"][scoring] = rows
+        table["mask_gain"][scoring] = {
+            p: {t: mask_gain(m, q, scoring, rng) for t in TASKS
+                if (m := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{p}|0.15|")])
+                and (q := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{p}|0.0|")])}
+            for p in PRETRAININGS}
+    return table
+
+
+def render(data: dict) -> str:
+    """table3.md, from table3.json only."""
+    config, table = data["config"], data["table"]
+    pre = data["pretrain"]
+    size = lambda p: f"{pre[p]['parameters'] / 1e6:.2f}M parameters" if p in pre else "-"  # noqa: E731
+    budget = lambda p: f"{pre[p]['steps']} steps ({pre[p]['seconds'] / 60:.0f} min)" if p in pre else "-"  # noqa: E731
+    fmt = lambda c: "-" if not c else f"{c['mean']:.1f} [{c['low']:.1f}, {c['high']:.1f}]" + (  # noqa: E731
+        f" ±{c['seed_sd']:.1f}" if c.get("seed_sd") is not None else "")
+    header = ["| row | model | pre-training | " + " | ".join(TASKS) + " |", "|---|---|---|" + "---:|" * len(TASKS)]
+    lines = ["# Table 3: Adversarial-MidiBERT's downstream tasks, measured", "",
+             f"Made by `{data['harness_command']}` on {data['machine']}; every number below comes from "
+             "benchmarks/results/table3.json (the runs' per-item scores), rebuilt by `python benchmarks/table3.py --render`.", "",
+             f"Scale (`--budget {config['budget']}`): {config['describe']}. Cells: test accuracy % as mean over fine-tuning seeds "
+             "[95% bootstrap interval over test items] ±standard deviation over seeds. Datasets: " + datasets_line(data) + ".", ""]
+    titles = {"segments": f"Per segment ({data['max_len']}-note windows; how MIDI-BERT and the paper score)",
+              "pieces": "Per piece (majority vote of a piece's segments; token tasks: note accuracy, pieces resampled)"}
+    for scoring, rows in table["rows"].items():
+        lines += [f"## {titles[scoring]}", "", *header]
+        for name, cells in rows.items():
+            pretrained = name.split(" ")[0]
+            model = "-" if name == "majority class" else size("mlm" if pretrained == "none" else pretrained)
+            spent = "none" if pretrained in ("none", "majority") else budget(pretrained)
+            lines.append(f"| {name} | {model} | {spent} | " + " | ".join(fmt(cells.get(t)) for t in TASKS) + " |")
+        if scoring == "segments":
+            lines += [f"| {p['row']} | {p['model']} | {p['budget']} | " + " | ".join(f"{p[t]:.2f}" for t in TASKS) + " |"
+                      for p in PAPER]
+        lines.append("")
+    lines += ["## Mask fine-tuning minus plain fine-tuning, same pre-trained model (points, paired bootstrap 95%)", "",
+              "| pre-training | scoring | " + " | ".join(TASKS) + " |", "|---|---|" + "---:|" * len(TASKS)]
+    for scoring, gains in table["mask_gain"].items():
+        for pretrained, cells in gains.items():
+            if cells:
+                lines.append(f"| {pretrained} | {scoring} | " + " | ".join(
+                    f"{c['mean']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]" if (c := cells.get(t)) else "-" for t in TASKS) + " |")
+    lines += ["", "## Pre-training runs", "", "| objective | steps | minutes | best valid masked accuracy | masker Spearman "
+              "| loss ratio | frozen share |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for objective, p in pre.items():
+        value = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        lines.append(f"| {objective} | {p['steps']} | {p['seconds'] / 60:.1f} | {p['best_valid_accuracy']:.3f} | "
+                     f"{value(p['masker_spearman'])} | {value(p['adversarial_loss_ratio'])} | {value(p['frozen_share'])} |")
+    total = sum(c["seconds"] for c in data["commands"]) / 3600
+    lines += ["", f"## Commands ({len(data['commands'])} runs, {total:.2f} hours in all)", "", "<details>", "", "```"]
+    lines += [f"{c['command']}   # {c['seconds']:.0f} s" for c in data["commands"]] + ["```", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def datasets_line(data: dict) -> str:
+    pieces = {t: len(m["pieces"]) for t, m in data["majority"].items()}
+    velocity = data["config"]["velocity_data"]
+    named = {"composer": "Pianist8", "emotion": "EMOPIA", "melody": "POP909",
+             "velocity": "POP909" if velocity.endswith("pop909/midi") else velocity}
+    shift = data["config"]["pitch_shift"]
+    augmented = f"; composer and emotion trained with pitch-shifted copies {shift}" if shift else "; no augmentation"
+    return ", ".join(f"{t} {named[t]} ({pieces.get(t, '?')} test pieces)" for t in TASKS) + " (MIDI-BERT splits)" + augmented
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="smoke")
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--velocity-data", type=Path, default=SHARED / "pop909" / "midi", help="any MIDI folder for velocity")
+    parser.add_argument("--velocity-split", type=Path, default=None, help="its split file (else 0.8/0.1/0.1 by seed 0)")
+    parser.add_argument("--pitch-shift", type=int, nargs="*", default=[], help="composer/emotion: transposed training copies")
+    parser.add_argument("--pretrain-args", default="", help="extra pretrain-bert flags, e.g. '--device cuda --preset paper'")
+    parser.add_argument("--finetune-args", default="", help="extra finetune-mask flags, e.g. '--device cuda'")
+    parser.add_argument("--work", default=str(HERE / ".work" / "table3"), help="where artifacts go (kept for resuming)")
+    parser.add_argument("--fresh", action="store_true", help="forget table3.json's runs and start again")
+    parser.add_argument("--write", action="store_true", help="save table3.json after every run and write table3.md")
+    parser.add_argument("--render", action="store_true", help="only rebuild table3.md from table3.json")
+    args = parser.parse_args()
+    if args.render:
+        data = json.loads((RESULTS / "table3.json").read_text())
+    else:
+        data = run(args)
+    data["table"] = summarise(data)
+    table = render(data)
+    print(table)
+    if args.write or args.render:
+        (RESULTS / "table3.json").write_text(json.dumps(data, indent=1))
+        (RESULTS / "table3.md").write_text(table)
+
+
+def run(args: argparse.Namespace) -> dict:
+    h = Harness(args)
+    h.data.update(harness_command="python benchmarks/table3.py " + shlex.join(sys.argv[1:]), machine=machine(),
+                  max_len=h.budget.max_len)
+    per_task = prepare_tokens(h)
+    tokens = h.work / "tokens"
+    models = {objective: pretrain(h, objective, tokens) for objective in PRETRAININGS}
+    assert all(m.exists() for m in models.values())
+    for task in args.tasks:
+        task_tokens, split = per_task[task]
+        majority(h, task, task_tokens, split)
+        for row in ROWS:
+            for seed in h.budget.seeds:
+                finetune(h, task, row, seed, task_tokens, split)
+    return h.data
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores, {gpu}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Settings of pretrain-bert, finetune-mask and predict: the one place their defaults live (torch-free).
+
+The command line reads every default, help text and range from these fields
+(``musictl.commands._common.option``); the library takes the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from musictl.errors import UsageError
+from musictl.settings import Settings, setting
+
+Objective = Literal["adversarial", "hard-mining", "mlm"]
+Size = Literal["tiny", "small", "base"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+Precision = Literal["no", "bf16", "fp16"]
+WeightSource = Literal["train", "valid"]
+TaskName = Literal["melody", "velocity", "composer", "emotion", "style", "label"]
+
+DEFAULT_EMOTION_PATTERN = r"^(Q[1-4])_"  # EMOPIA file names: Q1_..., Q2_...
+
+
+@dataclass
+class RunSettings(Settings):
+    """How a training run uses the hardware (shared by pre-training and fine-tuning)."""
+
+    batch_size: int = setting(8, "Windows per batch on each device (process).", min=1)
+    grad_accum: int = setting(1, "Batches per optimizer step on each device.", min=1)
+    global_batch_size: Optional[int] = setting(
+        None, "Windows per optimizer step over all processes (= batch size x processes x grad accum); "
+              "sets --grad-accum [default: batch size x processes x --grad-accum].", min=1)
+    mixed_precision: Optional[Precision] = setting(
+        None, "no, bf16 or fp16 autocast [default: bf16 on a GPU that supports it, else no].")
+    seed: int = setting(0, "Random seed: the same seed gives the same result.")
+    device: DeviceName = setting("auto", "Where to compute: auto picks cuda when available.")
+
+
+@dataclass
+class PretrainSettings(RunSettings):
+    """``musictl pretrain-bert``: the model size, the objective and the optimisation."""
+
+    size: Size = setting("tiny", "tiny (CPU minutes), small, base (12 layers, 768 hidden, 12 heads).")
+    hidden_size: Optional[int] = setting(None, "Override the size's hidden size.", min=8)
+    num_hidden_layers: Optional[int] = setting(None, "Override the number of layers.", min=1, flag="--layers")
+    num_attention_heads: Optional[int] = setting(None, "Override the number of attention heads.", min=1, flag="--heads")
+    field_embed_dim: Optional[int] = setting(None, "Override the per-field embedding size.", min=1)
+    dropout: Optional[float] = setting(None, "Override hidden and attention dropout [default: 0.1].", min=0.0, max=0.9)
+    objective: Objective = setting(
+        "adversarial", "adversarial: the published masker with a mask book; hard-mining: a masker picks hard "
+                       "notes each step; mlm: random masking.")
+    mask_ratio: float = setting(0.15, "Share of real notes masked per window.", min=0.01, max=0.9)
+    random_share: float = setting(0.2, "hard-mining: share of the mask budget drawn at random.", min=0.0, max=1.0)
+    freeze_every: int = setting(5, "adversarial: epochs between mask-book freezes (0: never).", min=0)
+    weight_source: WeightSource = setting(
+        "train", "adversarial: per-field loss weights 1 / accuracy of the last epoch's training (train) or of the last "
+                 "validation (valid, as the reference code).")
+    max_len: int = setting(512, "Notes per training window.", min=8)
+    lr: float = setting(5e-4, "Peak learning rate (linear warm-up, then linear decay).", min=0.0)
+    warmup: float = setting(0.1, "Share of steps spent warming up.", min=0.0, max=1.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases, norms, embeddings).", min=0.0)
+    clip: float = setting(1.0, "Gradient-norm clipping.", min=0.0)
+    max_steps: Optional[int] = setting(None, "Optimizer steps (overrides --epochs).", min=1)
+    epochs: int = setting(1, "Passes over the training windows.", min=1)
+    eval_every: int = setting(100, "Evaluate and checkpoint every N steps.", min=1)
+
+
+@dataclass
+class FinetuneSettings(RunSettings):
+    """``musictl finetune-mask``: the task, its labels, mask fine-tuning and early stopping."""
+
+    task: Optional[TaskName] = setting(None, "melody, velocity (per note); composer, emotion, style, label (per piece).")
+    label_pattern: str = setting(DEFAULT_EMOTION_PATTERN, "--task emotion: regex whose group 1 is the label, on the file name.")
+    labels_file: Optional[str] = setting(None, "--task label: CSV path,label or JSON {path: label}.", flag="--labels")
+    mask_ratio: float = setting(0.15, "Share of input notes masked per batch (0: plain).", min=0.0, max=0.9)
+    from_scratch: bool = setting(False, "Do not load pre-trained weights (same architecture).")
+    epochs: int = setting(10, "Maximum epochs.", min=1)
+    patience: int = setting(3, "Stop after N epochs without better validation accuracy.", min=1)
+    eval_masked: bool = setting(False, "Also report test accuracy on masked input.")
+    max_len: int = setting(512, "Notes per window.", min=8)
+    lr: float = setting(3e-4, "AdamW learning rate.", min=0.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases, norms, embeddings).", min=0.0)
+    clip: float = setting(1.0, "Gradient-norm clipping.", min=0.0)
+    dropout: Optional[float] = setting(None, "Override the model's hidden and attention dropout [default: the model's].",
+                                       min=0.0, max=0.9)
+
+    def validate(self) -> None:
+        if self.task is None:
+            raise UsageError("--task is required: melody, velocity, composer, emotion, style or label")
+
+
+@dataclass
+class PredictSettings(Settings):
+    """``musictl predict``: how the windows of a new file are scored."""
+
+    max_len: int = setting(512, "Notes per window (at most the model's positions).", min=8)
+    batch_size: int = setting(8, "Windows per batch.", min=1)
+    device: DeviceName = setting("auto", "Where to compute: auto picks cuda when available.")

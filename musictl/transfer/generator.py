@@ -1,0 +1,169 @@
+"""A style's generator: its graph, GCN node embeddings, vocabulary and tables, loaded once.
+
+``StyleGenerator.load(workdir, style)`` checks every artifact it reads (the graph and the GCN must
+have been made from the current tokens and from each other); ``.generate(bars, seed)`` walks one
+piece. ``musictl generate-rwr``, ``musictl demo`` and ``benchmarks/transfer.py`` all use it, so
+``--count K`` writes K pieces in one process without reloading anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from musictl import artifacts
+from musictl import constants as C
+from musictl.errors import ArtifactError
+from musictl.midi.tokens import TokenCorpus
+from musictl.midi.vocab import TokenizerConfig
+from musictl.progress import Progress
+from musictl.transfer import adjacency as graphs
+from musictl.transfer.settings import WalkSettings
+from musictl.transfer.tables import PiecePlan, StyleTables
+from musictl.transfer.walk import RandomWalker
+
+log = logging.getLogger(__name__)
+SEED_NOTES = 32
+GCN_KIND = "gcn"
+
+
+def latest_gcn_style(workdir) -> str:
+    """The style of the most recently trained GCN in the workspace."""
+    root = artifacts.artifact_dir(workdir, GCN_KIND)
+    found = []
+    for manifest_file in root.glob(f"*/{artifacts.MANIFEST}"):
+        manifest = artifacts.read_manifest(manifest_file.parent)
+        found.append((manifest.created, manifest_file.parent.name))
+    if not found:
+        raise ArtifactError(f"no trained GCN in {root}; run: musictl train-gcn --style STYLE")
+    return max(found)[1]
+
+
+def check_chain(corpus: TokenCorpus, style: str, gcn_dir: Path) -> Path:
+    """The graph directory behind ``gcn_dir``, after checking that graph and GCN are fresh against the tokens."""
+    gcn_manifest = artifacts.require(gcn_dir, GCN_KIND, style)
+    graph_dir = artifacts.input_path(gcn_dir, gcn_manifest, "graph")
+    if graph_dir is None:
+        raise ArtifactError(f"{gcn_dir}/manifest.json names no graph; remake it: musictl train-gcn --style {style} --overwrite")
+    graph_manifest = artifacts.require(graph_dir, graphs.KIND, style)
+    if gcn_manifest.parameters.get("vocab_id") != corpus.config.vocab_id:
+        raise ArtifactError(f"{gcn_dir} was trained on other tokens than {corpus.path}; retrain it: "
+                            f"musictl train-gcn --style {style} --overwrite")
+    artifacts.check_input(graph_dir, graph_manifest, "tokens", corpus.manifest, f"musictl adjacency --style {style}")
+    artifacts.check_input(gcn_dir, gcn_manifest, "graph", graph_manifest, f"musictl train-gcn --style {style}")
+    artifacts.check_input(gcn_dir, gcn_manifest, "tokens", corpus.manifest, f"musictl train-gcn --style {style}")
+    return graph_dir
+
+
+class StyleGenerator:
+    """Walks pieces in one style (see :mod:`musictl.transfer.walk`)."""
+
+    def __init__(self, style: str, corpus: TokenCorpus, walker: RandomWalker):
+        self.style = style
+        self.corpus = corpus
+        self.walker = walker
+
+    @property
+    def config(self):
+        return self.corpus.config
+
+    @property
+    def tables(self) -> StyleTables:
+        return self.walker.tables
+
+    @classmethod
+    def load(cls, workdir, style: str | None = None, tokens_path: Path | None = None) -> StyleGenerator:
+        from safetensors.numpy import load_file
+
+        style = artifacts.safe_name(style or latest_gcn_style(workdir), "style")
+        corpus = TokenCorpus.open(tokens_path or artifacts.artifact_dir(workdir, "tokens"))
+        corpus.require_style(style)
+        gcn_dir = artifacts.artifact_dir(workdir, GCN_KIND, style)
+        graph_dir = check_chain(corpus, style, gcn_dir)
+        graph = graphs.load_graph(graph_dir)
+        stored = load_file(str(gcn_dir / "node_embeddings.safetensors"))
+        if not np.array_equal(stored["nodes"], graph.nodes):
+            raise ArtifactError(f"{gcn_dir} does not match the graph in {graph_dir}; retrain it: "
+                                f"musictl train-gcn --style {style} --overwrite")
+        if graph.loops is None:
+            log.info("%s was made before self-loops were kept, so repeated notes are rare; remake it: "
+                     "musictl adjacency --style %s --overwrite", graph_dir, style)
+        tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in cls._pieces(corpus, style)], corpus.config)
+        walker = RandomWalker(graph.nodes, graph.adjacency, stored["embeddings"], corpus.config, tables, graph.loops)
+        return cls(style, corpus, walker)
+
+    @staticmethod
+    def _pieces(corpus: TokenCorpus, style: str):
+        return corpus.select(style=style, split="train") or corpus.select(style=style)
+
+    def seed(self, seed: int, prompt: Path | None = None) -> tuple[np.ndarray, PiecePlan]:
+        """Seed notes (node indices) and the piece plan: the prompt's, or a (seeded) random piece of the style's."""
+        if prompt is not None:
+            from musictl.midi.encode import encode_file
+
+            tokens = encode_file(prompt, self.config).tokens
+        else:
+            pieces = self._pieces(self.corpus, self.style)
+            tokens = self.corpus.piece_tokens(pieces[np.random.default_rng(seed).integers(len(pieces))])
+        plan = PiecePlan.of_values(tokens.astype(np.int64) - C.N_SPECIAL) if len(tokens) else None
+        return self.walker.seed_nodes(tokens[:SEED_NOTES]), plan
+
+    def generate(self, bars: int | None = None, seed: int | None = None, settings: WalkSettings | None = None,
+                 prompt: Path | None = None, on_progress: Progress | None = None) -> np.ndarray:
+        """One piece as ``(n_notes, 8)`` token ids; ``bars`` and ``seed`` override ``settings``."""
+        settings = settings or WalkSettings()
+        overrides = {k: v for k, v in (("bars", bars), ("seed", seed)) if v is not None}
+        settings = dataclasses.replace(settings, **overrides) if overrides else settings
+        seeds, plan = self.seed(settings.seed, prompt)
+        return self.walker.walk(seeds, settings, plan, on_progress)
+
+    def generate_many(self, count: int, settings: WalkSettings, prompt: Path | None = None,
+                      on_progress: Progress | None = None) -> list[np.ndarray]:
+        """``count`` pieces with seeds ``settings.seed``, ``settings.seed + 1``, ..."""
+        if count == 1:  # one piece: progress by bar
+            return [self.generate(settings=settings, prompt=prompt, on_progress=on_progress)]
+        pieces = []
+        for i in range(count):
+            pieces.append(self.generate(seed=settings.seed + i, settings=settings, prompt=prompt))
+            if on_progress:
+                on_progress(i + 1, count, None)
+        return pieces
+
+    def midi(self, tokens: np.ndarray) -> bytes:
+        from musictl.midi.decode import tokens_to_midi_bytes
+
+        return tokens_to_midi_bytes(tokens, self.config)
+
+
+@dataclass
+class Generated:
+    """Pieces walked in one style, as tokens and as MIDI bytes, and their style fidelity when asked for."""
+
+    style: str
+    seeds: list[int]
+    pieces: list[np.ndarray] = field(repr=False)
+    midi: list[bytes] = field(repr=False)
+    config: TokenizerConfig = field(repr=False)
+    fidelity: dict | None = None
+
+    def to_dict(self) -> dict:
+        return {"style": self.style, "seeds": self.seeds, "notes": [len(p) for p in self.pieces], "fidelity": self.fidelity}
+
+
+def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settings: WalkSettings, count: int = 1,
+                    prompt: Path | None = None, evaluate: bool = False, on_progress: Progress | None = None) -> Generated:
+    """``count`` pieces (seeds ``settings.seed`` ...) of ``style`` (default: the latest GCN's), with their
+    style fidelity against the corpus when ``evaluate``."""
+    generator = StyleGenerator.load(workdir, style, tokens_path)
+    pieces = generator.generate_many(count, settings, prompt, on_progress)
+    fidelity = None
+    if evaluate:
+        from musictl.transfer.fidelity import style_fidelity
+
+        fidelity = style_fidelity(pieces, generator.corpus, generator.style)
+    return Generated(style=generator.style, seeds=[settings.seed + i for i in range(count)], pieces=pieces,
+                     midi=[] if evaluate else [generator.midi(p) for p in pieces], config=generator.config, fidelity=fidelity)

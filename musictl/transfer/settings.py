@@ -1,0 +1,136 @@
+"""Settings of the cross-style chain: embed, adjacency, train-gcn, generate-rwr and the demo.
+
+Torch-free, so the command line can read every default, help text and range from here
+(``musictl.commands._common.option``). Each field is the one place its default lives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from musictl.errors import UsageError
+from musictl.settings import Settings, setting
+
+# GCN link prediction: an upper bound, early stopping on validation ROC-AUC ends runs sooner.
+GCN_MAX_EPOCHS = 1000
+# Shares of the style graph's edges held out for validation (model selection) and test (reported once).
+VAL_SHARE = 0.1
+TEST_SHARE = 0.1
+
+EmbedMode = Literal["static", "contextual"]
+Normalize = Literal["none", "sym", "row"]
+Export = Literal["graphml"]
+Conv = Literal["gcn", "sage"]
+Decoder = Literal["mlp", "dot"]
+Features = Literal["token", "token-pos", "position-profile"]
+GraphKind = Literal["cooccurrence", "similarity"]
+EdgeWeight = Literal["log", "linear"]
+
+# The study's three models (Hanxi-002/Token-Transfer-Learning, code/gcn.py): node features and graph.
+MODELS: dict[int, tuple[str, str]] = {
+    1: ("token", "similarity"),  # token embeddings; graph of their cosine similarity
+    2: ("position-profile", "similarity"),  # token x positional embeddings; graph of their similarity
+    3: ("token", "cooccurrence"),  # token embeddings; the style's co-occurrence graph
+}
+SEED_HELP = "Random seed: the same seed gives the same result."
+
+
+@dataclass
+class EmbedSettings(Settings):
+    """``musictl embed``: which table to take from the model."""
+
+    mode: EmbedMode = setting("static", "static: the embedding tables; contextual: mean last hidden state over --style.")
+    style: Optional[str] = setting(None, "Style whose pieces give contextual embeddings.")
+
+    def validate(self) -> None:
+        if self.mode == "contextual" and not self.style:
+            raise UsageError("--mode contextual needs --style (the style whose pieces give the hidden states)")
+
+
+@dataclass
+class GraphSettings(Settings):
+    """``musictl adjacency``: how the co-occurrence graph of a style is counted."""
+
+    window: int = setting(2, "Link each note to the next N notes (weight 1/distance).", min=0, max=64)
+    normalize: Normalize = setting("none", "none: raw counts; sym: D^-1/2 A D^-1/2; row: transition matrix.")
+    export: Optional[Export] = setting(None, "Also write the graph as graphml (networkx).")
+
+
+@dataclass
+class GcnSettings(Settings):
+    """``musictl train-gcn``: the model, its training and the edge split."""
+
+    model: int = setting(3, "The study's model: 1 token embeddings + their similarity graph; 2 token x positional "
+                            "embeddings + their similarity graph; 3 token embeddings + the style's co-occurrence graph.",
+                         min=1, max=3)
+    features: Optional[Features] = setting(None, "Node features [default: the --model's]: token, token-pos (token + "
+                                                 "positional embedding at the token's mean index), position-profile.")
+    graph: Optional[GraphKind] = setting(None, "Graph [default: the --model's]: cooccurrence (the style graph) or "
+                                               "similarity (cosine kNN of the node features).")
+    conv: Conv = setting("gcn", "gcn (uses edge weights) or sage.")
+    decoder: Decoder = setting("mlp", "mlp: MLP on the Hadamard product; dot: dot product.")
+    edge_weight: EdgeWeight = setting("log", "GCN edge weights: log(1 + count) or the count, scaled to max 1.")
+    degree_features: bool = setting(True, "Append log-degrees (of the message-passing graph only) to the node features.")
+    layers: int = setting(2, "Graph convolution layers.", min=1, max=8)
+    hidden: int = setting(128, "Hidden size.", min=2)
+    out_dim: int = setting(64, "Node embedding size.", min=2)
+    dropout: float = setting(0.2, "Dropout between layers.", min=0.0, max=0.9)
+    lr: float = setting(0.01, "Adam learning rate.", min=1e-6, max=1.0)
+    epochs: int = setting(GCN_MAX_EPOCHS, "Maximum epochs.", min=1)
+    patience: int = setting(30, "Stop after N epochs without a better validation AUC.", min=1)
+    similarity_k: int = setting(10, "Neighbours per node of a similarity graph.", min=1)
+    baselines: bool = setting(True, "Also score heuristics, random features and an MLP on the same test edges.")
+    seed: int = setting(0, SEED_HELP)
+
+    def validate(self) -> None:
+        features, graph = MODELS[self.model]
+        self.features = self.features or features
+        self.graph = self.graph or graph
+
+
+@dataclass
+class WalkSettings(Settings):
+    """``musictl generate-rwr``: one walk (one piece)."""
+
+    bars: int = setting(16, "Bars to generate.", min=1, max=100_000, flag="--bars")
+    temperature: float = setting(0.5, "Weight of GCN-embedding similarity (lower: sharper).", min=1e-3, max=100.0)
+    restart: float = setting(0.1, "Per-note probability of jumping back to a seed note.", min=0.0, max=1.0)
+    max_notes_per_bar: int = setting(48, "At most this many notes in one bar.", min=1, max=1024)
+    tempo: Optional[float] = setting(None, "Tempo in BPM for the whole piece [default: a piece of the style's].",
+                                     min=16.0, max=256.0)
+    program: Optional[int] = setting(None, "Play every pitched part with this GM program [default: the style's].",
+                                     min=0, max=127)
+    seed: int = setting(0, SEED_HELP)
+
+
+@dataclass
+class GenerateSettings(Settings):
+    """``musictl generate-rwr``: how many pieces, and what to write."""
+
+    count: int = setting(1, "Pieces to generate (seeds SEED..SEED+K-1); more than one needs -o DIR.", min=1, max=100_000)
+    evaluate: int = setting(0, "Instead of MIDI, write style-fidelity JSON of N generated pieces.", min=0, max=100_000)
+    plot: bool = setting(False, "Also write a piano-roll PNG beside each MIDI file (needs -o).")
+
+
+@dataclass
+class DemoSettings(Settings):
+    """``musictl demo``: the whole chain with tiny settings."""
+
+    style: str = setting("fiddle-tunes", "Style of the bundled corpus to generate in.")
+    bars: int = setting(16, "Bars of demo.mid.", min=1, max=10_000, flag="--bars")
+    steps: int = setting(500, "Pre-training steps of the tiny MidiBert.", min=1)
+    gcn_epochs: int = setting(GCN_MAX_EPOCHS, "Maximum GCN epochs (early stopping usually ends sooner).", min=1)
+    seed: int = setting(0, SEED_HELP)
+
+
+SynthName = Literal["auto", "soundfont", "simple"]
+
+
+@dataclass
+class RenderSettings(Settings):
+    """``musictl render``: MIDI to WAV."""
+
+    synth: SynthName = setting("auto", "soundfont: a General MIDI soundfont (tinysoundfont); simple: the built-in synth; "
+                                       "auto: the soundfont when one is given or found, else simple.")
+    sample_rate: int = setting(32000, "Samples per second of the WAV.", min=8000, max=192000)
