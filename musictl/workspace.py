@@ -92,6 +92,14 @@ def inspect(kind: str, name: str | None, path: Path) -> ArtifactStatus:
             status.inputs[role] = "missing"
             continue
         status.inputs[role] = "fresh" if current.fingerprint == ref.get("fingerprint") else "stale"
+    if kind == "tokens":
+        from musictl.midi.corpus import midi_inputs_changed
+
+        changed = midi_inputs_changed(path)
+        status.inputs["midi"] = "stale" if changed else "fresh"
+        if changed:
+            status.state, status.detail = "stale", f"{changed}; refresh: musictl tokenize --overwrite"
+            return status
     stale = [r for r, s in status.inputs.items() if s == "stale"]
     if stale:
         status.state = "stale"
@@ -103,7 +111,8 @@ def next_step(found: list[ArtifactStatus]) -> str:
     """The command to run next: remake the first stale or broken artifact, else make the first missing one."""
     for item in found:
         if item.state in ("stale", "incomplete", "corrupt"):
-            return f"{item.made_by} --overwrite"
+            return f"{item.made_by} --overwrite" if item.kind != "tokens" or item.state != "stale" else \
+                "musictl tokenize INPUT... --overwrite"
     have = {a.kind for a in found}
     for kind in PIPELINE[:5]:
         if kind not in have:

@@ -165,3 +165,21 @@ def test_empty_training_split_is_an_error(style_corpus, tmp_path):
     assert runner.invoke(app, ["tokenize", str(style_corpus), "-o", str(tokens), "--split", "0,0.5,0.5"]).exit_code == 0
     result = runner.invoke(app, ["pretrain-bert", "--tokens", str(tokens), "--out", str(tmp_path / "b"), "--device", "cpu"])
     assert result.exit_code == 1 and "no training pieces" in result.output
+
+
+def test_preset_paper_fills_what_was_not_typed(monkeypatch):
+    import musictl.bert.pretrain as pretraining
+
+    assert PretrainSettings(preset="paper").with_preset({"lr"}).lr == PretrainSettings().lr  # a typed flag wins
+    seen = {}
+
+    def capture(tokens, out, settings, **kwargs):
+        seen["settings"] = settings
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pretraining, "pretrain", capture)
+    result = CliRunner().invoke(app, ["pretrain-bert", "--preset", "paper", "--lr", "3e-4", "--max-len", "512"])
+    assert result.exit_code == 0, result.output
+    settings = seen["settings"]
+    assert (settings.size, settings.batch_size, settings.clip, settings.epochs, settings.weight_decay) == ("base", 8, 3.0, 500, 0.01)
+    assert (settings.lr, settings.max_len) == (3e-4, 512)

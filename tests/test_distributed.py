@@ -146,7 +146,7 @@ def test_finetune_on_two_processes_equals_one(tokens_dir, tmp_path):
 def test_a_two_process_checkpoint_resumes_on_one_process(tokens_dir, tmp_path):
     out = tmp_path / "bert"
     staging = tmp_path / ".bert.staging"
-    steps = 60
+    steps = 40
     job = subprocess.Popen([*launch_line(2), "pretrain-bert", "--tokens", str(tokens_dir), "--out", str(out), *TINY,
                             "--batch-size", "2", "--max-steps", str(steps), "--eval-every", "2", "--objective", "mlm",
                             "--seed", "3", "--device", "cpu"],

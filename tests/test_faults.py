@@ -224,7 +224,7 @@ def test_status_fresh_stale_missing_and_next_step(workspace, style_corpus, tmp_p
 
     report = _status(workspace)
     states = {(a["kind"], a["name"]): a for a in report["artifacts"]}
-    assert states[("tokens", None)]["state"] == "fresh"
+    assert states[("tokens", None)]["state"] == "fresh" and states[("tokens", None)]["inputs"] == {"midi": "fresh"}
     assert states[("graph", "waltz")]["state"] == "fresh" and states[("graph", "waltz")]["inputs"] == {"tokens": "fresh"}
     assert report["next_step"] == "musictl pretrain-bert"
     # remaking the tokens makes the graph stale
@@ -242,6 +242,18 @@ def test_status_fresh_stale_missing_and_next_step(workspace, style_corpus, tmp_p
     # the table on stderr names the same
     result = runner.invoke(app, ["status", "--workdir", str(workspace)])
     assert result.exit_code == 0 and "incomplete" in result.output and "next:" in result.output
+
+
+def test_status_sees_changed_midi(tmp_path):
+    from musictl.cli import app
+    from tests.midi_factory import write_style_corpus
+
+    corpus = write_style_corpus(tmp_path / "corpus")
+    work = tmp_path / "w"
+    assert runner.invoke(app, ["tokenize", str(corpus), "--workdir", str(work), "--workers", "1"]).exit_code == 0
+    next(corpus.rglob("*.mid")).unlink()
+    tokens = next(a for a in _status(work)["artifacts"] if a["kind"] == "tokens")
+    assert tokens["state"] == "stale" and tokens["inputs"] == {"midi": "stale"} and "removed" in tokens["detail"]
 
 
 def test_status_of_an_empty_workspace(tmp_path):

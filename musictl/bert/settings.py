@@ -17,6 +17,14 @@ Size = Literal["tiny", "small", "base"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 Precision = Literal["no", "bf16", "fp16"]
 WeightSource = Literal["train", "valid"]
+Preset = Literal["paper"]
+
+# Adversarial-MidiBERT's pre-training (arXiv 2407.08306 and its reference code): base size (12 layers,
+# 768 hidden, 12 heads), 1024-note windows, batch 8, AdamW lr 1e-4 and weight decay 0.01, clipping 3.0,
+# up to 500 epochs. Its 30-epoch patience has no counterpart in the loop (the run ends at --epochs).
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {"size": "base", "max_len": 1024, "batch_size": 8, "lr": 1e-4, "weight_decay": 0.01, "clip": 3.0, "epochs": 500},
+}
 TaskName = Literal["melody", "velocity", "composer", "emotion", "style", "label"]
 
 DEFAULT_EMOTION_PATTERN = r"^(Q[1-4])_"  # EMOPIA file names: Q1_..., Q2_...
@@ -64,6 +72,16 @@ class PretrainSettings(RunSettings):
     max_steps: Optional[int] = setting(None, "Optimizer steps (overrides --epochs).", min=1)
     epochs: int = setting(1, "Passes over the training windows.", min=1)
     eval_every: int = setting(100, "Evaluate and checkpoint every N steps.", min=1)
+    preset: Optional[Preset] = setting(
+        None, "paper: the published pre-training (base size, 1024-note windows, batch 8, lr 1e-4, weight decay 0.01, clip 3.0, "
+              "500 epochs); any flag given overrides it.")
+
+    def with_preset(self, given: set[str]) -> PretrainSettings:
+        """These settings with the preset's values for every field not in ``given`` (the flags typed)."""
+        if self.preset is None:
+            return self
+        values = {**self.to_dict(), **{k: v for k, v in PRESETS[self.preset].items() if k not in given}}
+        return type(self)(**values)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from musictl.bert.settings import (
     Objective,
     Precision,
     PredictSettings,
+    Preset,
     PretrainSettings,
     Size,
     TaskName,
@@ -40,6 +41,7 @@ def register(app: typer.Typer) -> None:
 
 @reports_errors
 def pretrain_bert(
+    context: typer.Context,
     tokens: TokensOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory [default: WORKDIR/bert].")] = None,
     objective: Objective = option(PretrainSettings, "objective"),
@@ -65,6 +67,7 @@ def pretrain_bert(
     epochs: int = option(PretrainSettings, "epochs"),
     eval_every: int = option(PretrainSettings, "eval_every"),
     mixed_precision: Optional[Precision] = option(PretrainSettings, "mixed_precision"),
+    preset: Optional[Preset] = option(PretrainSettings, "preset"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted or finished run).")] = False,
     seed: int = option(PretrainSettings, "seed"),
     device: DeviceName = option(PretrainSettings, "device"),
@@ -84,7 +87,7 @@ def pretrain_bert(
     from musictl.bert.pretrain import pretrain
     from musictl.console import err, track
 
-    settings = PretrainSettings.from_values(locals())
+    settings = PretrainSettings.from_values(locals()).with_preset(typed_options(context))
     tokens_path = tokens or artifacts.artifact_dir(workdir, "tokens")
     out_dir = out or artifacts.artifact_dir(workdir, "bert")
 
@@ -106,6 +109,12 @@ def pretrain_bert(
         f"(best {best['accuracy']:.3f}), {result.notes_per_s or 0:,.0f} notes/s"
     )
     print(out_dir)
+
+
+def typed_options(context: typer.Context) -> set[str]:
+    """The options given on the command line (or by environment variable), not left at their default."""
+    given = ("COMMANDLINE", "ENVIRONMENT")
+    return {name for name in context.params if getattr(context.get_parameter_source(name), "name", None) in given}
 
 
 @reports_errors

@@ -146,7 +146,8 @@ class RandomWalker:
         prev = next((chosen[f] for f in (C.POSITION, C.BAR) if chosen[f] >= 0), context.last[C.TEMPO])
         nodes = np.array([self.node(C.INSTRUMENT, p) for p in plan.programs])
         if (nodes >= 0).all():  # which part plays here: what the style plays at this position (no stickiness)
-            chosen[C.INSTRUMENT] = self._choose(nodes, (prev, -1), settings.temperature, rng)
+            prior = None if self._row(prev, nodes).any() else plan.shares  # no graph evidence: the plan's shares
+            chosen[C.INSTRUMENT] = self._choose(nodes, (prev, -1), settings.temperature, rng, prior)
             row[C.INSTRUMENT] = int(self.value[chosen[C.INSTRUMENT]])
             prev = chosen[C.INSTRUMENT]
         else:  # a --program the style never uses: no graph context for the instrument
