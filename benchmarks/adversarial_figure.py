@@ -116,11 +116,13 @@ def draw(data: dict) -> None:
     book = np.array(data["book"]["windows"], dtype=float)
     for row, length in enumerate(data["book"]["lengths"]):
         book[row, length:] = np.nan  # padding: never in the book
-    axes[0, 1].imshow(book, aspect="auto", cmap="gray", interpolation="nearest", vmin=0, vmax=1)
-    axes[0, 1].set(title="mask book at the end (black: frozen; first 24 windows)", xlabel="note", ylabel="training window")
+    cmap = plt.get_cmap("gray").copy()
+    cmap.set_bad("lightsteelblue")  # padding
+    axes[0, 1].imshow(book, aspect="auto", cmap=cmap, interpolation="nearest", vmin=0, vmax=1)
+    axes[0, 1].set(title="mask book at the end (black frozen, blue padding)", xlabel="note", ylabel="training window (first 24)")
     scatter = data["scatter"]
     axes[0, 2].scatter(scatter["score"], scatter["loss"], s=4, alpha=0.4)
-    axes[0, 2].set(title=f"validation notes: masker score vs loss (Spearman {scatter['spearman']:.2f})",
+    axes[0, 2].set(title=f"validation notes (Spearman {scatter['spearman']:.2f})",
                    xlabel="masker score (clean input)", ylabel="recovery loss when hidden")
     for name, key, ax, label in (("spearman", "masker_spearman", axes[1, 0], "Spearman(score, loss)"),
                                  ("ratio", "adversarial_loss_ratio", axes[1, 1], "loss on masker's notes / random")):
@@ -149,10 +151,11 @@ def render(data: dict) -> str:
         f"Command: `{data['command']}`",
         "",
         f"Machine: {data['machine']}. Scale: {scale['size']} MidiBert, windows of {scale['max_len']} notes, batch "
-        f"{scale['batch']}, {scale['steps']} steps, seed {scale['seed']}, on {scale['corpus']}. Figure: docs/img/adversarial.png.",
+        f"{scale['batch']}, {scale['steps']} steps, seed {scale['seed']}, on {scale['corpus']}. Figure: docs/img/adversarial.png. The wall "
+        "times were taken while other jobs shared the 2 cores: they are not a speed comparison (see pretrain_tiny.md).",
         "",
         "| objective | best valid masked accuracy | final valid masked accuracy | masker Spearman | loss ratio (masker / random) "
-        "| frozen share | seconds |",
+        "| frozen share | wall seconds (shared machine) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for objective, rows in data["curves"].items():

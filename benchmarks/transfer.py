@@ -217,7 +217,7 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
              f"{bert['seconds']:.0f} s, validation masked accuracy {bert['accuracy']:.3f}) gives the embeddings. "
              f"Edges split 80/10/10 (train/validation/test); at most {args.gcn_epochs} epochs, early stopping on validation "
              "ROC-AUC; test scored once, at the best validation epoch. Baselines score the same test edges and negatives "
-             "(heuristics on the training graph only).", "",
+             "(heuristics on the training graph only). Seconds are wall time on a machine shared with other jobs.", "",
              "### The study's three models and their baselines (test ROC-AUC)", "",
              "| style | model | nodes / edges | GCN AUC | GCN AP | " + " | ".join(short[c] for c in BASELINE_COLUMNS)
              + " | GCN - best baseline | seconds |", "|---|---|---|---:|---:|" + "---:|" * len(BASELINE_COLUMNS) + "---:|---:|"]
@@ -240,7 +240,9 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
         lines.append(f"| {row['style']} | {row['method']} | {max(f['tempos'] for f in facts)} | {max(f['metres'] for f in facts)} "
                      f"| {np.mean([f['full'] for f in facts]):.0%} | {np.mean([f['repeats'] for f in facts]):.2f} "
                      f"({row['style_repeats']:.2f}) | {js} | {fid['novelty']:.2f} | {row['tokens_per_s']:,.0f} |")
-    if unseen:
+    if not unseen:
+        lines += ["", "The unseen-style protocol was not part of this run: `python benchmarks/transfer.py --unseen --write`."]
+    else:
         lines += ["", f"### Unseen style: {args.held_out} ({args.seeds} seeds, mean ± 95% CI of test ROC-AUC)", "",
                   "| embeddings | test ROC-AUC |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in unseen]
     return "\n".join(lines), sweep
