@@ -112,6 +112,28 @@ def sweep_rows(ws: Path, style: str, args) -> dict:
     return {"style": style, "tried": tried, "chosen": chosen, "test_auc": tested.test_auc, "test_ap": tested.test_ap}
 
 
+def style_classifier(ws: Path, args):
+    """finetune-mask --task style on the styles' training pieces (the workspace's BERT); the loaded model and
+    its held-out test scores."""
+    from musictl.bert.finetune import finetune
+    from musictl.bert.predict import load_classifier
+    from musictl.bert.settings import FinetuneSettings
+
+    t0 = time.perf_counter()
+    result = finetune(ws / "tokens", ws / "bert", ws / "finetune" / "style", FinetuneSettings(
+        task="style", epochs=args.classifier_epochs, max_len=256, device="cpu", seed=0))
+    model, _ = load_classifier(ws / "finetune" / "style", "cpu")
+    return model, {"test_accuracy": result.test["accuracy"], "chance": result.chance_accuracy, "classes": result.classes,
+                   "pieces": result.pieces, "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0}
+
+
+def assigned_to(classifier, pieces: list[np.ndarray], style: str) -> float:
+    """The share of ``pieces`` the style classifier assigns to ``style``."""
+    from musictl.bert.predict import predict_tokens
+
+    return float(np.mean([predict_tokens(classifier, "style", p)["label"] == style for p in pieces]))
+
+
 def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
     """Tempo and metre events of the decoded MIDI, bars with notes, and the repeated-note share."""
     from symusic import Score
@@ -128,7 +150,7 @@ def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
             "full": len(set((starts // bar).tolist())) == bars, "repeats": same / max(pairs, 1)}
 
 
-def walk_rows(ws: Path, style: str, args) -> list[dict]:
+def walk_rows(ws: Path, style: str, args, classifier) -> list[dict]:
     """The GCN walk and the Markov chain: N pieces each, their facts and their style fidelity."""
     from musictl.transfer.baselines import markov_walker
     from musictl.transfer.fidelity import style_fidelity
@@ -146,7 +168,7 @@ def walk_rows(ws: Path, style: str, args) -> list[dict]:
         facts = [piece_facts(p, generator.config, args.bars) for p in pieces]
         rows.append({"style": style, "method": name, "tokens_per_s": rate, "facts": facts,
                      "fidelity": style_fidelity(pieces, generator.corpus, style),
-                     "style_repeats": generator.tables.repeat_share})
+                     "style_repeats": generator.tables.repeat_share, "classified_own": assigned_to(classifier, pieces, style)})
     return rows
 
 
@@ -176,35 +198,47 @@ def randomise_embeddings(folder: Path, seed: int) -> None:
 
 
 def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[str, str]]:
-    """(a) BERT without the style, (b) BERT with it, (c) random embeddings, (d) the best heuristic; one
-    pre-training per BERT, then ``--seeds`` edge splits and GCN initialisations."""
+    """(a) BERT without the style, (b) BERT with it, (c) random embeddings, (d) the best heuristic, and what the
+    study suggests might help (a): more pre-training, positions in the features (model 2). One pre-training per
+    BERT, then ``--seeds`` edge splits and GCN initialisations (the same split for every row of a seed)."""
     import shutil
 
     from musictl.transfer.pipeline import make_gcn, make_graph
     from musictl.transfer.settings import GcnSettings
 
-    scores: dict[str, list[float]] = {k: [] for k in ("a", "b", "c", "d")}
-    names = {"a": f"(a) BERT that never saw {held_out}", "b": "(b) BERT that saw it", "c": "(c) random embeddings",
-             "d": "(d) best heuristic (on (b)'s split)"}
-    spaces = {"a": tmp / "unseen-a", "b": tmp / "unseen-b"}
-    build_workspace(spaces["a"], corpus_dir, args, [s for s in STYLES if s != held_out])
+    others = [s for s in STYLES if s != held_out]
+    names = {"a": f"(a) BERT that never saw {held_out} ({args.bert_steps} steps)", "b": "(b) BERT that saw it",
+             "c": "(c) random embeddings (same shape)", "d": "(d) best heuristic (CN, AA, RA, degree product)",
+             "a-long": f"(a) with {args.long_steps} pre-training steps", "a-model2": "(a) as model 2 (token x position features and graph)"}
+    spaces = {"a": tmp / "unseen-a", "b": tmp / "unseen-b", "a-long": tmp / "unseen-a-long"}
+    build_workspace(spaces["a"], corpus_dir, args, others)
     build_workspace(spaces["b"], corpus_dir, args)
+    build_workspace(spaces["a-long"], corpus_dir, argparse.Namespace(**{**vars(args), "bert_steps": args.long_steps}), others)
     for ws in spaces.values():
         make_graph(ws / "tokens", held_out, ws / "graph" / held_out)
+    runs = {"a": ("a", 3), "b": ("b", 3), "a-long": ("a-long", 3), "a-model2": ("a", 2)}
+    scores: dict[str, list[float]] = {k: [] for k in names}
     for seed in range(args.seeds):
-        for key, ws in spaces.items():
-            result = make_gcn(held_out, ws / "gcn" / held_out, GcnSettings(epochs=args.gcn_epochs, seed=seed,
-                                                                          baselines=key == "b"),
-                              ws / "tokens", ws / "graph" / held_out, ws / "embeddings", overwrite=True)
+        for key, (space, model) in runs.items():
+            ws = spaces[space]
+            result = make_gcn(held_out, ws / "gcn" / f"{held_out}-{key}", GcnSettings(
+                model=model, epochs=args.gcn_epochs, seed=seed, baselines=key == "b"), ws / "tokens", ws / "graph" / held_out,
+                ws / "embeddings", overwrite=True)
             scores[key].append(result.test_auc)
-        scores["d"].append(max(result.baselines[h]["auc"] for h in BASELINE_COLUMNS[:4]))
+            if key == "b":
+                scores["d"].append(max(result.baselines[h]["auc"] for h in BASELINE_COLUMNS[:4]))
         noise = spaces["b"] / f"embeddings-random-{seed}"
         shutil.copytree(spaces["b"] / "embeddings", noise)
         randomise_embeddings(noise, seed)
         random = make_gcn(held_out, spaces["b"] / "gcn-random", GcnSettings(epochs=args.gcn_epochs, seed=seed, baselines=False),
                           spaces["b"] / "tokens", spaces["b"] / "graph" / held_out, noise, overwrite=True)
         scores["c"].append(random.test_auc)
-    return [(names[k], mean_ci(v)) for k, v in scores.items()]
+    order = ("a", "b", "c", "d", "a-long", "a-model2")
+    rows = [(names[k], mean_ci(scores[k])) for k in order]
+    gap = np.array(scores["a"]) - np.array(scores["d"])
+    rows.append(("(a) - (d), paired by seed", mean_ci(gap.tolist())))
+    rows.append(("(a) - (c), paired by seed", mean_ci((np.array(scores["a"]) - np.array(scores["c"])).tolist())))
+    return rows
 
 
 def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list[dict], graphs: dict,
@@ -232,19 +266,30 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
               f"### Walks: {args.walks} pieces of {args.bars} bars per style and method", "",
               "| style | method | tempo events | metre events | bars all filled | repeated notes (style) | "
               "JS pitch-class own / others | JS interval own / others | JS duration own / others | JS onset own / others | "
-              "novelty | tokens/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "novelty | classified as its style | tokens/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in walks:
         facts, fid = row["facts"], row["fidelity"]
         own, other = fid["divergence_own_style"], fid["divergence_other_styles_mean"]
         js = " | ".join(f"{own[k]:.3f} / {other[k]:.3f}" for k in ("pitch_class", "interval", "duration", "onset_position"))
         lines.append(f"| {row['style']} | {row['method']} | {max(f['tempos'] for f in facts)} | {max(f['metres'] for f in facts)} "
                      f"| {np.mean([f['full'] for f in facts]):.0%} | {np.mean([f['repeats'] for f in facts]):.2f} "
-                     f"({row['style_repeats']:.2f}) | {js} | {fid['novelty']:.2f} | {row['tokens_per_s']:,.0f} |")
+                     f"({row['style_repeats']:.2f}) | {js} | {fid['novelty']:.2f} | {row['classified_own']:.0%} | "
+                     f"{row['tokens_per_s']:,.0f} |")
+    clf = bert["classifier"]
+    lines += ["", f"Style classifier: `finetune-mask --task style` on the MidiBert above ({clf['pieces']['train']} training "
+              f"pieces of the {len(clf['classes'])} styles, best validation epoch {clf['best_epoch']}, {clf['seconds']:.0f} s); "
+              f"on the styles' held-out test pieces it is right for {clf['test_accuracy']:.0%} of windows (chance "
+              f"{clf['chance']:.0%}). \"classified as its style\" is the share of generated pieces it assigns to the style "
+              "they were generated for (a piece's windows' probabilities averaged)."]
     if not unseen:
         lines += ["", "The unseen-style protocol was not part of this run: `python benchmarks/transfer.py --unseen --write`."]
     else:
-        lines += ["", f"### Unseen style: {args.held_out} ({args.seeds} seeds, mean ± 95% CI of test ROC-AUC)", "",
+        lines += ["", f"### Unseen style: {args.held_out} (mean ± 95% t-interval of test ROC-AUC over {args.seeds} seeds of "
+                  "the edge split and GCN initialisation; one pre-training per BERT)", "",
                   "| embeddings | test ROC-AUC |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in unseen]
+        lines += ["", "Targets: (a) - (d) >= 0.02 (the GCN on a BERT that never saw the style beats the best heuristic) and "
+                  "(a) - (c) > 0 (that BERT's embeddings beat random ones); an interval that contains the target's "
+                  "threshold does not meet it."]
     return "\n".join(lines), sweep
 
 
@@ -272,6 +317,8 @@ def main() -> None:
     parser.add_argument("--bert-steps", type=int, default=300)
     parser.add_argument("--gcn-epochs", type=int, default=GCN_MAX_EPOCHS, help="train-gcn --epochs")
     parser.add_argument("--walks", type=int, default=10)
+    parser.add_argument("--classifier-epochs", type=int, default=6, help="finetune-mask --task style --epochs")
+    parser.add_argument("--long-steps", type=int, default=1500, help="--unseen: the longer pre-training tried for (a)")
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep")
     parser.add_argument("--unseen", action="store_true", help="also run the unseen-style protocol")
@@ -291,6 +338,7 @@ def main() -> None:
                 (corpus_dir / style / f.name).symlink_to(f)
         ws = tmp / "ws"
         bert = build_workspace(ws, corpus_dir, args)
+        classifier, bert["classifier"] = style_classifier(ws, args)
         models, sweeps, walks, graphs = [], [], [], {}
         for style in STYLES:
             graph = make_graph(ws / "tokens", style, ws / "graph" / style)
@@ -298,7 +346,7 @@ def main() -> None:
             models += model_rows(ws, style, args)
             if not args.no_sweep:
                 sweeps.append(sweep_rows(ws, style, args))
-            walks += walk_rows(ws, style, args)
+            walks += walk_rows(ws, style, args, classifier)
             print(f"done {style}", file=sys.stderr, flush=True)
         unseen = unseen_rows(tmp, corpus_dir, args.held_out, args) if args.unseen else None
     page, sweep = render(args, bert, models, sweeps, walks, graphs, unseen)

@@ -182,4 +182,33 @@ def test_preset_paper_fills_what_was_not_typed(monkeypatch):
     assert result.exit_code == 0, result.output
     settings = seen["settings"]
     assert (settings.size, settings.batch_size, settings.clip, settings.epochs, settings.weight_decay) == ("base", 8, 3.0, 500, 0.01)
+    assert settings.patience == 30
     assert (settings.lr, settings.max_len) == (3e-4, 512)
+
+
+def test_patience_needs_both_accuracy_and_loss_to_stall():
+    from musictl.bert.pretrain import out_of_patience
+
+    state, n_train = {"step": 0, "windows_seen": 0}, 10
+    history = [(0.30, 2.0), (0.32, 1.9), (0.31, 1.8), (0.31, 1.85), (0.30, 1.9), (0.29, 1.95)]  # one eval per epoch
+    stops = []
+    for epoch, (accuracy, loss) in enumerate(history):
+        state.update(step=epoch, windows_seen=epoch * n_train, last_eval={"accuracy": accuracy, "loss": loss})
+        stops.append(out_of_patience(state, 2, n_train))
+    # accuracy's best is epoch 1, loss's best epoch 2: both are 2 epochs old only at epoch 4
+    assert stops == [False, False, False, False, True, True]
+    assert "--patience 2" in state["stopped_early"]
+    state.update(windows_seen=6 * n_train, last_eval={"accuracy": 0.32, "loss": 3.0})  # an accuracy tie counts as better
+    assert not out_of_patience(state, 2, n_train)
+    assert not out_of_patience({"step": 0, "windows_seen": 0, "last_eval": {"accuracy": 0.1, "loss": 1.0}}, None, n_train)
+
+
+def test_run_ends_at_the_evaluation_that_runs_out_of_patience(tokens_dir, tmp_path, monkeypatch):
+    import musictl.bert.pretrain as pretraining
+
+    monkeypatch.setattr(pretraining, "out_of_patience", lambda state, patience, n: state.update(stopped_early="tested") or True)
+    result = pretrain(tokens_dir, tmp_path / "b", _settings(max_steps=9, eval_every=3, objective="mlm", patience=1))
+    assert (result.steps, result.stopped_early) == (3, "tested")
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert (metrics["steps"], metrics["stopped_early"]) == (3, "tested")
+    MidiBertForPreTraining.from_pretrained(tmp_path / "b")

@@ -33,9 +33,13 @@ def predict_file(model, task: str, path: Path, settings: PredictSettings | None 
     """Per-note classes (token tasks) or the piece's class probabilities (sequence tasks)."""
     from musictl.midi.encode import encode_file
 
+    return predict_tokens(model, task, encode_file(path, model.config.tokenizer_config).tokens, settings)
+
+
+def predict_tokens(model, task: str, tokens: np.ndarray, settings: PredictSettings | None = None) -> dict:
+    """:func:`predict_file` for a piece already tokenized with the model's tokenizer parameters."""
     settings = settings or PredictSettings()
     config = model.config.tokenizer_config
-    tokens = encode_file(path, config).tokens
     max_len = min(settings.max_len, model.config.max_position_embeddings)
     windows = piece_windows(tokens, max_len, config.max_bars)
     device = next(model.parameters()).device

@@ -65,6 +65,7 @@ class PretrainResult:
     best_valid: dict | None
     batch: dict  # per_device_batch_size, processes, grad_accum, global_batch_size, mixed_precision, device
     out: str = ""
+    stopped_early: str | None = None  # why --patience ended the run before its last step
     main_process: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -366,6 +367,8 @@ def _train(run, corpus, tokens_path, output, data, settings, config, state, chec
             weights[0] = step_weights(settings.objective, state["last_eval"], run.device)
             run.on_main(functools.partial(_append, log_file, row))
             save_checkpoint(run, module, objective, output, state, improved)
+            if out_of_patience(state, settings.patience, n_train):
+                break
         elif done.step % max(1, settings.eval_every // 10) == 0:
             run.on_main(functools.partial(_append, log_file, row))
         if on_progress is not None and run.is_main:
@@ -397,6 +400,23 @@ def _evaluate_into(run, module, objective, valid_loader, data, settings, state, 
     return improved
 
 
+def out_of_patience(state: dict, patience: int | None, n_train: int) -> bool:
+    """Record the last evaluation against the best accuracy and loss so far; whether both have gone
+    ``patience`` epochs without improving (the reference code's rule: accuracy ties count as better)."""
+    valid, seen = state["last_eval"], state["windows_seen"]
+    marks = state.setdefault("patience", {})
+    if "accuracy" not in marks or valid["accuracy"] >= marks["accuracy"][0]:
+        marks["accuracy"] = [valid["accuracy"], seen]
+    if "loss" not in marks or valid["loss"] < marks["loss"][0]:
+        marks["loss"] = [valid["loss"], seen]
+    epochs = {name: (seen - at) / n_train for name, (_, at) in marks.items()}
+    if patience is None or min(epochs.values()) < patience:
+        return False
+    state["stopped_early"] = (f"validation accuracy and loss have not improved for {min(epochs.values()):.1f} epochs "
+                              f"(--patience {patience}) at step {state['step']}")
+    return True
+
+
 def _finish(run, module, tokens_path, output, data, settings, state, config, seconds, notes) -> PretrainResult:
     """Put the best model, metrics, card and manifest into the staging directory and swap it in."""
     total_notes = int(run.accelerator.reduce(torch.tensor(notes, device=run.device), "sum"))
@@ -407,7 +427,7 @@ def _finish(run, module, tokens_path, output, data, settings, state, config, sec
         parameters=sum(p.numel() for p in model.parameters()), seconds_this_run=round(seconds, 2),
         notes_per_s=round(total_notes / seconds, 1) if seconds and total_notes else None,
         final_valid=state["last_eval"], best_valid=state["best"], batch=run.describe(), out=str(output.target),
-        main_process=run.is_main)
+        stopped_early=state.get("stopped_early"), main_process=run.is_main)
 
     def swap_in() -> None:
         best = output.checkpoint / "best"

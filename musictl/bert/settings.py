@@ -21,9 +21,10 @@ Preset = Literal["paper"]
 
 # Adversarial-MidiBERT's pre-training (arXiv 2407.08306 and its reference code): base size (12 layers,
 # 768 hidden, 12 heads), 1024-note windows, batch 8, AdamW lr 1e-4 and weight decay 0.01, clipping 3.0,
-# up to 500 epochs. Its 30-epoch patience has no counterpart in the loop (the run ends at --epochs).
+# up to 500 epochs, stopping once validation accuracy and loss have both gone 30 epochs without improving.
 PRESETS: dict[str, dict[str, object]] = {
-    "paper": {"size": "base", "max_len": 1024, "batch_size": 8, "lr": 1e-4, "weight_decay": 0.01, "clip": 3.0, "epochs": 500},
+    "paper": {"size": "base", "max_len": 1024, "batch_size": 8, "lr": 1e-4, "weight_decay": 0.01, "clip": 3.0, "epochs": 500,
+              "patience": 30},
 }
 TaskName = Literal["melody", "velocity", "composer", "emotion", "style", "label"]
 
@@ -72,9 +73,12 @@ class PretrainSettings(RunSettings):
     max_steps: Optional[int] = setting(None, "Optimizer steps (overrides --epochs).", min=1)
     epochs: int = setting(1, "Passes over the training windows.", min=1)
     eval_every: int = setting(100, "Evaluate and checkpoint every N steps.", min=1)
+    patience: Optional[int] = setting(
+        None, "Stop once validation accuracy and validation loss have both gone N epochs without improving (checked at "
+              "each evaluation, each counted from its own best, as the reference code) [default: run to the end].", min=1)
     preset: Optional[Preset] = setting(
         None, "paper: the published pre-training (base size, 1024-note windows, batch 8, lr 1e-4, weight decay 0.01, clip 3.0, "
-              "500 epochs); any flag given overrides it.")
+              "500 epochs, patience 30); any flag given overrides it.")
 
     def with_preset(self, given: set[str]) -> PretrainSettings:
         """These settings with the preset's values for every field not in ``given`` (the flags typed)."""

@@ -66,6 +66,7 @@ def pretrain_bert(
     max_steps: Optional[int] = option(PretrainSettings, "max_steps"),
     epochs: int = option(PretrainSettings, "epochs"),
     eval_every: int = option(PretrainSettings, "eval_every"),
+    patience: Optional[int] = option(PretrainSettings, "patience"),
     mixed_precision: Optional[Precision] = option(PretrainSettings, "mixed_precision"),
     preset: Optional[Preset] = option(PretrainSettings, "preset"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted or finished run).")] = False,
@@ -108,6 +109,8 @@ def pretrain_bert(
         f"{result.batch['processes']} process(es)), valid masked accuracy {result.final_valid['accuracy']:.3f} "
         f"(best {best['accuracy']:.3f}), {result.notes_per_s or 0:,.0f} notes/s"
     )
+    if result.stopped_early:
+        err.print(f"stopped early: {result.stopped_early}")
     print(out_dir)
 
 
