@@ -11,17 +11,12 @@ composer and emotion over several seeds (mean ± standard deviation).
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import os
+from pathlib import Path
 
-# benchmarks/tokenize.py is named like the standard library's `tokenize`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 WORK = Path(__file__).resolve().parent / ".work"

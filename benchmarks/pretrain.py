@@ -10,19 +10,14 @@ summed field sizes, i.e. the same work minus the per-field embeddings and heads.
 
 from __future__ import annotations
 
-import sys
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
 
-# benchmarks/tokenize.py is named like the standard library's `tokenize`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 
 def _batch(config, batch_size: int, max_len: int, seed: int = 0):

@@ -10,15 +10,10 @@ masks, the same for both). The models are kept in benchmarks/.work for benchmark
 
 from __future__ import annotations
 
-import sys
-
-# benchmarks/tokenize.py is named like the standard library's `tokenize`: keep this folder off the path.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 WORK = Path(__file__).resolve().parent / ".work"

@@ -46,6 +46,14 @@ SCRIPTS = [  # (script, what it measures, reference it is compared with, tables)
      "decodability, style fidelity", "the study's table and targets", ("transfer",)),
     ("lora.py", "trainable share and step time of LoRA; the evaluate table on the tiny base",
      "full fine-tuning of the same decoder", ("lora",)),
+    ("roundtrip.py", "MIDI -> tokens -> MIDI: onsets, pitches, durations, velocities, instruments, tracks kept",
+     "the input files themselves", ("roundtrip",)),
+    ("distributed.py", "samples/s of 1 vs 2 training processes at the same global batch",
+     "one process", ("distributed",)),
+    ("adversarial_figure.py", "masker diagnostics over training (Spearman, loss ratio, frozen share); the docs' figure",
+     "MLM and hard-mining at the same budget", ("adversarial",)),
+    ("table3.py", "Table 3 of Adversarial-MidiBERT: four tasks, per segment and per piece, 95% intervals, seeds",
+     "majority class, no pre-training, MLM, the paper's published rows", ("table3",)),
 ]
 
 # (target, measured, status): kept by hand, because judging a number against its target is not a table cell.
@@ -63,7 +71,8 @@ TARGETS = [
     ("transfer: walks >= 20k tokens/s, 100% decodable", "36k-56k tokens/s, 100%", "met"),
 ]
 
-SECTIONS = ["tokenize.md", "pretrain_tiny.md", "pretrain_small.md", "pretrain_quality.md", "downstream.md", "transfer.md", "lora.md"]
+SECTIONS = ["tokenize.md", "roundtrip.md", "pretrain_tiny.md", "pretrain_small.md", "pretrain_quality.md", "distributed.md",
+            "adversarial.md", "table3.md", "downstream.md", "transfer.md", "lora.md"]
 
 
 def demote(markdown: str) -> str:

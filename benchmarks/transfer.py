@@ -20,19 +20,15 @@ at --per-style pieces.
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
 import sys
+import tempfile
+import time
+from pathlib import Path
 
-# benchmarks/ holds scripts named like standard modules: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("benchmarks")]
-
-import argparse  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"

@@ -196,6 +196,13 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert report["style"] == "waltz" and set(report["divergence_other_styles"]) == {"blues", "march"}
     assert runner.invoke(app, ["generate-rwr", "-n", "0", *w]).exit_code == 2
 
+    ok("finetune-mask", "--task", "style", "--epochs", "1", "--max-len", "64", "--device", "cpu")
+    assert runner.invoke(app, ["generate-rwr", "--classifier", str(ws / "finetune" / "style"), *w]).exit_code == 2
+    verdict = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "3", "--classifier", str(ws / "finetune" / "style"))
+                         .stdout)["classifier"]
+    assert len(verdict["assigned"]) == 3 and set(verdict["assigned"]) <= {"blues", "march", "waltz"}
+    assert verdict["assigned_to_style"] == round(verdict["assigned"].count("waltz") / 3, 4) and verdict["chance"] == 0.3333
+
 
 def test_generate_refuses_a_terminal(tmp_path, monkeypatch, capsys):
     import sys

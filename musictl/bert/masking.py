@@ -52,6 +52,13 @@ def corrupt(
     roll = torch.rand(selected.shape, generator=generator, device="cpu").to(selected.device)
     to_mask = selected & (roll < mask_share)
     to_random = selected & (roll >= mask_share) & (roll < mask_share + random_share)
+    return apply_corruption(input_ids, to_mask, to_random, vocab_sizes, generator)
+
+
+def apply_corruption(input_ids: torch.Tensor, to_mask: torch.Tensor, to_random: torch.Tensor, vocab_sizes: list[int],
+                     generator: torch.Generator) -> torch.Tensor:
+    """A copy of ``input_ids`` with ``to_mask`` notes set to MASK in every field and ``to_random`` notes
+    replaced by random real values (never PAD, MASK, BOS or EOS)."""
     out = input_ids.clone()
     out[to_mask] = constants.MASK_ID
     if to_random.any():
@@ -109,12 +116,4 @@ def corrupt_exact(
     rank = rank_within(selected, generator).float()
     to_mask = selected & (rank < n_mask)
     to_random = selected & (rank >= n_mask) & (rank < n_mask + n_random)
-    out = input_ids.clone()
-    out[to_mask] = constants.MASK_ID
-    if to_random.any():
-        n = int(to_random.sum())
-        random_notes = torch.stack(
-            [torch.randint(constants.N_SPECIAL, v, (n,), generator=generator) for v in vocab_sizes], dim=-1
-        ).to(out.device)
-        out[to_random] = random_notes
-    return out, to_mask | to_random
+    return apply_corruption(input_ids, to_mask, to_random, vocab_sizes, generator), to_mask | to_random

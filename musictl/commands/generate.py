@@ -74,6 +74,8 @@ def generate_rwr(
     count: int = option(GenerateSettings, "count"),
     evaluate: int = option(GenerateSettings, "evaluate"),
     plot: bool = option(GenerateSettings, "plot"),
+    classifier: Annotated[Optional[Path], typer.Option(
+        help="With --evaluate: a finetune-mask --task style model; the report adds the style it assigns to each piece.")] = None,
     tokens: TokensOpt = None,
     seed: int = option(WalkSettings, "seed"),
     overwrite: Overwrite = False,
@@ -85,6 +87,7 @@ def generate_rwr(
     --tempo / --program), and exactly -n full bars. --count K -o DIR writes K pieces in one run.
 
     Example: musictl generate-rwr -n 16 > out.mid   |   musictl generate-rwr --count 8 -o pieces/ --plot
+    |   musictl generate-rwr --evaluate 20 --classifier musictl-work/finetune/style
     """
     from musictl.artifacts import safe_name, write_output
     from musictl.commands.transfer_render import progress_after
@@ -97,13 +100,15 @@ def generate_rwr(
     out, prompt, overwrite = given["out"], given["prompt"], given["overwrite"]
     if prompt is not None and not prompt.is_file():
         raise UsageError(f"--prompt {prompt}: no such file")
+    if given["classifier"] is not None and not run.evaluate:
+        raise UsageError("--classifier judges the pieces of --evaluate N; add --evaluate N")
     if run.evaluate == 0 and run.count == 1 and out is None:
         destinations(out, "", run, walk.seed, overwrite, prompt)  # a terminal is refused before the workspace is read
     style = safe_name(given["style"] or latest_gcn_style(workdir), "style")
     paths = destinations(out, style, run, walk.seed, overwrite, prompt)
     with progress_after("generate-rwr") as on_progress:
         generated = generate_pieces(workdir, style, given["tokens"], walk, run.evaluate or run.count, prompt,
-                                    evaluate=bool(run.evaluate), on_progress=on_progress)
+                                    evaluate=bool(run.evaluate), on_progress=on_progress, classifier=given["classifier"])
     if run.evaluate:
         _write_report(generated.fidelity, out, overwrite, prompt)
         return

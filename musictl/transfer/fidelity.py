@@ -1,11 +1,15 @@
-"""Style fidelity of generated pieces: histogram divergences against each style, and novelty."""
+"""Style fidelity of generated pieces: histogram divergences against each style, novelty, and what a
+style classifier says of them."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import jensenshannon
 
 from musictl import constants as C
+from musictl.errors import UsageError
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 
@@ -67,3 +71,22 @@ def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str)
         result["divergence_other_styles_mean"] = mean_other
         result["closer_to_own_style"] = {k: own[k] < mean_other[k] for k in own}
     return result
+
+
+def classifier_assignments(classifier_dir: Path, generated: list[np.ndarray], corpus: TokenCorpus, style: str) -> dict:
+    """What a ``finetune-mask --task style`` model says of ``generated``: the style it assigns to each piece
+    (its windows' probabilities averaged), the share assigned to ``style`` and the chance rate."""
+    from musictl.bert.predict import load_classifier, predict_tokens
+
+    model, task = load_classifier(Path(classifier_dir), "cpu")
+    if task != "style":
+        raise UsageError(f"--classifier {classifier_dir} was fine-tuned for --task {task}; it needs --task style")
+    if model.config.tokenizer_config != corpus.config:
+        raise UsageError(f"--classifier {classifier_dir} was trained on tokens with other parameters than these; "
+                         "fine-tune it on this tokens artifact: musictl finetune-mask --task style")
+    classes = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if style not in classes:
+        raise UsageError(f"--classifier {classifier_dir} knows the styles {', '.join(classes)}, not {style}")
+    labels = [predict_tokens(model, task, piece)["label"] for piece in generated]
+    return {"classifier": str(classifier_dir), "assigned": labels, "assigned_to_style": round(labels.count(style) / len(labels), 4),
+            "chance": round(1 / len(classes), 4)}

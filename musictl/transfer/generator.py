@@ -155,15 +155,18 @@ class Generated:
 
 
 def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settings: WalkSettings, count: int = 1,
-                    prompt: Path | None = None, evaluate: bool = False, on_progress: Progress | None = None) -> Generated:
+                    prompt: Path | None = None, evaluate: bool = False, on_progress: Progress | None = None,
+                    classifier: Path | None = None) -> Generated:
     """``count`` pieces (seeds ``settings.seed`` ...) of ``style`` (default: the latest GCN's), with their
-    style fidelity against the corpus when ``evaluate``."""
+    style fidelity against the corpus when ``evaluate`` (and a style classifier's verdict when given)."""
     generator = StyleGenerator.load(workdir, style, tokens_path)
     pieces = generator.generate_many(count, settings, prompt, on_progress)
     fidelity = None
     if evaluate:
-        from musictl.transfer.fidelity import style_fidelity
+        from musictl.transfer.fidelity import classifier_assignments, style_fidelity
 
         fidelity = style_fidelity(pieces, generator.corpus, generator.style)
+        if classifier is not None:
+            fidelity["classifier"] = classifier_assignments(classifier, pieces, generator.corpus, generator.style)
     return Generated(style=generator.style, seeds=[settings.seed + i for i in range(count)], pieces=pieces,
                      midi=[] if evaluate else [generator.midi(p) for p in pieces], config=generator.config, fidelity=fidelity)
