@@ -54,3 +54,22 @@ def tokens_dir(style_corpus, tmp_path_factory) -> Path:
     files = find_midi_files([style_corpus])
     tokenize_corpus(files, assign_splits(files, (0.5, 0.25, 0.25), 0), out, TokenizerConfig(), workers=1)
     return out
+
+
+@pytest.fixture()
+def violin_cli():
+    """``musictl lora-violin ARGS`` through Typer's runner: ``violin_cli("prepare", ...)``."""
+    import typer
+    from typer.testing import CliRunner
+
+    from musictl.commands import violin
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """test root"""
+
+    violin.register(app)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, ["lora-violin", *map(str, args)])

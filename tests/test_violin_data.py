@@ -122,38 +122,20 @@ def test_metrics_are_zero_for_identical_sets_and_grow_with_difference():
     assert clap_scores(None, clips, ["x"] * 3)["clap_status"].startswith("unavailable")
 
 
-@pytest.fixture()
-def cli():
-    import typer
-    from typer.testing import CliRunner
-
-    from musictl.commands import violin
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    violin.register(app)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["lora-violin", *map(str, args)])
-
-
 @pytest.mark.slow
-def test_cli_prepare_train_generate_evaluate_on_the_tiny_base(cli, tune_dir, tmp_path):
+def test_cli_prepare_train_generate_evaluate_on_the_tiny_base(violin_cli, tune_dir, tmp_path):
     import torch
 
     torch.set_num_threads(1)
     work = tmp_path / "work"
-    result = cli("prepare", "--midi", tune_dir, "--seconds", 2, "--limit", 8, "--valid", 0.25, "-w", work)
+    result = violin_cli("prepare", "--midi", tune_dir, "--seconds", 2, "--limit", 8, "--valid", 0.25, "-w", work)
     assert result.exit_code == 0, result.output
     manifest = json.loads((work / "violin/data/manifest.json").read_text())
     assert manifest["kind"] == "violin-data" and manifest["metrics"]["clips"] == 8
-    assert cli("prepare", "--midi", tune_dir, "-w", work).exit_code == 1  # exists: kept without --overwrite
+    assert violin_cli("prepare", "--midi", tune_dir, "-w", work).exit_code == 1  # exists: kept without --overwrite
 
     args = ("train", "--base", "tiny-random", "--max-steps", 4, "--eval-every", 2, "--batch-size", 2, "--rank", 4, "--lr", 5e-3)
-    result = cli(*args, "--device", "cpu", "-w", work)
+    result = violin_cli(*args, "--device", "cpu", "-w", work)
     assert result.exit_code == 0, result.output
     lora = work / "violin/lora"
     manifest = json.loads((lora / "manifest.json").read_text())
@@ -164,30 +146,30 @@ def test_cli_prepare_train_generate_evaluate_on_the_tiny_base(cli, tune_dir, tmp
     assert [json.loads(line)["step"] for line in (lora / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
     out = tmp_path / "reel.wav"
-    result = cli(
+    result = violin_cli(
         "generate", "--adapter", lora, "-p", "solo violin, lively reel in D major", "-o", out, "--seconds", 1, "--device", "cpu"
     )
     assert result.exit_code == 0, result.output
     audio, rate = sf.read(out)
     assert rate == 32_000 and len(audio) == 32_000
 
-    result = cli("evaluate", "-w", work, "--seconds", 1, "--limit", 2, "--device", "cpu")
+    result = violin_cli("evaluate", "-w", work, "--seconds", 1, "--limit", 2, "--device", "cpu")
     assert result.exit_code == 0, result.output
     scores = json.loads((work / "violin/eval/eval_results.json").read_text())
     assert scores["random_base"] is True and scores["reference"]["log_mel_distance"] == 0.0
     assert scores["base+adapter"]["clap"] is None and "unavailable" in scores["base+adapter"]["clap_status"]
 
 
-def test_cli_bad_inputs_are_one_line_errors(cli, tmp_path):
+def test_cli_bad_inputs_are_one_line_errors(violin_cli, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = cli("prepare", "--audio", empty, "-w", tmp_path / "w")
+    result = violin_cli("prepare", "--audio", empty, "-w", tmp_path / "w")
     assert result.exit_code == 1 and "no usable clip" in result.output
-    result = cli("train", "--base", "tiny-random", "-w", tmp_path / "w2")
+    result = violin_cli("train", "--base", "tiny-random", "-w", tmp_path / "w2")
     assert result.exit_code == 1 and "run: musictl lora-violin prepare" in result.output
-    result = cli("train", "--targets", "q_proj,nonsense", "-w", tmp_path / "w2")
+    result = violin_cli("train", "--targets", "q_proj,nonsense", "-w", tmp_path / "w2")
     assert result.exit_code == 2 and "--targets" in result.output
-    result = cli("generate", "-p", " ", "-o", tmp_path / "x.wav")
+    result = violin_cli("generate", "-p", " ", "-o", tmp_path / "x.wav")
     assert result.exit_code == 2
 
 

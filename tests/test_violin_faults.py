@@ -288,32 +288,14 @@ def test_a_moved_workspace_finds_its_own_inputs(workspace, tmp_path, monkeypatch
 
 
 # ----- the command line --------------------------------------------------------------------------------
-@pytest.fixture()
-def cli():
-    import typer
-    from typer.testing import CliRunner
-
-    from musictl.commands import violin
-
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    violin.register(app)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, ["lora-violin", *map(str, args)])
-
-
 @pytest.mark.parametrize("args", [
     ("train", "--rank", 0), ("train", "--lr", 0), ("train", "--alpha", 0), ("train", "--drop-text", 1.5),
     ("train", "--batch-size", 0), ("train", "--eval-every", 0), ("train", "--lora-targets", "everything"),
     ("generate", "-p", "violin", "-o", "x.wav", "--seconds", 0), ("generate", "-p", "violin", "-o", "x.wav", "--guidance", 0.5),
     ("evaluate", "--limit", 0), ("evaluate", "--seconds", 31), ("prepare", "--valid", 0.9), ("prepare", "--limit", 0),
 ])
-def test_out_of_range_numbers_are_usage_errors(cli, tmp_path, args):
-    result = cli(*args, "-w", tmp_path)
+def test_out_of_range_numbers_are_usage_errors(violin_cli, tmp_path, args):
+    result = violin_cli(*args, "-w", tmp_path)
     assert result.exit_code == 2, result.output
 
 

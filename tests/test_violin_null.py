@@ -47,20 +47,26 @@ def _codes(model, n: int = 1):
     return encode_audio(model, np.stack([0.3 * np.sin(2 * np.pi * 440.0 * t)] * n).astype(np.float32))
 
 
+def _generated(model, tokenizer, calls: list) -> dict:
+    """The decoder inputs of the first step of ``generate()`` with guidance (conditional row, then unconditional)."""
+    enc = tokenizer([CAPTION], return_tensors="pt")
+    with torch.no_grad():
+        model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False, guidance_scale=3.0,
+                       max_new_tokens=2)
+    generated = calls[0]
+    calls.clear()
+    return generated
+
+
 def test_dropped_sample_feeds_the_decoder_what_generate_feeds_its_unconditional_branch(projected_base):
     from musictl.violin.lora import forward, make_batch
 
     model, tokenizer = projected_base
     calls, handle = _decoder_inputs(model)
     try:
-        enc = tokenizer([CAPTION], return_tensors="pt")
-        with torch.no_grad():
-            model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False, guidance_scale=3.0,
-                           max_new_tokens=2)
-        generated = calls[0]
+        generated = _generated(model, tokenizer, calls)
         assert generated["encoder_hidden_states"].shape[0] == 2  # conditional + unconditional rows
         null_states, null_mask = generated["encoder_hidden_states"][1], generated["encoder_attention_mask"][1]
-        calls.clear()
         rng = np.random.default_rng(0)
         batch = make_batch(model, tokenizer, [CAPTION, CAPTION], _codes(model, 2), 1.0, rng)  # drop every sample
         with torch.no_grad():
@@ -80,12 +86,7 @@ def test_kept_sample_feeds_the_decoder_what_generate_feeds_its_conditional_branc
     model, tokenizer = projected_base
     calls, handle = _decoder_inputs(model)
     try:
-        enc = tokenizer([CAPTION], return_tensors="pt")
-        with torch.no_grad():
-            model.generate(input_ids=enc.input_ids, attention_mask=enc.attention_mask, do_sample=False, guidance_scale=3.0,
-                           max_new_tokens=2)
-        conditional = calls[0]["encoder_hidden_states"][0]
-        calls.clear()
+        conditional = _generated(model, tokenizer, calls)["encoder_hidden_states"][0]
         batch = make_batch(model, tokenizer, [CAPTION], _codes(model), 0.0, np.random.default_rng(0))
         with torch.no_grad():
             forward(model, batch)
