@@ -297,7 +297,9 @@ def score_test(model_dir: Path, tokens: Path, split_file: Path | None, task: str
     from musictl import constants
     from musictl.bert.data import pad_batch, piece_windows
     from musictl.bert.model import load_midibert
+    from musictl.hf import quiet_transformers
 
+    quiet_transformers()
     corpus, items = labelled(task, tokens, split_file, "test")
     model = load_midibert(model_dir).eval()
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}

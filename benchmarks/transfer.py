@@ -258,7 +258,9 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
                      f"{r.test_ap:.4f} | " + " | ".join(f"{r.baselines[c]['auc']:.4f}" for c in BASELINE_COLUMNS)
                      + f" | {r.test_auc - best:+.4f} ({short[name]}) | {row['seconds']:.0f} |")
     sweep = render_sweep(sweeps)
-    lines += ["", "### Model 3 settings chosen on validation ROC-AUC only", "", sweep, "",
+    sweep_text = sweep if sweeps else ("The sweep was not part of this run (`--no-sweep`); the last one is in "
+                                       "[docs/train-gcn.md](../../docs/train-gcn.md#tuning-measured), with its command.")
+    lines += ["", "### Model 3 settings chosen on validation ROC-AUC only", "", sweep_text, "",
               f"### Walks: {args.walks} pieces of {args.bars} bars per style and method", "",
               "| style | method | tempo events | metre events | bars all filled | repeated notes (style) | "
               "JS pitch-class own / others | JS interval own / others | JS duration own / others | JS onset own / others | "
@@ -320,11 +322,12 @@ def main() -> None:
     parser.add_argument("--unseen", action="store_true", help="also run the unseen-style protocol")
     parser.add_argument("--held-out", default="irish-fiddle", choices=list(STYLES))
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (1 when sharing the machine)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         corpus_dir = tmp / "corpus"

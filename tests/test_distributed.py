@@ -52,7 +52,7 @@ def environment() -> dict[str, str]:
             "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
-def launch(args: list[str], processes: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+def launch(args: list[str], processes: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
     result = subprocess.run([*launch_line(processes), *args], capture_output=True, text=True, env=environment(), timeout=timeout)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result
