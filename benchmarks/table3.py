@@ -79,7 +79,7 @@ BUDGETS = {
                     "harness check only: 1-layer 32-wide model, 12 pre-training steps, 1 fine-tuning epoch; numbers mean nothing"),
     "cpu": Budget(("--size", "tiny"), 256, 6000, 500, 1, 2, 1, (0, 1, 2),
                   {"pianist8": (160, 37, 37), "emopia": (400, 107, 107), "pop909": (120, 20, 40)}, True,
-                  "tiny MidiBert (2 layers, hidden 64, 0.4M parameters), 6000 pre-training steps of 8 windows of 256 notes "
+                  "tiny MidiBert (2 layers, hidden 64, 0.28M parameters), 6000 pre-training steps of 8 windows of 256 notes "
                   "per objective on the three datasets' whole training splits (about 5.5 epochs; adversarial freezes every "
                   "epoch), fine-tuning up to 2 epochs, 3 seeds, on subsets of the training splits taken in turn from each "
                   "class (Pianist8 160 of 337 pieces, EMOPIA 400 of 864, POP909 the first 120/20/40 of its 4/4 split) and the "
