@@ -85,7 +85,7 @@ TARGETS = [
      "not shown: differences inside the 95% intervals"),
     ("Table 3: adversarial beats MLM", "higher on composer, lower on emotion and melody, equal on velocity",
      "not shown"),
-    ("Table 3: mask fine-tuning beats plain fine-tuning", "-0.6 to -1.5 points on velocity and melody, "
+    ("Table 3: mask fine-tuning beats plain fine-tuning", "-0.6 to -1.5 points per segment on velocity and melody, "
      "within noise on composer and emotion", "not met at this scale"),
     ("distributed: 2 processes give the weights of 1 at the same global batch", "max abs difference 0.0 (CI test)",
      "met"),
