@@ -100,15 +100,15 @@ class Harness:
         self.out = RESULTS / "table3.json"
         self.data = json.loads(self.out.read_text()) if self.out.exists() and not args.fresh else {}
         b = self.budget
-        config = {"budget": args.budget, "describe": b.describe, "velocity_data": str(args.velocity_data),
-                  "pitch_shift": list(args.pitch_shift), "tasks": list(args.tasks),
-                  "finetune": {"epochs": b.epochs, "patience": b.patience, "seeds": list(b.seeds), "subset": b.subset}}
+        config = json.loads(json.dumps({  # as table3.json stores it (tuples become lists)
+            "budget": args.budget, "describe": b.describe, "velocity_data": str(args.velocity_data),
+            "pitch_shift": list(args.pitch_shift), "tasks": list(args.tasks),
+            "finetune": {"epochs": b.epochs, "patience": b.patience, "seeds": list(b.seeds), "subset": b.subset}}))
         saved = self.data.get("config")
-        same = lambda a, c: {k: v for k, v in a.items() if k not in ("describe", "finetune")} == {  # noqa: E731
-            k: v for k, v in c.items() if k not in ("describe", "finetune")}
-        if saved and not same(saved, config):
+        besides_finetuning = lambda c: {k: v for k, v in c.items() if k not in ("describe", "finetune")}  # noqa: E731
+        if saved and besides_finetuning(saved) != besides_finetuning(config):
             raise SystemExit(f"{self.out} holds a run with other settings {saved}; pass --fresh to start again")
-        if saved and json.loads(json.dumps(saved.get("finetune"))) != json.loads(json.dumps(config["finetune"])):
+        if saved and saved.get("finetune") != config["finetune"]:
             print("the fine-tuning settings changed: the pre-trained models are kept, the fine-tuning runs start again",
                   file=sys.stderr, flush=True)
             self.data["runs"], self.data["majority"] = {}, {}

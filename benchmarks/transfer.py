@@ -112,22 +112,16 @@ def style_classifier(ws: Path, args):
     """finetune-mask --task style on the styles' training pieces (the workspace's BERT); the loaded model and
     its held-out test scores."""
     from musictl.bert.finetune import finetune
-    from musictl.bert.predict import load_classifier
     from musictl.bert.settings import FinetuneSettings
+    from musictl.midi.tokens import TokenCorpus
+    from musictl.transfer.fidelity import load_style_classifier
 
     t0 = time.perf_counter()
     result = finetune(ws / "tokens", ws / "bert", ws / "finetune" / "style", FinetuneSettings(
         task="style", epochs=args.classifier_epochs, max_len=256, device="cpu", seed=0))
-    model, _ = load_classifier(ws / "finetune" / "style", "cpu")
+    model = load_style_classifier(ws / "finetune" / "style", TokenCorpus.open(ws / "tokens"), next(iter(STYLES)))
     return model, {"test_accuracy": result.test["accuracy"], "chance": result.chance_accuracy, "classes": result.classes,
                    "pieces": result.pieces, "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0}
-
-
-def assigned_to(classifier, pieces: list[np.ndarray], style: str) -> float:
-    """The share of ``pieces`` the style classifier assigns to ``style``."""
-    from musictl.bert.predict import predict_tokens
-
-    return float(np.mean([predict_tokens(classifier, "style", p)["label"] == style for p in pieces]))
 
 
 def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
@@ -149,7 +143,7 @@ def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
 def walk_rows(ws: Path, style: str, args, classifier) -> list[dict]:
     """The GCN walk and the Markov chain: N pieces each, their facts and their style fidelity."""
     from musictl.transfer.baselines import markov_walker
-    from musictl.transfer.fidelity import style_fidelity
+    from musictl.transfer.fidelity import classifier_assignments, style_fidelity
     from musictl.transfer.generator import StyleGenerator
     from musictl.transfer.settings import WalkSettings
 
@@ -164,7 +158,8 @@ def walk_rows(ws: Path, style: str, args, classifier) -> list[dict]:
         facts = [piece_facts(p, generator.config, args.bars) for p in pieces]
         rows.append({"style": style, "method": name, "tokens_per_s": rate, "facts": facts,
                      "fidelity": style_fidelity(pieces, generator.corpus, style),
-                     "style_repeats": generator.tables.repeat_share, "classified_own": assigned_to(classifier, pieces, style)})
+                     "style_repeats": generator.tables.repeat_share,
+                     "classified_own": classifier_assignments(classifier, pieces, style)["assigned_to_style"]})
     return rows
 
 
@@ -231,9 +226,8 @@ def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[
         scores["c"].append(random.test_auc)
     order = ("a", "b", "c", "d", "a-long", "a-model2")
     rows = [(names[k], mean_ci(scores[k])) for k in order]
-    gap = np.array(scores["a"]) - np.array(scores["d"])
-    rows.append(("(a) - (d), paired by seed", mean_ci(gap.tolist())))
-    rows.append(("(a) - (c), paired by seed", mean_ci((np.array(scores["a"]) - np.array(scores["c"])).tolist())))
+    for other in ("d", "c"):
+        rows.append((f"(a) - ({other}), paired by seed", mean_ci((np.array(scores["a"]) - np.array(scores[other])).tolist())))
     return rows
 
 

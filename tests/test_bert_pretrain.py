@@ -212,3 +212,11 @@ def test_run_ends_at_the_evaluation_that_runs_out_of_patience(tokens_dir, tmp_pa
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert (metrics["steps"], metrics["stopped_early"]) == (3, "tested")
     MidiBertForPreTraining.from_pretrained(tmp_path / "b")
+
+
+def test_patience_marks_of_the_last_evaluation_are_checkpointed(tokens_dir, tmp_path):
+    result = pretrain(tokens_dir, tmp_path / "b", _settings(max_steps=2, eval_every=2, objective="mlm", patience=50))
+    state = json.loads((tmp_path / "b" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    last = result.final_valid
+    assert state["patience"] == {"accuracy": [last["accuracy"], state["windows_seen"]], "loss": [last["loss"], state["windows_seen"]]}
+    assert result.stopped_early is None

@@ -315,6 +315,7 @@ def pretrain(
     state = json.loads((source / STATE_FILE).read_text()) if source else {
         "step": 0, "windows_seen": 0, "best": None, "last_eval": None, "tokens": artifacts.input_ref(tokens_path, corpus.manifest)}
     if source:
+        state.pop("stopped_early", None)  # a resumed run stops again only if it runs out of patience again
         artifacts.check_input(output.target, artifacts.Manifest(kind=KIND, inputs={"tokens": state["tokens"]}), "tokens",
                               corpus.manifest)
     config = build_config(corpus, settings, source)
@@ -366,8 +367,9 @@ def _train(run, corpus, tokens_path, output, data, settings, config, state, chec
             improved = _evaluate_into(run, module, objective, valid_loader, data, settings, state, row)
             weights[0] = step_weights(settings.objective, state["last_eval"], run.device)
             run.on_main(functools.partial(_append, log_file, row))
+            stop = out_of_patience(state, settings.patience, n_train)  # its marks go into the checkpoint
             save_checkpoint(run, module, objective, output, state, improved)
-            if out_of_patience(state, settings.patience, n_train):
+            if stop:
                 break
         elif done.step % max(1, settings.eval_every // 10) == 0:
             run.on_main(functools.partial(_append, log_file, row))

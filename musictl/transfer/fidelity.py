@@ -73,10 +73,10 @@ def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str)
     return result
 
 
-def classifier_assignments(classifier_dir: Path, generated: list[np.ndarray], corpus: TokenCorpus, style: str) -> dict:
-    """What a ``finetune-mask --task style`` model says of ``generated``: the style it assigns to each piece
-    (its windows' probabilities averaged), the share assigned to ``style`` and the chance rate."""
-    from musictl.bert.predict import load_classifier, predict_tokens
+def load_style_classifier(classifier_dir: Path, corpus: TokenCorpus, style: str):
+    """A ``finetune-mask --task style`` model that can judge pieces of ``style`` made from ``corpus``'s
+    tokens; anything else is refused with one line, before any piece is generated."""
+    from musictl.bert.predict import load_classifier
 
     model, task = load_classifier(Path(classifier_dir), "cpu")
     if task != "style":
@@ -87,6 +87,14 @@ def classifier_assignments(classifier_dir: Path, generated: list[np.ndarray], co
     classes = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if style not in classes:
         raise UsageError(f"--classifier {classifier_dir} knows the styles {', '.join(classes)}, not {style}")
-    labels = [predict_tokens(model, task, piece)["label"] for piece in generated]
-    return {"classifier": str(classifier_dir), "assigned": labels, "assigned_to_style": round(labels.count(style) / len(labels), 4),
-            "chance": round(1 / len(classes), 4)}
+    return model
+
+
+def classifier_assignments(model, generated: list[np.ndarray], style: str) -> dict:
+    """What a style classifier (:func:`load_style_classifier`) says of ``generated``: the style it assigns to
+    each piece (its windows' probabilities averaged), the share assigned to ``style`` and the chance rate."""
+    from musictl.bert.predict import predict_tokens
+
+    labels = [predict_tokens(model, "style", piece)["label"] for piece in generated]
+    return {"assigned": labels, "assigned_to_style": round(labels.count(style) / len(labels), 4),
+            "chance": round(1 / model.config.num_labels, 4)}

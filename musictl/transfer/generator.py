@@ -159,14 +159,16 @@ def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settin
                     classifier: Path | None = None) -> Generated:
     """``count`` pieces (seeds ``settings.seed`` ...) of ``style`` (default: the latest GCN's), with their
     style fidelity against the corpus when ``evaluate`` (and a style classifier's verdict when given)."""
+    from musictl.transfer import fidelity as judge
+
     generator = StyleGenerator.load(workdir, style, tokens_path)
+    classifier_model = judge.load_style_classifier(classifier, generator.corpus, generator.style) if classifier else None
     pieces = generator.generate_many(count, settings, prompt, on_progress)
     fidelity = None
     if evaluate:
-        from musictl.transfer.fidelity import classifier_assignments, style_fidelity
-
-        fidelity = style_fidelity(pieces, generator.corpus, generator.style)
-        if classifier is not None:
-            fidelity["classifier"] = classifier_assignments(classifier, pieces, generator.corpus, generator.style)
+        fidelity = judge.style_fidelity(pieces, generator.corpus, generator.style)
+        if classifier_model is not None:
+            fidelity["classifier"] = {"classifier": str(classifier),
+                                      **judge.classifier_assignments(classifier_model, pieces, generator.style)}
     return Generated(style=generator.style, seeds=[settings.seed + i for i in range(count)], pieces=pieces,
                      midi=[] if evaluate else [generator.midi(p) for p in pieces], config=generator.config, fidelity=fidelity)
