@@ -27,6 +27,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORK = HERE / ".work" / "adversarial"
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+import results_json  # noqa: E402  (benchmarks/results_json.py)
+
 FIGURE = ROOT / "docs" / "img" / "adversarial.png"
 OBJECTIVES = ("adversarial", "mlm", "hard-mining")
 
@@ -176,7 +179,7 @@ def main() -> None:
     out = RESULTS / "adversarial.json"
     data = json.loads(out.read_text()) if args.render else run_all(args)
     if args.write and not args.render:
-        out.write_text(json.dumps(data, indent=1))
+        results_json.write(out, data)
     table = render(data)
     print(table)
     if args.write or args.render:

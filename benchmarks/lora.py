@@ -90,12 +90,14 @@ def compare(base_dir, data_dir: Path, steps: int, batch_size: int, device: str, 
 def main() -> None:
     import torch
 
+    from musictl import artifacts as artifacts_module
+    from musictl.training import Run
     from musictl.violin.dataset import from_midi
     from musictl.violin.evaluate import evaluate, table
     from musictl.violin.generate import load_for_generation
     from musictl.violin.model import build_tiny_base, load_base
     from musictl.violin.settings import EvaluateSettings, LoraTrainSettings
-    from musictl.violin.train import make_run, train
+    from musictl.violin.train import train
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=24)
@@ -137,10 +139,12 @@ def main() -> None:
 
     model, tokenizer = load_base(tiny)
     settings = LoraTrainSettings(
-        rank=16, alpha=32, lr=3e-3, batch_size=args.batch_size, max_steps=args.train_steps, eval_every=args.train_steps
+        rank=16, alpha=32, lr=3e-3, batch_size=args.batch_size, max_steps=args.train_steps, eval_every=args.train_steps, device="cpu"
     )
     start = time.perf_counter()
-    peft_model, result, _ = train(model, tokenizer, work / "data", settings, work / "ckpt", make_run(settings, "cpu"))
+    run = Run(settings, find_unused_parameters=False)
+    with run.staged(artifacts_module.resumable(work / "run"), overwrite=True) as state:
+        peft_model, result = train(model, tokenizer, work / "data", settings, run, state)
     train_s = time.perf_counter() - start
     peft_model.save_pretrained(work / "lora")
     model, tokenizer, _ = load_for_generation(tiny, work / "lora", "cpu")

@@ -41,8 +41,9 @@ def _train_step(name: str, size: str, batch_size: int, max_len: int, device: str
     from transformers import BertConfig, BertForMaskedLM
 
     from musictl import constants as C
+    from musictl.bert.hard_mining import hard_mining_step
     from musictl.bert.model import MidiBertConfig, MidiBertForPreTraining
-    from musictl.bert.objectives import adversarial_step, mlm_step
+    from musictl.bert.objective import mlm_step
     from musictl.midi.vocab import TokenizerConfig
 
     config = MidiBertConfig.of_size(size, TokenizerConfig(), max_position_embeddings=max(max_len, 512))
@@ -57,7 +58,7 @@ def _train_step(name: str, size: str, batch_size: int, max_len: int, device: str
                 return mlm_step(m, ids, mask, weights, 0.15, g).loss
         else:
             def loss(m):
-                return adversarial_step(m, ids, mask, weights, 0.15, 0.2, g).loss
+                return hard_mining_step(m, ids, mask, weights, 0.15, 0.2, g).loss
     else:
         model = BertForMaskedLM(BertConfig(
             vocab_size=sum(config.vocab_sizes), hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,

@@ -4,6 +4,8 @@
     python benchmarks/table3.py --budget cpu --write       # about 1.5 hours alone on 2 CPU cores (72 fine-tunings)
     python benchmarks/table3.py --budget gpu --write       # on a GPU: the paper preset (not run yet)
     python benchmarks/table3.py --render                   # rebuild table3.md from table3.json only
+    python benchmarks/table3.py --attach-pieces --render   # a table3.json made before segments had piece ids:
+                                                           # re-tokenize the test pieces (seconds) to add them
 
 Rows: majority class, no pre-training, MLM, adversarial (the published method), hard-mining, each
 fine-tuned with mask fine-tuning (0.15) and, for MLM and adversarial, also plain (0.0); and the
@@ -11,7 +13,8 @@ paper's published numbers with the model size and budget they used. Columns: com
 (Pianist8), emotion (EMOPIA), velocity and melody (POP909 by default; --velocity-data takes any
 folder), each scored per segment (one window of --max-len notes: how MIDI-BERT and the paper
 score) and per piece (majority vote of its segments; token tasks: note accuracy pooled per piece),
-with a 95% bootstrap interval over test items and the spread over fine-tuning seeds.
+with a 95% bootstrap interval over test pieces (a piece's segments resampled together:
+benchmarks/stats.py) and the spread over fine-tuning seeds.
 
 Every step is a ``python -m musictl`` subprocess (tokenize, pretrain-bert, finetune-mask), so the
 harness measures what a user runs. The test split is scored here, from each fine-tuned model, so
@@ -37,6 +40,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import results_json  # noqa: E402  (benchmarks/results_json.py)
+import stats  # noqa: E402  (benchmarks/stats.py)
+
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "datasets"
 RESULTS = HERE / "results"
@@ -55,7 +62,6 @@ PAPER = [  # accuracy %, per 512-note segment; velocity on GiantMIDI (../shared/
     {"row": "paper: without pre-training", "composer": 79.76, "emotion": 68.75, "velocity": 38.70, "melody": 87.98,
      "model": "12 layers, 768 hidden, 12 heads", "budget": "none (fine-tuning only)"},
 ]
-BOOTSTRAP = 2000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +120,7 @@ class Harness:
             self.data["runs"], self.data["majority"] = {}, {}
             self.data["commands"] = [c for c in self.data.get("commands", []) if "finetune-mask" not in c["command"]]
         self.data["config"] = config
-        for key in ("commands", "pretrain", "runs", "majority"):
+        for key in ("commands", "pretrain", "runs", "majority", "segment_pieces"):
             self.data.setdefault(key, [] if key == "commands" else {})
 
     def musictl(self, *args: str) -> float:
@@ -129,7 +135,7 @@ class Harness:
 
     def save(self) -> None:
         if self.args.write:
-            self.out.write_text(json.dumps(self.data, indent=1))
+            results_json.write(self.out, self.data)
 
 
 # ----- data ----------------------------------------------------------------------------------------
@@ -151,9 +157,7 @@ def round_robin(entries: list[str], n: int) -> list[str]:
 
 
 def write_json(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
-    return path
+    return results_json.write(path, data)
 
 
 def pitch_shifted(dataset: str, entries: list[str], shifts: list[int], work: Path) -> list[str]:
@@ -265,6 +269,7 @@ def finetune(h: Harness, task: str, row: tuple[str, float], seed: int, tokens: P
     scored = score_test(out, tokens, split, task, h.budget.max_len)
     if abs(scored.pop("check") - metrics["test"]["accuracy"]) > 1e-4:
         print(f"warning: {key}: test accuracy scored here differs from finetune-mask's {metrics['test']['accuracy']}", flush=True)
+    keep_owners(h.data, task, scored.pop("segment_pieces"))
     h.data["runs"][key] = {**scored, "seconds": seconds, "best_epoch": metrics["best_epoch"],
                            "finetune_test_accuracy": metrics["test"]["accuracy"]}
     h.save()
@@ -290,8 +295,16 @@ def labelled(task: str, tokens: Path, split_file: Path | None, split: str):
     return corpus, items
 
 
+def keep_owners(data: dict, task: str, owners: list[int]) -> None:
+    """Record which test piece each segment of ``task`` belongs to (the same for every run of the task)."""
+    saved = data.setdefault("segment_pieces", {}).setdefault(task, owners)
+    if saved != owners:
+        raise SystemExit(f"{task}: the test segments differ from the earlier runs' (other tokens or --max-len?); pass --fresh")
+
+
 def score_test(model_dir: Path, tokens: Path, split_file: Path | None, task: str, max_len: int) -> dict:
-    """Per test segment and per test piece: [correct, scored] (sequence tasks: [1 or 0, 1])."""
+    """Per test segment and per test piece: [correct, scored] (sequence tasks: [1 or 0, 1]); the piece of
+    each segment (``segment_pieces``: its number in the test pieces' order)."""
     import torch
 
     from musictl import constants
@@ -303,9 +316,10 @@ def score_test(model_dir: Path, tokens: Path, split_file: Path | None, task: str
     corpus, items = labelled(task, tokens, split_file, "test")
     model = load_midibert(model_dir).eval()
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
-    segments, pieces, summed = [], [], []
-    for item in items:
+    segments, pieces, summed, owners = [], [], [], []
+    for number, item in enumerate(items):
         windows = piece_windows(item.tokens, max_len, corpus.config.max_bars)
+        owners += [number] * len(windows)
         ids, attention_mask = pad_batch(windows)
         if task == "velocity":  # the label is the velocity: hidden, as finetune-mask does
             ids[..., constants.VELOCITY][attention_mask.bool()] = constants.MASK_ID
@@ -323,7 +337,7 @@ def score_test(model_dir: Path, tokens: Path, split_file: Path | None, task: str
             segments += [[int(((p == t) & (t >= 0)).sum()), int((t >= 0).sum())] for p, t in per_window]
             pieces.append([sum(s[0] for s in segments[-len(windows):]), sum(s[1] for s in segments[-len(windows):])])
     check = float(np.mean(summed)) if task in SEQUENCE_TASKS else sum(p[0] for p in pieces) / max(1, sum(p[1] for p in pieces))
-    return {"segments": segments, "pieces": pieces, "check": check}
+    return {"segments": segments, "pieces": pieces, "check": check, "segment_pieces": owners}
 
 
 def majority(h: Harness, task: str, tokens: Path, split: Path | None) -> None:
@@ -344,52 +358,74 @@ def majority(h: Harness, task: str, tokens: Path, split: Path | None) -> None:
                     for i in test for s in range(0, len(i.tokens), max_len)]
         pieces = [[int((np.asarray(i.label) == top).sum()), len(i.label)] for i in test]
     h.data["majority"][task] = {"class": str(top), "segments": segments, "pieces": pieces}
+    keep_owners(h.data, task, segment_owners([len(i.tokens) for i in test], max_len))
     h.save()
 
 
+def segment_owners(lengths: list[int], max_len: int) -> list[int]:
+    """The test piece of each segment, for pieces of ``lengths`` notes cut into windows of ``max_len``
+    (``musictl.bert.data.piece_windows``: one window per started ``max_len`` notes)."""
+    return [number for number, n in enumerate(lengths) for _ in range(0, n, max_len)]
+
+
 # ----- the table ----------------------------------------------------------------------------------
-def cell(runs: list[dict], scoring: str, rng: np.random.Generator) -> dict:
-    """Mean accuracy % over seeds, 95% bootstrap interval over test items (the same resamples for every
-    seed), and the standard deviation over seeds."""
+def owners_of(data: dict, task: str, scoring: str) -> list[int] | None:
+    """The piece of each scored item: per piece, the item itself; per segment, its piece when table3.json
+    records it (``segment_pieces``), else None (then segments are resampled as if independent)."""
+    if scoring == "pieces":
+        return list(range(len(data["majority"][task]["pieces"]))) if task in data["majority"] else None
+    return data.get("segment_pieces", {}).get(task)
+
+
+def cell(runs: list[dict], scoring: str, owners: list[int] | None) -> dict:
+    """Mean accuracy % over seeds, 95% bootstrap interval over test pieces (a piece's segments together;
+    the same resamples for every seed), and the standard deviation over seeds."""
     correct = np.array([[c for c, _ in r[scoring]] for r in runs], dtype=float)  # (seeds, items)
     total = np.array([t for _, t in runs[0][scoring]], dtype=float)
-    per_seed = correct.sum(1) / total.sum()
-    draws = rng.integers(0, len(total), (BOOTSTRAP, len(total)))
-    resampled = (correct[:, draws].sum(-1) / total[draws].sum(-1)).mean(0)
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return {"mean": round(100 * float(per_seed.mean()), 2), "low": round(100 * float(low), 2), "high": round(100 * float(high), 2),
-            "seed_sd": round(100 * float(per_seed.std(ddof=1)), 2) if len(runs) > 1 else None, "seeds": len(runs),
-            "items": len(total)}
+    return stats.ratio_bootstrap(correct, total, owners)
 
 
-def mask_gain(with_mask: list[dict], plain: list[dict], scoring: str, rng: np.random.Generator) -> dict:
-    """Mask minus plain fine-tuning of the same pre-trained model, in points, with a paired bootstrap interval."""
-    acc = lambda runs, draws: np.mean([np.array([c for c, _ in r[scoring]])[draws].sum(-1) / np.array(  # noqa: E731
-        [t for _, t in r[scoring]])[draws].sum(-1) for r in runs], axis=0)
-    n = len(with_mask[0][scoring])
-    draws = rng.integers(0, n, (BOOTSTRAP, n))
-    diff = 100 * (acc(with_mask, draws) - acc(plain, draws))
-    whole = 100 * (acc(with_mask, np.arange(n)) - acc(plain, np.arange(n)))
-    low, high = np.percentile(diff, [2.5, 97.5])
-    return {"mean": round(float(whole), 2), "low": round(float(low), 2), "high": round(float(high), 2)}
+def mask_gain(with_mask: dict[str, dict], plain: dict[str, dict], scoring: str, owners: list[int] | None) -> dict | None:
+    """Mask minus plain fine-tuning of the same pre-trained model, in points: seeds paired, paired bootstrap
+    interval over test pieces. ``with_mask`` / ``plain``: runs by seed."""
+    seeds = sorted(set(with_mask) & set(plain))
+    if not seeds:
+        return None
+    correct = lambda runs: np.array([[c for c, _ in runs[k][scoring]] for k in seeds], dtype=float)  # noqa: E731
+    total = np.array([t for _, t in with_mask[seeds[0]][scoring]], dtype=float)
+    return stats.paired_difference(correct(with_mask), correct(plain), total, owners)
 
 
 def summarise(data: dict) -> dict:
-    rng = np.random.default_rng(0)
-    table: dict = {"rows": {}, "mask_gain": {}}
+    by_seed = lambda prefix: {k.rsplit("|", 1)[1]: v for k, v in data["runs"].items() if k.startswith(prefix)}  # noqa: E731
+    table: dict = {"rows": {}, "mask_gain": {}, "resampled": {}}
     for scoring in ("segments", "pieces"):
-        rows = {"majority class": {t: cell([m], scoring, rng) for t, m in data["majority"].items()}}
+        owners = {t: owners_of(data, t, scoring) for t in TASKS}
+        table["resampled"][scoring] = {t: "pieces" if owners[t] is not None else "items" for t in TASKS}
+        rows = {"majority class": {t: cell([m], scoring, owners[t]) for t, m in data["majority"].items()}}
         for pretrained, mask in ROWS:
             name = f"{pretrained} ({'mask' if mask else 'plain'} fine-tuning)"
-            rows[name] = {t: cell(runs, scoring, rng) for t in TASKS
+            rows[name] = {t: cell(runs, scoring, owners[t]) for t in TASKS
                           if (runs := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{pretrained}|{mask}|")])}
         table["rows"][scoring] = rows
         table["mask_gain"][scoring] = {
-            p: {t: mask_gain(m, q, scoring, rng) for t in TASKS
-                if (m := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{p}|0.15|")])
-                and (q := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{p}|0.0|")])}
+            p: {t: gain for t in TASKS
+                if (gain := mask_gain(by_seed(f"{t}|{p}|0.15|"), by_seed(f"{t}|{p}|0.0|"), scoring, owners[t]))}
             for p in PRETRAININGS}
     return table
+
+
+def interval_note(table: dict) -> str:
+    """What the intervals resampled, said in the table."""
+    kinds = {kind for by_task in table.get("resampled", {}).values() for kind in by_task.values()}
+    if kinds == {"pieces"}:
+        return ("Intervals: 95% bootstrap over test pieces, a piece's segments resampled together "
+                "(benchmarks/stats.py); differences paired by seed on the same resamples.")
+    segments_as_items = [t for t, kind in table.get("resampled", {}).get("segments", {}).items() if kind == "items"]
+    return ("Intervals: 95% bootstrap over test pieces, except the per-segment rows of "
+            f"{', '.join(segments_as_items) or 'no task'}, where table3.json records no piece of each segment and "
+            "segments are resampled as if independent (narrower than they should be; "
+            "`python benchmarks/table3.py --attach-pieces --render` adds the pieces).")
 
 
 def render(data: dict) -> str:
@@ -405,9 +441,10 @@ def render(data: dict) -> str:
              f"Made by `{data['harness_command']}` on {data['machine']}; every number below comes from "
              "benchmarks/results/table3.json (the runs' per-item scores), rebuilt by `python benchmarks/table3.py --render`.", "",
              f"Scale (`--budget {config['budget']}`): {config['describe']}. Cells: test accuracy % as mean over fine-tuning seeds "
-             "[95% bootstrap interval over test items] ±standard deviation over seeds. Datasets: " + datasets_line(data) + ".", ""]
+             "[95% bootstrap interval] ±standard deviation over seeds. Datasets: " + datasets_line(data) + ".", "",
+             interval_note(table), ""]
     titles = {"segments": f"Per segment ({data['max_len']}-note windows; how MIDI-BERT and the paper score)",
-              "pieces": "Per piece (majority vote of a piece's segments; token tasks: note accuracy, pieces resampled)"}
+              "pieces": "Per piece (majority vote of a piece's segments; token tasks: note accuracy pooled per piece)"}
     for scoring, rows in table["rows"].items():
         lines += [f"## {titles[scoring]}", "", *header]
         for name, cells in rows.items():
@@ -461,16 +498,21 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="forget table3.json's runs and start again")
     parser.add_argument("--write", action="store_true", help="save table3.json after every run and write table3.md")
     parser.add_argument("--render", action="store_true", help="only rebuild table3.md from table3.json")
+    parser.add_argument("--attach-pieces", action="store_true",
+                        help="with --render: add the piece of each test segment to a table3.json that lacks it "
+                             "(re-tokenizes the datasets as the run did; seconds, no training)")
     args = parser.parse_args()
     if args.render:
         data = json.loads((RESULTS / "table3.json").read_text())
+        if args.attach_pieces:
+            attach_pieces(data, Path(args.work))
     else:
         data = run(args)
     data["table"] = summarise(data)
     table = render(data)
     print(table)
     if args.write or args.render:
-        (RESULTS / "table3.json").write_text(json.dumps(data, indent=1))
+        results_json.write(RESULTS / "table3.json", data)
         (RESULTS / "table3.md").write_text(table)
 
 
@@ -489,6 +531,56 @@ def run(args: argparse.Namespace) -> dict:
             for row in ROWS:
                 finetune(h, task, row, seed, *per_task[task])
     return h.data
+
+
+def attach_pieces(data: dict, work: Path) -> None:
+    """Add ``segment_pieces`` (the test piece of each segment, per task) to a table3.json whose runs
+    predate it: tokenize the datasets as the run did (same files, split file and tokenizer defaults), cut
+    each test piece into windows as :func:`score_test` does, and keep the result only if it agrees with
+    every recorded run (segment counts; token tasks: each piece's segments sum to its piece score;
+    sequence tasks: a piece whose segments all voted right (wrong) was scored right (wrong))."""
+    from musictl.midi.pipeline import prepare_tokenize
+    from musictl.midi.settings import TokenizeSettings
+
+    config, max_len = data["config"], data["max_len"]
+    budget = BUDGETS[config["budget"]]
+    subsets = config["finetune"]["subset"]
+    splits = {d: subset_split(d, subsets.get(d)) for d in ("pianist8", "emopia", "pop909")}
+    source = {d: subset_split(d, None) for d in splits} if budget.pretrain_full else splits
+    combined = {s: [e for d in source.values() for e in d[s]] for s in ("train", "valid", "test")}
+    folders = [SHARED / d / "midi" for d in splits] if budget.pretrain_full else \
+        [SHARED / d / "midi" / e for d, split in splits.items() for entries in split.values() for e in entries]
+    tokens = work / "attach-pieces" / "tokens"
+    split_file = write_json(work / "attach-pieces" / "splits-all.json", combined)
+    prepare_tokenize(folders, tokens, TokenizeSettings(seed=0), split_file, overwrite=True).run()
+    found = {}
+    for task in data["majority"]:
+        if task == "velocity" and not config["velocity_data"].endswith("pop909/midi"):
+            print(f"{task}: made from {config['velocity_data']}; its segments keep per-segment intervals", file=sys.stderr)
+            continue
+        _, items = labelled(task, tokens, write_json(work / "attach-pieces" / f"splits-{task}.json", splits[TASKS[task]]), "test")
+        owners = segment_owners([len(i.tokens) for i in items], max_len)
+        runs = {"majority": data["majority"][task], **{k: v for k, v in data["runs"].items() if k.startswith(f"{task}|")}}
+        problems = [name for name, run in runs.items() if not owners_agree(task, owners, run)]
+        if problems:
+            raise SystemExit(f"{task}: the re-made test pieces do not match {len(problems)} recorded runs "
+                             f"({', '.join(problems[:3])}); table3.json keeps per-segment intervals")
+        found[task] = owners
+        print(f"{task}: {len(items)} test pieces, {len(owners)} segments, consistent with {len(runs)} runs", file=sys.stderr)
+    data.setdefault("segment_pieces", {}).update(found)
+
+
+def owners_agree(task: str, owners: list[int], run: dict) -> bool:
+    """Whether ``owners`` (the piece of each segment) fits one run's per-segment and per-piece scores."""
+    segments, pieces = np.array(run["segments"], dtype=float), np.array(run["pieces"], dtype=float)
+    if len(owners) != len(segments) or (owners and max(owners) + 1 != len(pieces)):
+        return False
+    sums = stats.piece_sums(segments.T, np.array(owners))  # (2, pieces): right, scored
+    if task not in SEQUENCE_TASKS:
+        return bool(np.array_equal(sums.T, pieces))
+    counts = np.bincount(owners, minlength=len(pieces))
+    all_right, none_right = sums[0] == counts, sums[0] == 0
+    return bool(np.all(pieces[all_right, 0] == 1) and np.all(pieces[none_right, 0] == 0))
 
 
 def machine() -> str:

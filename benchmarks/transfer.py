@@ -88,7 +88,7 @@ def sweep_rows(ws: Path, style: str, args) -> dict:
     from musictl.transfer.adjacency import load_graph
     from musictl.transfer.embed import load_embeddings
     from musictl.transfer.features import node_features
-    from musictl.transfer.gcn import train_link_prediction
+    from musictl.transfer.link_prediction import train_link_prediction
     from musictl.transfer.settings import GcnSettings
 
     corpus = TokenCorpus.open(ws / "tokens")

@@ -57,29 +57,30 @@ class ArtifactKind:
         return self.producer.format(name=name or "NAME")
 
 
+# The artifact kinds, each name spelled once: other modules use these constants (or ``KINDS``).
+TOKENS, BERT, FINETUNE, EMBEDDINGS, GRAPH, GCN = "tokens", "bert", "finetune", "embeddings", "graph", "gcn"
+VIOLIN_DATA, VIOLIN_LORA, VIOLIN_EVAL = "violin-data", "violin-lora", "violin-eval"
+
 KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
-    ArtifactKind("tokens", "tokens", ("tokens.npy", "index.jsonl", "vocab.json"), "musictl tokenize",
+    ArtifactKind(TOKENS, "tokens", ("tokens.npy", "index.jsonl", "vocab.json"), "musictl tokenize",
                  "Octuple tokens of a MIDI corpus, with styles and splits"),
-    ArtifactKind("bert", "bert", ("config.json", "model.safetensors"), "musictl pretrain-bert",
+    ArtifactKind(BERT, "bert", ("config.json", "model.safetensors"), "musictl pretrain-bert",
                  "a pre-trained MidiBert"),
-    ArtifactKind("finetune", "finetune/{name}", ("config.json", "model.safetensors"), "musictl finetune-mask --task {name}",
+    ArtifactKind(FINETUNE, "finetune/{name}", ("config.json", "model.safetensors"), "musictl finetune-mask --task {name}",
                  "a MidiBert fine-tuned on one task"),
-    ArtifactKind("embeddings", "embeddings", ("embeddings.safetensors",), "musictl embed",
+    ArtifactKind(EMBEDDINGS, "embeddings", ("embeddings.safetensors",), "musictl embed",
                  "token and positional embeddings of a model"),
-    ArtifactKind("graph", "graph/{name}", ("graph.npz", "nodes.npy"), "musictl adjacency --style {name}",
+    ArtifactKind(GRAPH, "graph/{name}", ("graph.npz", "nodes.npy"), "musictl adjacency --style {name}",
                  "the token co-occurrence graph of one style"),
-    ArtifactKind("gcn", "gcn/{name}", ("model.safetensors", "config.json", "node_embeddings.safetensors"),
+    ArtifactKind(GCN, "gcn/{name}", ("model.safetensors", "config.json", "node_embeddings.safetensors"),
                  "musictl train-gcn --style {name}", "a GCN link predictor of one style"),
-    ArtifactKind("violin-data", "violin/data", ("metadata.jsonl",), "musictl lora-violin prepare",
+    ArtifactKind(VIOLIN_DATA, "violin/data", ("metadata.jsonl",), "musictl lora-violin prepare",
                  "captioned violin clips"),
-    ArtifactKind("violin-lora", "violin/lora", ("adapter_config.json",), "musictl lora-violin train",
+    ArtifactKind(VIOLIN_LORA, "violin/lora", ("adapter_config.json",), "musictl lora-violin train",
                  "a MusicGen LoRA adapter"),
-    ArtifactKind("violin-eval", "violin/eval", ("eval_results.json",), "musictl lora-violin evaluate",
+    ArtifactKind(VIOLIN_EVAL, "violin/eval", ("eval_results.json",), "musictl lora-violin evaluate",
                  "audio metrics of base vs adapter"),
 )}
-
-# Which command makes each artifact kind: the hint printed when one is missing.
-PRODUCERS = {k.kind: k.producer for k in KINDS.values()}
 
 # Libraries whose versions are recorded in every manifest (those installed).
 TRACKED_LIBRARIES = ("numpy", "symusic", "torch", "transformers", "peft", "torch-geometric", "accelerate", "scipy")
@@ -111,7 +112,7 @@ def artifact_dir(workdir: str | Path | None, kind: str, name: str | None = None)
     if spec is not None and spec.named and name is None:
         return root / spec.directory.split("/{name}")[0]
     if spec is not None and spec.named:
-        return root / spec.directory.format(name=safe_name(name, "style" if kind in ("graph", "gcn") else "name"))
+        return root / spec.directory.format(name=safe_name(name, "style" if kind in (GRAPH, GCN) else "name"))
     if name:
         return root / kind / safe_name(name)
     return root / (spec.directory if spec is not None else kind)
@@ -439,6 +440,133 @@ def replace_dir(source: Path, target: Path) -> None:
     os.replace(source, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ----- resumable runs --------------------------------------------------------------------------
+STATE_FILE = "trainer_state.json"  # written last into a checkpoint: its presence says the checkpoint is whole
+STAGING_SUFFIX = ".staging"
+
+
+@dataclass(frozen=True)
+class Resumable:
+    """Where a training run writes: the finished artifact, and the staging directory of the run in progress.
+
+    ::
+
+        TARGET/                     the finished artifact (never touched while a run is in progress)
+            checkpoints/last/       where --resume continues a finished run (with more steps or epochs)
+        .TARGET.staging/            the run in progress: checkpoints/last/ (accelerate state, best/,
+                                    trainer_state.json written last), metrics.jsonl, logs/; swapped in
+                                    for TARGET only when complete, kept on Ctrl-C / SIGTERM / a kill
+        .TARGET.lock                held by the main process for the whole run
+
+    ``what`` names the run in messages ("pre-training run"); ``command`` is the command that makes
+    TARGET (``--resume`` is added to it in messages).
+    """
+
+    target: Path
+    what: str = "training run"
+    command: str = ""
+
+    @property
+    def staging(self) -> Path:
+        return self.target.parent / f".{self.target.name}{STAGING_SUFFIX}"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.staging / "checkpoints" / "last"
+
+    def step(self) -> int | None:
+        """The step of the interrupted run's checkpoint, or None when there is no whole one."""
+        return checkpoint_step(self.checkpoint)
+
+    def resume_command(self) -> str:
+        return f"{self.command or 'the same command'} --resume"
+
+    def resume_from(self, resume: bool) -> Path | None:
+        """The checkpoint ``--resume`` continues: the interrupted run's, else the finished artifact's."""
+        if not resume:
+            return None
+        for checkpoint in (self.checkpoint, self.target / "checkpoints" / "last"):
+            if (checkpoint / STATE_FILE).is_file():
+                return checkpoint
+        raise ArtifactError(f"--resume: nothing to resume in {self.target} (no checkpoints/last); start without --resume")
+
+    def check(self, resume: bool, overwrite: bool) -> None:
+        """The checks made before any work: a file in the way, an existing artifact, an unwritable folder."""
+        if self.target.is_symlink() or (self.target.exists() and not self.target.is_dir()):
+            raise ArtifactError(f"{self.target} exists and is not an artifact directory; choose another --out")
+        if not resume and not overwrite and self.target.is_dir() and any(self.target.iterdir()):
+            raise ArtifactError(f"{self.target} already holds a {self.what}; pass --overwrite to replace it (kept until the "
+                                "new one is complete), or --resume to continue it")
+        check_writable(self.target)
+
+    def open(self, resume: bool, overwrite: bool) -> Path | None:
+        """Set up the staging directory (the caller holds the lock); the checkpoint to resume, or None."""
+        remove_leftovers(self.target)
+        shutil.rmtree(self.checkpoint.with_name(".last.tmp"), ignore_errors=True)
+        source = self.resume_from(resume)
+        if source is not None:
+            if source != self.checkpoint:  # continue a finished run: a copy of it, the original stays whole
+                shutil.rmtree(self.staging, ignore_errors=True)
+                shutil.copytree(self.target, self.staging, ignore=shutil.ignore_patterns(MANIFEST))
+            return self.checkpoint
+        step = self.step()
+        if step is not None and not overwrite:  # it may hold hours of training: never discarded unasked
+            raise ArtifactError(f"{self.staging} holds an interrupted {self.what} at step {step}; continue it with "
+                                f"{self.resume_command()}, or pass --overwrite to start again")
+        if step is not None:
+            log.info("removed the checkpoint of an interrupted run at step %d in %s (--overwrite)", step, self.staging)
+        shutil.rmtree(self.staging, ignore_errors=True)  # without a whole checkpoint it holds nothing to resume
+        make_dir(self.staging)
+        return None
+
+    def kept(self) -> str:
+        """What an interrupted run leaves, in words (read from disk, so it is true)."""
+        shutil.rmtree(self.checkpoint.with_name(".last.tmp"), ignore_errors=True)
+        previous = f"; {self.target} is unchanged" if self.target.exists() else ""
+        step = self.step()
+        if step is not None:
+            return f"checkpoint at step {step} kept in {self.staging}; resume with {self.resume_command()}{previous}"
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return f"no checkpoint had been written yet, so nothing was kept{previous}"
+
+    def swap_in(self) -> None:
+        """The complete staging directory becomes the artifact."""
+        replace_dir(self.staging, self.target)
+
+
+def resumable(target: Path, kind: str | None = None, name: str | None = None, what: str = "training run") -> Resumable:
+    """The :class:`Resumable` layout of ``target`` (an artifact of ``kind`` made by its registered command)."""
+    command = KINDS[kind].command(name) if kind in KINDS else ""
+    return Resumable(Path(target), what, command)
+
+
+def checkpoint_step(checkpoint: Path) -> int | None:
+    """The step recorded in a whole checkpoint, or None (no checkpoint, or one a kill left half-written)."""
+    try:
+        return int(json.loads((Path(checkpoint) / STATE_FILE).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextlib.contextmanager
+def disk_errors(where: Path | None = None) -> Iterator[None]:
+    """Report a full disk (or quota) as the ``OSError`` it is, whatever library raised it.
+
+    safetensors, torch and accelerate wrap ENOSPC in their own exceptions; this turns those back into
+    ``OSError(ENOSPC)`` so every command ends with the same one-line disk-full message.
+    """
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        for code in (errno.ENOSPC, errno.EDQUOT):
+            if os.strerror(code) in text or f"os error {code}" in text or f"errno {code}" in text.lower():
+                raise OSError(code, os.strerror(code), str(where) if where else None) from exc
+        raise
 
 
 # ----- files the user names with -o ------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The ``musictl`` command: a Typer app whose commands live in :mod:`musictl.commands`.
 
+:data:`COMMANDS` is the one registry: every command's name and function, in the order of
+``musictl --help``; a name with a space is a sub-command of the group :data:`GROUPS` describes.
 Command modules import only Typer and torch-free settings at the top, so this stays instant.
 """
 
@@ -11,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from musictl import __version__
-from musictl.commands import bert, status, tokenize, transfer, violin
+from musictl.commands import bert, demo, gcn, generate, render, status, tokenize, transfer, violin
 
 app = typer.Typer(
     name="musictl",
@@ -41,9 +43,43 @@ def _root(
         os.environ["MUSICTL_DEBUG"] = "1"
 
 
-# The order here is the order of ``musictl --help``.
-for _module in (tokenize, bert, transfer, violin, status):
-    _module.register(app)
+# Every command, in the order of ``musictl --help`` (Typer lists groups after the plain commands).
+COMMANDS = (
+    ("tokenize", tokenize.tokenize),
+    ("detokenize", tokenize.detokenize),
+    ("pretrain-bert", bert.pretrain_bert),
+    ("finetune-mask", bert.finetune_mask),
+    ("predict", bert.predict),
+    ("embed", transfer.embed),
+    ("adjacency", transfer.adjacency),
+    ("train-gcn", gcn.train_gcn),
+    ("generate-rwr", generate.generate_rwr),
+    ("demo", demo.demo),
+    ("render", render.render),
+    ("status", status.status),
+    ("lora-violin prepare", violin.prepare),
+    ("lora-violin train", violin.train),
+    ("lora-violin generate", violin.generate),
+    ("lora-violin evaluate", violin.evaluate),
+)
+GROUPS = {"lora-violin": violin.HELP}  # the help of each group of sub-commands
+
+
+def register(target: typer.Typer, commands=COMMANDS, groups=GROUPS) -> None:
+    """Add ``commands`` to ``target``: plain names as commands, ``"group name"`` under a group's sub-app."""
+    subapps: dict[str, typer.Typer] = {}
+    for name, function in commands:
+        group, _, sub = name.rpartition(" ")
+        if not group:
+            target.command(name)(function)
+            continue
+        if group not in subapps:
+            subapps[group] = typer.Typer(help=groups[group], no_args_is_help=True)
+            target.add_typer(subapps[group], name=group)
+        subapps[group].command(sub)(function)
+
+
+register(app)
 
 
 def main() -> None:

@@ -85,3 +85,30 @@ class Settings:
         picked = {k: (v.value if hasattr(v, "value") and not isinstance(v, (int, float, str)) else v)
                   for k, v in values.items() if k in names}
         return cls(**{**picked, **overrides})
+
+
+DeviceName = typing.Literal["auto", "cpu", "cuda"]
+Precision = typing.Literal["no", "bf16", "fp16"]
+ReportTo = typing.Literal["none", "tensorboard", "wandb", "all"]
+
+
+@dataclasses.dataclass
+class RunSettings(Settings):
+    """How a training run uses the hardware and reports: the settings every trainer takes.
+
+    :class:`musictl.training.Run` reads these; pre-training, fine-tuning and LoRA training extend them
+    (a subclass may re-declare a field to change its default, e.g. a smaller batch).
+    """
+
+    batch_size: int = setting(8, "Windows per batch on each device (process).", min=1)
+    grad_accum: int = setting(1, "Batches per optimizer step on each device.", min=1)
+    global_batch_size: typing.Optional[int] = setting(
+        None, "Windows per optimizer step over all processes (= batch size x processes x grad accum); "
+              "sets --grad-accum [default: batch size x processes x --grad-accum].", min=1)
+    mixed_precision: typing.Optional[Precision] = setting(
+        None, "no, bf16 or fp16 autocast [default: bf16 on a GPU that supports it, else no].")
+    report_to: ReportTo = setting(
+        "none", "Also send the metrics.jsonl rows to trackers: tensorboard (event files in the artifact's logs/), wandb "
+                "(offline unless WANDB_MODE says otherwise), all, or none.")
+    seed: int = setting(0, "Random seed: the same seed gives the same result.")
+    device: DeviceName = setting("auto", "Where to compute: auto picks cuda when available.")

@@ -1,29 +1,43 @@
-"""The one training loop of musictl: 1 CPU, 1 GPU or N processes (``accelerate launch``), the same code.
+"""The one run lifecycle of musictl: 1 CPU, 1 GPU or N processes (``accelerate launch``), the same code.
 
-pretrain-bert, finetune-mask and lora-violin train all train through :class:`Run`. What it guarantees:
+pretrain-bert, finetune-mask and lora-violin train all train through :class:`Run`, which takes the
+typed :class:`musictl.settings.RunSettings` every trainer's settings extend. What it guarantees:
 
+- **on disk** (:meth:`Run.staged`, :meth:`Run.finish`): the target is checked and locked before any
+  work, the run writes into the staging directory of :func:`musictl.artifacts.resumable`
+  (checkpoints, ``metrics.jsonl``, tracker ``logs/``), and the finished artifact (with ``curves.png``)
+  replaces the old one only when complete. Ctrl-C and SIGTERM raise
+  :class:`musictl.errors.Interrupted`, which says what was kept; a full disk is an ``OSError``
+  whatever library hit it (:func:`musictl.artifacts.disk_errors`);
+- **resume** (:class:`TrainerState`, :meth:`Run.save_checkpoint`, :meth:`Run.restore`): a checkpoint
+  holds accelerate's state (model, optimizer, scheduler, every process's RNG states; a PEFT model's
+  adapter only), ``best/`` (the best model so far), the objective's state and ``trainer_state.json``
+  (step, stream position, epoch, best and last evaluation, patience marks, inputs, settings), written
+  last and swapped in whole; a resumed run continues exactly, with any number of processes;
+- **the data stream**: epoch after epoch of the items in an order fixed by ``(seed, epoch)``
+  (:func:`epoch_permutation`), cut into micro-batches of ``batch_size``. With N processes, process
+  ``r`` takes micro-batches ``r, r+N, ...`` (accelerate's shard), so the union over ranks is exactly
+  the 1-process stream; a run of ``steps`` optimizer steps reads ``steps x N x grad_accum`` micro-batches;
 - model, optimizer, scheduler and data loader go through ``accelerator.prepare``; the forward pass
-  is the *prepared* model's (DDP synchronises gradients only through it);
-- the training data is one **stream**: epoch after epoch of the items in an order fixed by
-  ``(seed, epoch)`` (:func:`epoch_permutation`), cut into micro-batches of ``batch_size``. With N
-  processes, process ``r`` takes micro-batches ``r, r+N, ...`` (accelerate's shard), so the union
-  over ranks is exactly the 1-process stream and no window is seen twice; a run of ``steps``
-  optimizer steps reads ``steps x N x grad_accum`` micro-batches, a whole number per rank;
-- ``accelerator.accumulate`` for gradient accumulation, ``accelerator.clip_grad_norm_``, the
-  scheduler stepped once per optimizer step whatever the number of processes;
-- checkpoints through ``accelerator.save_state`` / ``load_state``, written to a temporary folder and
-  renamed when complete (model weights are saved unwrapped, so a checkpoint of N processes resumes
-  with M); the position in the stream is the caller's (``start`` of :meth:`Run.train_loader`);
+  is the *prepared* model's (DDP synchronises gradients only through it); ``accelerator.accumulate``,
+  ``clip_grad_norm_``, the scheduler stepped once per optimizer step;
+- **reporting** (:meth:`Run.log`): each row goes to ``metrics.jsonl`` and, with ``--report-to``, to
+  accelerate's trackers (TensorBoard, Weights & Biases), from the main process only;
 - only the main process writes: :meth:`Run.on_main` runs a function there and hands its result (or
   its error) to every rank, so no rank waits forever at a barrier for a process that failed.
 
-The loop itself reads top to bottom in the caller (nanoGPT style)::
+The loop itself reads top to bottom in the trainer (nanoGPT style)::
 
-    run = Run(RunConfig(device="auto", batch_size=8, grad_accum=1, clip=1.0, seed=0))
-    loader = run.train_loader(items, collate, steps=1000, start=0)
-    model, optimizer, scheduler, loader = run.prepare(model, optimizer, scheduler, loader)
-    for done in run.train(model, optimizer, scheduler, loader, forward, start_step=0):
-        ...  # done.step optimizer steps so far; done.outputs: forward's results for this step
+    run = Run(settings, clip=settings.clip)
+    with run.staged(artifacts.resumable(out, KIND), resume, overwrite) as state:
+        loader = run.train_loader(items, collate, steps=total - state.step, start=state.position)
+        model, optimizer, scheduler, loader = run.prepare(model, optimizer, scheduler, loader)
+        run.restore()
+        for done in run.train(model, optimizer, scheduler, loader, forward, start_step=state.step):
+            state.step, state.position = done.step, state.position + run.plan.global_batch
+            run.log(row)
+            run.save_checkpoint(state, model, state.improved(evaluation))
+        run.finish(write_artifact)
 
 ``forward(model, batch)`` returns the loss tensor, or an object with a ``.loss`` tensor (kept in
 ``done.outputs`` for logging). It must call ``model(...)`` exactly once: put any loss computation
@@ -48,11 +62,15 @@ from typing import Any
 
 import numpy as np
 
-from musictl.errors import MusictlError, UsageError
+from musictl import artifacts
+from musictl.errors import Interrupted, MusictlError, UsageError
+from musictl.settings import RunSettings, Settings
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.json"
+STATE_FILE = artifacts.STATE_FILE
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
 
 
 # ----- parameter groups ------------------------------------------------------------------------
@@ -203,19 +221,71 @@ def micro_batch_of(samples: Sequence[Sample], batch_size: int) -> int:
     return samples[0].position // batch_size
 
 
-# ----- the run -----------------------------------------------------------------------------------------
+# ----- where a run stands --------------------------------------------------------------------------------
 @dataclasses.dataclass
-class RunConfig:
-    device: str = "auto"  # auto, cpu, cuda
-    mixed_precision: str | None = None  # no, bf16, fp16; None: bf16 on a capable GPU, else no
-    batch_size: int = 8  # per device
-    grad_accum: int = 1
-    global_batch_size: int | None = None  # sets grad_accum when given
-    clip: float | None = 1.0
-    seed: int = 0
-    find_unused_parameters: bool = True  # a masker head unused by mlm, BERT's unused word table
+class TrainerState:
+    """Where a run stands, beside its tensors: ``trainer_state.json`` of a checkpoint (written last).
+
+    Model, optimizer, scheduler and the RNG states of every process are accelerate's (``save_state``);
+    everything else a trainer needs to continue exactly is here. ``position`` counts the items of the
+    training stream consumed so far (``global_batch`` per optimizer step), so a resumed run reads the
+    stream on from there with any number of processes.
+    """
+
+    step: int = 0
+    position: int = 0
+    epoch: int = 0  # whole epochs completed (epoch-based trainers)
+    best: dict | None = None  # the best evaluation so far (its row, with the step or epoch it was made at)
+    last_eval: dict | None = None
+    patience: dict[str, list] = dataclasses.field(default_factory=dict)  # metric -> [best value, position reached]
+    stopped_early: str | None = None
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)  # manifest refs of the inputs, checked on resume
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # the settings the run was started with
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # a trainer's own plain values
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def read(cls, checkpoint: Path) -> TrainerState:
+        data = json.loads((Path(checkpoint) / STATE_FILE).read_text())
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+    def improved(self, row: dict, metric: str = "accuracy") -> bool:
+        """Record ``row`` as the last evaluation; whether it beats the best ``metric`` so far (and becomes it)."""
+        self.last_eval = row
+        if self.best is None or row[metric] > self.best[metric]:
+            self.best = {"step": self.step, "epoch": self.epoch, **row}
+            return True
+        return False
+
+    def out_of_patience(self, patience: int | None, items_per_epoch: int) -> bool:
+        """Record the last evaluation against the best accuracy and loss so far; whether both have gone
+        ``patience`` epochs without improving (Adversarial-MidiBERT's rule: accuracy ties count as better)."""
+        valid, seen = self.last_eval, self.position
+        marks = self.patience
+        if "accuracy" not in marks or valid["accuracy"] >= marks["accuracy"][0]:
+            marks["accuracy"] = [valid["accuracy"], seen]
+        if "loss" not in marks or valid["loss"] < marks["loss"][0]:
+            marks["loss"] = [valid["loss"], seen]
+        epochs = {name: (seen - at) / items_per_epoch for name, (_, at) in marks.items()}
+        if patience is None or min(epochs.values()) < patience:
+            return False
+        self.stopped_early = (f"validation accuracy and loss have not improved for {min(epochs.values()):.1f} epochs "
+                              f"(--patience {patience}) at step {self.step}")
+        return True
+
+    def check_resume(self, settings: Settings, keys: Sequence[str], checkpoint: Path) -> None:
+        """Refuse to continue a checkpoint made with other values of ``keys`` (they shape what it holds)."""
+        now = settings.to_dict()
+        changed = [k for k in keys if k in self.settings and self.settings[k] != now.get(k)]
+        if changed:
+            was = ", ".join(f"--{k.replace('_', '-')} {self.settings[k]}" for k in changed)
+            raise UsageError(f"the checkpoint in {checkpoint} was made with {was}; resume with the same settings, or "
+                             "start again with --overwrite")
 
 
+# ----- the run -----------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class StepDone:
     """What :meth:`Run.train` yields after each optimizer step."""
@@ -225,29 +295,33 @@ class StepDone:
 
 
 class Run:
-    """One training run on this process; see the module docstring for what it guarantees."""
+    """One training run on this process, from its checks to its artifact; see the module docstring."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, settings: RunSettings, *, clip: float | None = None, find_unused_parameters: bool = True):
         from accelerate import Accelerator, PartialState
         from accelerate.state import AcceleratorState
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 
-        self.config = config
+        self.settings, self.clip = settings, clip or None
         check_launch()
-        device = resolve_device(config.device)
+        device = resolve_device(settings.device)
         state = PartialState(cpu=device == "cpu")
-        self.plan = plan_batches(config.batch_size, state.num_processes, config.grad_accum, config.global_batch_size)
-        self.mixed_precision = resolve_mixed_precision(config.mixed_precision, state.device.type)
+        self.plan = plan_batches(settings.batch_size, state.num_processes, settings.grad_accum, settings.global_batch_size)
+        self.mixed_precision = resolve_mixed_precision(settings.mixed_precision, state.device.type)
         if state.num_processes == 1 and AcceleratorState._shared_state:  # one process, several runs (tests, benchmarks)
             AcceleratorState._reset_state()
+        self.trackers = trackers_of(settings.report_to)
         self.accelerator = Accelerator(
             cpu=device == "cpu", mixed_precision=self.mixed_precision, gradient_accumulation_steps=self.plan.grad_accum,
-            step_scheduler_with_optimizer=False,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
+            step_scheduler_with_optimizer=False, log_with=self.trackers or None,
+            project_config=ProjectConfiguration(project_dir="."),  # set to the artifact's staging by :meth:`staged`
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)],
         )
         self.accelerator.register_save_state_pre_hook(self._save_unwrapped)
         self.accelerator.register_load_state_pre_hook(self._load_unwrapped)
-        set_seed(config.seed, device_specific=True)  # seed + rank: each process draws its own dropout masks
+        set_seed(settings.seed, device_specific=True)  # seed + rank: each process draws its own dropout masks
+        self.out: artifacts.Resumable | None = None
+        self.resumed_from: Path | None = None
         if not self.is_main:
             logging.getLogger("musictl").setLevel(logging.WARNING)  # notes once, from the main process
 
@@ -268,6 +342,121 @@ class Run:
         """For metrics.json: the batch plan, the number of processes, the precision, the device type."""
         return {**self.plan.to_dict(), "mixed_precision": self.mixed_precision, "device": self.device.type}
 
+    # --- the lifecycle: checks, lock, staging, resume, interrupts
+    @contextlib.contextmanager
+    def staged(self, out: artifacts.Resumable, resume: bool = False, overwrite: bool = False,
+               inputs: dict[str, Any] | None = None) -> Iterator[TrainerState]:
+        """The run's whole stay on disk: yields its :class:`TrainerState` (fresh, or the checkpoint's).
+
+        Before any work: the target, ``--overwrite`` / ``--resume`` and the folder's permissions are
+        checked and the artifact's lock is taken (a second writer is refused). The run writes into
+        ``out.staging`` (checkpoints, metrics.jsonl, tracker logs); :meth:`finish` swaps it in. Ctrl-C
+        and SIGTERM become :class:`musictl.errors.Interrupted`, which says what was kept; a full disk
+        is an ``OSError`` whatever library hit it.
+        """
+        self.on_main(lambda: out.check(resume, overwrite))
+        with self.main_context(lambda: artifacts.locked(out.target)):
+            source = self.on_main(lambda: out.open(resume, overwrite))
+            self.barrier()
+            self.out, self.resumed_from = out, source
+            state = TrainerState.read(source) if source else TrainerState(inputs=dict(inputs or {}),
+                                                                          settings=self.settings.to_dict())
+            state.stopped_early = None  # a resumed run stops again only if it runs out of patience again
+            self.on_main(lambda: self._truncate_log(state.step))
+            try:
+                with artifacts.disk_errors(out.staging):
+                    self._start_trackers(out)
+                    yield state
+            except KeyboardInterrupt:
+                kept = out.kept() if self.is_main else "the main process says what was kept"
+                raise Interrupted(kept if self.is_main else f"process {self.accelerator.process_index} stopped; {kept}") from None
+            except BaseException:
+                if self.is_main:
+                    out.kept()  # a staging directory without a whole checkpoint holds nothing to resume: removed
+                raise
+            finally:
+                self._end_trackers()
+
+    def restore(self, *objects_with_state: Any) -> None:
+        """Load the checkpoint the run continues (model, optimizer, scheduler, RNG states; then each
+        extra object's ``load_state_dict`` from its ``<name>.json/.safetensors``). Call after :meth:`prepare`."""
+        if self.resumed_from is None:
+            return
+        self.accelerator.load_state(str(self.resumed_from))
+        self.accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
+        for name, obj in objects_with_state:
+            obj.load_state_dict(read_state(self.resumed_from, name))
+
+    def log(self, row: dict[str, Any]) -> None:
+        """One metrics.jsonl row (main process) and the same values to the trackers (``--report-to``)."""
+        def write() -> None:
+            with (self.out.staging / METRICS_FILE).open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+        self.on_main(write)
+        if self.trackers:
+            step = row.get("step", row.get("epoch"))
+            self.accelerator.log(scalars(row), step=step)
+
+    def save_checkpoint(self, state: TrainerState, model: Any = None, improved: bool | None = None,
+                        objects_with_state: Sequence[tuple[str, Any]] = ()) -> None:
+        """``checkpoints/last`` in the staging directory, swapped in whole: accelerate state, the best model
+        (``best/``: ``model`` saved when ``improved``, else the previous best kept), each object's state,
+        and ``trainer_state.json`` last. A kill at any moment leaves the previous checkpoint whole."""
+        checkpoint = self.out.checkpoint
+
+        def write_extra(tmp: Path) -> None:
+            if model is not None and improved is not None:
+                if improved or not (checkpoint / "best").is_dir():
+                    self.unwrap(model).save_pretrained(tmp / "best")
+                else:
+                    _link_tree(checkpoint / "best", tmp / "best")
+            for name, obj in objects_with_state:
+                write_state(tmp, name, obj.state_dict())
+            artifacts.atomic_write_json(tmp / STATE_FILE, state.to_dict())
+
+        with artifacts.disk_errors(checkpoint):
+            self._save_state(checkpoint, write_extra)
+
+    def best_dir(self) -> Path:
+        """The best model of the run so far (``best/`` of the last checkpoint)."""
+        return self.out.checkpoint / "best"
+
+    def finish(self, write: Callable[[Path], None]) -> None:
+        """On the main process: ``write(staging)`` (model, metrics.json, card, manifest), ``curves.png``
+        from metrics.jsonl, then the staging directory replaces the artifact."""
+        def swap_in() -> None:
+            with artifacts.disk_errors(self.out.staging):
+                rows = artifacts.read_jsonl(self.out.staging / METRICS_FILE) if (self.out.staging / METRICS_FILE).is_file() else []
+                plot_curves(rows, self.out.staging / CURVES_FILE)
+                write(self.out.staging)  # the manifest last: it fingerprints every file
+                self.out.swap_in()
+
+        self._end_trackers()  # their files are closed before the manifest fingerprints them
+        self.on_main(swap_in)
+
+    def _truncate_log(self, step: int) -> None:
+        """On resume, forget log lines written after the checkpoint the run continues from."""
+        path = self.out.staging / METRICS_FILE
+        if path.exists():
+            artifacts.write_jsonl(path, [r for r in artifacts.read_jsonl(path) if r.get("step", r.get("epoch", 0)) <= step])
+
+    def _end_trackers(self) -> None:
+        if self.accelerator.trackers:
+            self.accelerator.end_training()
+            self.accelerator.trackers = []
+
+    def _start_trackers(self, out: artifacts.Resumable) -> None:
+        if not self.trackers:
+            return
+        if "wandb" in self.trackers:
+            os.environ.setdefault("WANDB_MODE", "offline")  # no network here; ``wandb sync`` uploads later
+            os.environ.setdefault("WANDB_DIR", str(out.staging / "logs"))
+        self.accelerator.project_configuration.project_dir = str(out.staging)
+        self.accelerator.project_configuration.logging_dir = str(out.staging)  # trackers write into staging/logs
+        self.accelerator.init_trackers("logs", config={k: v for k, v in self.settings.to_dict().items()
+                                                       if isinstance(v, (int, float, str, bool))})
+
     # --- data
     def train_loader(self, items: Sequence[Any], collate: Callable[[list[Sample]], Any], steps: int, start: int = 0,
                      seed: int | None = None):
@@ -283,7 +472,7 @@ class Run:
                              "resume with a batch size that divides it")
         per_step = self.plan.processes * self.plan.grad_accum
         batches = StreamBatches(self.plan.per_device, start // self.plan.per_device, steps * per_step)
-        dataset = StreamDataset(items, self.config.seed if seed is None else seed)
+        dataset = StreamDataset(items, self.settings.seed if seed is None else seed)
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, generator=_own_generator())
 
     def eval_loader(self, items: Sequence[Any], collate: Callable[[list[Sample]], Any], batch_size: int | None = None):
@@ -315,8 +504,8 @@ class Run:
             with accelerator.accumulate(model):
                 out = forward(model, batch)
                 accelerator.backward(out if hasattr(out, "backward") else out.loss)
-                if accelerator.sync_gradients and self.config.clip:
-                    accelerator.clip_grad_norm_(model.parameters(), self.config.clip)
+                if accelerator.sync_gradients and self.clip:
+                    accelerator.clip_grad_norm_(model.parameters(), self.clip)
                 optimizer.step()
                 if accelerator.sync_gradients and scheduler is not None and not optimizer.step_was_skipped:
                     scheduler.step()
@@ -327,6 +516,12 @@ class Run:
                 yield StepDone(step, outputs)
                 outputs = []
                 model.train()  # the caller may have evaluated
+
+    def reduce_mean(self, value: float) -> float:
+        """The mean of a number over the processes."""
+        import torch
+
+        return float(self.accelerator.reduce(torch.tensor(float(value), device=self.device), "mean"))
 
     # --- the main process writes, every rank agrees
     def barrier(self) -> None:
@@ -366,36 +561,33 @@ class Run:
             yield entered[0]
 
     # --- checkpoints
-    def save_checkpoint(self, directory: Path, write_extra: Callable[[Path], None] | None = None) -> None:
-        """accelerate state (+ ``write_extra(tmp)`` on the main process) into ``directory``, atomically.
-
-        Everything goes into a temporary sibling folder that replaces ``directory`` when complete, so
-        a kill leaves the previous checkpoint whole. Write the file that says "complete" last in
-        ``write_extra`` (e.g. :data:`STATE_FILE`).
-        """
-        from musictl.artifacts import replace_dir
-
+    def _save_state(self, directory: Path, write_extra: Callable[[Path], None] | None = None) -> None:
+        """accelerate state (+ ``write_extra(tmp)`` on the main process) into ``directory``, atomically."""
         directory = Path(directory)
         tmp = directory.with_name(f".{directory.name}.tmp")
-        self.on_main(lambda: (shutil.rmtree(tmp, ignore_errors=True), tmp.mkdir(parents=True)))
-        self.accelerator.save_state(str(tmp))
-        self.barrier()
+        with signals_deferred():  # Ctrl-C / SIGTERM wait until the checkpoint is whole (old or new, never half)
+            self.on_main(lambda: (shutil.rmtree(tmp, ignore_errors=True), tmp.mkdir(parents=True)))
+            self.accelerator.save_state(str(tmp))
+            self.barrier()
 
-        def finish() -> None:
-            if write_extra is not None:
-                write_extra(tmp)
-            replace_dir(tmp, directory)
+            def finish() -> None:
+                if write_extra is not None:
+                    write_extra(tmp)
+                artifacts.replace_dir(tmp, directory)
 
-        self.on_main(finish)
-
-    def load_checkpoint(self, directory: Path) -> None:
-        """Model, optimizer, scheduler and RNG states from a checkpoint of any number of processes."""
-        self.accelerator.load_state(str(directory))
-        self.accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
+            self.on_main(finish)
 
     def _save_unwrapped(self, models, weights, output_dir) -> None:
+        """Weights without DDP's wrapper, so N processes' checkpoint resumes on M; a PEFT model keeps only
+        its adapter (the frozen base is not copied into every checkpoint)."""
         for i, model in enumerate(models):
-            weights[i] = self.unwrap(model).state_dict()
+            model = self.unwrap(model)
+            if hasattr(model, "peft_config"):
+                from peft import get_peft_model_state_dict
+
+                weights[i] = get_peft_model_state_dict(model)
+            else:
+                weights[i] = model.state_dict()
 
     def _load_unwrapped(self, models, input_dir) -> None:
         from safetensors.torch import load_file
@@ -403,8 +595,97 @@ class Run:
         for i, model in enumerate(list(models)):
             path = Path(input_dir) / (f"model_{i}.safetensors" if i else "model.safetensors")
             if path.is_file():
-                self.unwrap(model).load_state_dict(load_file(str(path), device=str(self.device)))
+                model_unwrapped = self.unwrap(model)
+                weights = load_file(str(path), device=str(self.device))
+                if hasattr(model_unwrapped, "peft_config"):
+                    from peft import set_peft_model_state_dict
+
+                    set_peft_model_state_dict(model_unwrapped, weights)
+                else:
+                    model_unwrapped.load_state_dict(weights)
                 models.remove(model)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block (main thread only; elsewhere a no-op)."""
+    import signal
+
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    except (AttributeError, ValueError, OSError):
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def trackers_of(report_to: str) -> list[str]:
+    """The accelerate trackers of ``--report-to`` (their packages checked now, not after an hour of training)."""
+    names = {"none": [], "all": ["tensorboard", "wandb"]}.get(report_to, [report_to])
+    for name in names:
+        module = "tensorboard" if name == "tensorboard" else "wandb"
+        try:
+            __import__(module)
+        except ImportError:
+            raise UsageError(f"--report-to {report_to}: the {module} package is not installed; pip install {module}, "
+                             "or use --report-to none") from None
+    return names
+
+
+def scalars(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a (nested) metrics row, flattened to ``valid/fields/pitch/accuracy`` names."""
+    out: dict[str, float] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(scalars(value, name + "/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (prefix or key not in ("step", "epoch")):
+            out[name] = float(value)
+    return out
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    """``curves.png``: the training loss and every validation metric over steps (or epochs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    x_name = "step" if "step" in rows[0] else "epoch"
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        for name, value in scalars(row).items():
+            if name.startswith("valid/fields/") or name in ("lr", "notes_per_s") or name.endswith("per_codebook"):
+                continue
+            series.setdefault(name, []).append((row.get(x_name, 0), value))
+    losses = {k: v for k, v in series.items() if "loss" in k}
+    others = {k: v for k, v in series.items() if k not in losses}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for ax, group, title in ((axes[0], losses, "losses"), (axes[1], others, "metrics")):
+        for name, points in sorted(group.items()):
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="." if len(points) < 30 else None, label=name)
+        ax.set_xlabel(x_name)
+        ax.set_title(title)
+        if group:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        try:
+            os.link(file, target / file.name)
+        except OSError:
+            shutil.copy2(file, target / file.name)
 
 
 def _own_generator():

@@ -1,7 +1,10 @@
-"""What a workspace holds: every artifact with its freshness, and the leftovers of killed runs.
+"""What a workspace holds: every artifact with its freshness, the runs that can be resumed, and the
+leftovers of killed runs.
 
 ``musictl status`` renders :func:`scan`; ``musictl status --clean`` calls :func:`clean`. Both read
-the artifact-kind registry (:data:`musictl.artifacts.KINDS`), so a new kind appears here by itself.
+the artifact-kind registry (:data:`musictl.artifacts.KINDS`), so a kind registered there appears
+here by itself (``PIPELINE`` only orders the next-step hint). A resumable run is the staging
+directory of a training run (:func:`musictl.artifacts.resumable`) that holds a whole checkpoint.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from musictl import artifacts
 from musictl.errors import ArtifactError
 
 # The order a workspace is built in, and so the order of the next-step hint.
-PIPELINE = ("tokens", "bert", "embeddings", "graph", "gcn", "finetune", "violin-data", "violin-lora", "violin-eval")
+PIPELINE = (artifacts.TOKENS, artifacts.BERT, artifacts.EMBEDDINGS, artifacts.GRAPH, artifacts.GCN, artifacts.FINETUNE,
+            artifacts.VIOLIN_DATA, artifacts.VIOLIN_LORA, artifacts.VIOLIN_EVAL)
 
 
 @dataclass
@@ -36,15 +40,30 @@ class ArtifactStatus:
 
 
 @dataclass
+class ResumableRun:
+    """An interrupted training run whose checkpoint can be continued."""
+
+    kind: str
+    name: str | None
+    path: str  # its staging directory
+    step: int
+    command: str  # the command that resumes it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class WorkspaceStatus:
     root: str
     artifacts: list[ArtifactStatus]
     leftovers: list[str]
     next_step: str
+    resumable: list[ResumableRun] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"root": self.root, "artifacts": [a.to_dict() for a in self.artifacts], "leftovers": self.leftovers,
-                "next_step": self.next_step}
+        return {"root": self.root, "artifacts": [a.to_dict() for a in self.artifacts],
+                "resumable": [r.to_dict() for r in self.resumable], "leftovers": self.leftovers, "next_step": self.next_step}
 
 
 def _size(path: Path) -> int:
@@ -54,8 +73,7 @@ def _size(path: Path) -> int:
 def candidates(root: Path) -> list[tuple[str, str | None, Path]]:
     """(kind, name, directory) of every place an artifact of a registered kind may be."""
     found = []
-    for kind in PIPELINE:
-        spec = artifacts.KINDS[kind]
+    for kind, spec in artifacts.KINDS.items():
         if spec.named:
             parent = root / spec.directory.split("/{name}")[0]
             if parent.is_dir():
@@ -107,8 +125,28 @@ def inspect(kind: str, name: str | None, path: Path) -> ArtifactStatus:
     return status
 
 
-def next_step(found: list[ArtifactStatus]) -> str:
-    """The command to run next: remake the first stale or broken artifact, else make the first missing one."""
+def resumable_runs(root: Path) -> list[ResumableRun]:
+    """Every staging directory of a registered kind that holds a whole checkpoint (``.NAME.staging/``)."""
+    found = []
+    for kind, spec in artifacts.KINDS.items():
+        parent = root / (spec.directory.split("/{name}")[0] if spec.named else str(Path(spec.directory).parent))
+        if not parent.is_dir():
+            continue
+        pattern = f".*{artifacts.STAGING_SUFFIX}" if spec.named else f".{Path(spec.directory).name}{artifacts.STAGING_SUFFIX}"
+        for staging in sorted(parent.glob(pattern)):
+            name = staging.name[1 : -len(artifacts.STAGING_SUFFIX)] if spec.named else None
+            run = artifacts.resumable(staging.with_name(name or Path(spec.directory).name), kind, name)
+            step = run.step()
+            if step is not None:
+                found.append(ResumableRun(kind, name, str(staging), step, run.resume_command()))
+    return found
+
+
+def next_step(found: list[ArtifactStatus], resumable: list[ResumableRun] = ()) -> str:
+    """The command to run next: resume an interrupted run, remake the first stale or broken artifact, else
+    make the first missing one."""
+    if resumable:
+        return resumable[0].command
     for item in found:
         if item.state in ("stale", "incomplete", "corrupt"):
             return f"{item.made_by} --overwrite" if item.kind != "tokens" or item.state != "stale" else \
@@ -123,7 +161,8 @@ def next_step(found: list[ArtifactStatus]) -> str:
 def scan(workdir: str | Path | None = None) -> WorkspaceStatus:
     root = artifacts.workspace_root(workdir)
     found = [inspect(kind, name, path) for kind, name, path in candidates(root)] if root.is_dir() else []
-    return WorkspaceStatus(str(root), found, [str(p) for p in leftovers(root)], next_step(found))
+    runs = resumable_runs(root) if root.is_dir() else []
+    return WorkspaceStatus(str(root), found, [str(p) for p in leftovers(root)], next_step(found, runs), runs)
 
 
 def leftovers(root: Path) -> list[Path]:

@@ -62,7 +62,7 @@ def violin_cli():
     import typer
     from typer.testing import CliRunner
 
-    from musictl.commands import violin
+    from musictl.cli import COMMANDS, register
 
     app = typer.Typer()
 
@@ -70,6 +70,6 @@ def violin_cli():
     def _root() -> None:
         """test root"""
 
-    violin.register(app)
+    register(app, [(name, function) for name, function in COMMANDS if name.startswith("lora-violin ")])
     runner = CliRunner()
     return lambda *args: runner.invoke(app, ["lora-violin", *map(str, args)])

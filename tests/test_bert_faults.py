@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from musictl import artifacts, training
@@ -38,6 +39,18 @@ def bert_dir(tokens_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bert") / "bert"
     pretrain(tokens_dir, out, settings(max_steps=2))
     return out
+
+
+def sigint_at(step: int):
+    """A progress callback that sends this process a real SIGINT (Ctrl-C) once ``step`` is reached."""
+    import os
+    import signal
+
+    def callback(done, total, row=None):
+        if done == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return callback
 
 
 def interrupt_at(step: int):
@@ -66,7 +79,7 @@ def test_sigterm_keeps_the_old_model_and_says_what_was_kept(tokens_dir, tmp_path
     message = " ".join(stderr.split())
     assert job.returncode == 130, stderr[-2000:]
     step = json.loads(state.read_text())["step"]
-    assert f"checkpoint at step {step} kept in {tmp_path / '.bert.staging'}; resume with --resume" in message
+    assert f"checkpoint at step {step} kept in {tmp_path / '.bert.staging'}; resume with musictl pretrain-bert --resume" in message
     assert f"{out} is unchanged" in message
     assert (out / "model.safetensors").read_bytes() == before  # the old model, whole and loadable
     artifacts.require(out, "bert")
@@ -115,7 +128,7 @@ def test_an_interrupted_run_is_not_silently_replaced(tokens_dir, tmp_path):
     out = tmp_path / "bert"
     with pytest.raises(Interrupted):
         pretrain(tokens_dir, out, settings(max_steps=6), on_progress=interrupt_at(2))
-    with pytest.raises(ArtifactError, match=r"holds an interrupted run.*--resume.*--overwrite"):
+    with pytest.raises(ArtifactError, match=r"holds an interrupted pre-training run.*--resume.*--overwrite"):
         pretrain(tokens_dir, out, settings(max_steps=6))
 
 
@@ -188,16 +201,23 @@ def test_predict_refuses_what_is_not_a_finetuned_model(tokens_dir, bert_dir, tmp
         assert "Traceback" not in result.output and "None" not in result.output
 
 
-def test_an_interrupted_finetune_writes_nothing(tokens_dir, tmp_path):
+def test_an_interrupted_finetune_keeps_its_checkpoint_and_resumes_to_the_same_weights(tokens_dir, tmp_path):
+    from safetensors.torch import load_file
+
     from musictl.bert.finetune import finetune
     from musictl.bert.settings import FinetuneSettings
 
+    settings = FinetuneSettings(task="style", from_scratch=True, max_len=64, batch_size=4, epochs=3, patience=5, device="cpu")
+    whole = finetune(tokens_dir, tmp_path / "none", tmp_path / "whole", settings)
     out = tmp_path / "style"
     out.mkdir()
     (out / "keep.txt").write_text("old")
-    with pytest.raises(Interrupted, match=re.escape(f"nothing was written; {out} is unchanged")):
-        finetune(tokens_dir, tmp_path / "none", out, FinetuneSettings(task="style", from_scratch=True, max_len=64, batch_size=4,
-                                                                     epochs=2, device="cpu"),
-                 overwrite=True, on_progress=interrupt_at(1))
+    with pytest.raises(Interrupted, match=re.escape("checkpoint at step") + ".*" + re.escape(f"--resume; {out} is unchanged")):
+        finetune(tokens_dir, tmp_path / "none", out, settings, overwrite=True, on_progress=sigint_at(2))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".style")]
+    resumed = finetune(tokens_dir, tmp_path / "none", out, settings, overwrite=True, resume=True)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3] and resumed.test == whole.test
+    first, second = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert [r["epoch"] for r in artifacts.read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert (out / "curves.png").is_file() and not (tmp_path / ".style.staging").exists()

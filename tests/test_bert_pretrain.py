@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from musictl import constants as C
 from musictl.bert.data import pad_batch
-from musictl.bert.masking import adversarial_selection, budget, random_selection
+from musictl.bert.hard_mining import masker_targets
+from musictl.bert.masking import budget, hard_mining_selection, random_selection
 from musictl.bert.model import MidiBertConfig, MidiBertForPreTraining, load_encoder
-from musictl.bert.objectives import masker_targets, mlm_step
+from musictl.bert.objective import mlm_step
 from musictl.bert.pretrain import PretrainSettings, pretrain
 from musictl.cli import app
 from musictl.errors import ArtifactError, Interrupted
@@ -71,7 +72,7 @@ def test_masking_never_touches_padding(tokens_dir):
         assert torch.equal(chosen.sum(1), budget(mask, 0.15))
         scores = torch.randn(mask.shape)
         scores[~mask.bool()] = 100.0  # a masker that loves padding still cannot pick it
-        chosen = adversarial_selection(scores, mask, 0.15, 0.2, generator)
+        chosen = hard_mining_selection(scores, mask, 0.15, 0.2, generator)
         assert not (chosen & ~mask.bool()).any()
         assert torch.equal(chosen.sum(1), budget(mask, 0.15))
 
@@ -79,7 +80,7 @@ def test_masking_never_touches_padding(tokens_dir):
 def test_adversarial_selection_follows_the_masker(tokens_dir):
     _, mask = padded_batch(tokens_dir)
     scores = torch.arange(mask.shape[1], dtype=torch.float).expand(mask.shape).clone()  # later notes score higher
-    chosen = adversarial_selection(scores, mask, 0.2, 0.0, torch.Generator().manual_seed(0))
+    chosen = hard_mining_selection(scores, mask, 0.2, 0.0, torch.Generator().manual_seed(0))
     for row in range(mask.shape[0]):
         real = int(mask[row].sum())
         picked = chosen[row].nonzero().flatten().tolist()
@@ -95,7 +96,7 @@ def test_masker_targets_are_per_sample():
     assert target[:, 3].eq(0).all()
 
 
-def test_loss_falls_when_overfitting(tokens_dir):
+def _overfit_losses(tokens_dir) -> list[float]:
     model = tiny_model(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     ids, mask = padded_batch(tokens_dir, n=2, length=32)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -106,6 +107,17 @@ def test_loss_falls_when_overfitting(tokens_dir):
         result.loss.backward()
         optimizer.step()
         losses.append(float(result.loss.detach()))
+    return losses
+
+
+def test_loss_falls_when_overfitting(tokens_dir):
+    losses = _overfit_losses(tokens_dir)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+@pytest.mark.slow
+def test_loss_halves_when_overfitting(tokens_dir):
+    losses = _overfit_losses(tokens_dir)
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
 
 
@@ -187,26 +199,30 @@ def test_preset_paper_fills_what_was_not_typed(monkeypatch):
 
 
 def test_patience_needs_both_accuracy_and_loss_to_stall():
-    from musictl.bert.pretrain import out_of_patience
+    from musictl.training import TrainerState
 
-    state, n_train = {"step": 0, "windows_seen": 0}, 10
+    state, n_train = TrainerState(), 10
     history = [(0.30, 2.0), (0.32, 1.9), (0.31, 1.8), (0.31, 1.85), (0.30, 1.9), (0.29, 1.95)]  # one eval per epoch
     stops = []
     for epoch, (accuracy, loss) in enumerate(history):
-        state.update(step=epoch, windows_seen=epoch * n_train, last_eval={"accuracy": accuracy, "loss": loss})
-        stops.append(out_of_patience(state, 2, n_train))
+        state.step, state.position, state.last_eval = epoch, epoch * n_train, {"accuracy": accuracy, "loss": loss}
+        stops.append(state.out_of_patience(2, n_train))
     # accuracy's best is epoch 1, loss's best epoch 2: both are 2 epochs old only at epoch 4
     assert stops == [False, False, False, False, True, True]
-    assert "--patience 2" in state["stopped_early"]
-    state.update(windows_seen=6 * n_train, last_eval={"accuracy": 0.32, "loss": 3.0})  # an accuracy tie counts as better
-    assert not out_of_patience(state, 2, n_train)
-    assert not out_of_patience({"step": 0, "windows_seen": 0, "last_eval": {"accuracy": 0.1, "loss": 1.0}}, None, n_train)
+    assert "--patience 2" in state.stopped_early
+    state.position, state.last_eval = 6 * n_train, {"accuracy": 0.32, "loss": 3.0}  # an accuracy tie counts as better
+    assert not state.out_of_patience(2, n_train)
+    assert not TrainerState(last_eval={"accuracy": 0.1, "loss": 1.0}).out_of_patience(None, n_train)
 
 
 def test_run_ends_at_the_evaluation_that_runs_out_of_patience(tokens_dir, tmp_path, monkeypatch):
-    import musictl.bert.pretrain as pretraining
+    from musictl.training import TrainerState
 
-    monkeypatch.setattr(pretraining, "out_of_patience", lambda state, patience, n: state.update(stopped_early="tested") or True)
+    def out_of_patience(self, patience, n):
+        self.stopped_early = "tested"
+        return True
+
+    monkeypatch.setattr(TrainerState, "out_of_patience", out_of_patience)
     result = pretrain(tokens_dir, tmp_path / "b", _settings(max_steps=9, eval_every=3, objective="mlm", patience=1))
     assert (result.steps, result.stopped_early) == (3, "tested")
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
@@ -218,5 +234,5 @@ def test_patience_marks_of_the_last_evaluation_are_checkpointed(tokens_dir, tmp_
     result = pretrain(tokens_dir, tmp_path / "b", _settings(max_steps=2, eval_every=2, objective="mlm", patience=50))
     state = json.loads((tmp_path / "b" / "checkpoints" / "last" / "trainer_state.json").read_text())
     last = result.final_valid
-    assert state["patience"] == {"accuracy": [last["accuracy"], state["windows_seen"]], "loss": [last["loss"], state["windows_seen"]]}
+    assert state["patience"] == {"accuracy": [last["accuracy"], state["position"]], "loss": [last["loss"], state["position"]]}
     assert result.stopped_early is None

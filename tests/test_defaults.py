@@ -1,20 +1,20 @@
 """One source for every default: each command option's default equals its settings field.
 
 Every command module declares ``SETTINGS = {"command name": (SettingsClass, ...)}``; this test walks
-every command of the CLI and compares each parameter with the settings field of the same name.
+every command of the CLI (the modules of ``musictl.cli.COMMANDS``, the one registry) and compares each
+parameter with the settings field of the same name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import importlib
-import pkgutil
+import sys
 
 import pytest
 import typer
 
-import musictl.commands
+from musictl.cli import COMMANDS as REGISTRY
 from musictl.cli import app
 
 # Commands whose options are all shared plumbing (workspace, output, format switches), not settings.
@@ -37,9 +37,8 @@ def _click_commands():
 
 def _declared_settings() -> dict[str, tuple]:
     declared = {}
-    for module in pkgutil.iter_modules(musictl.commands.__path__):
-        found = getattr(importlib.import_module(f"musictl.commands.{module.name}"), "SETTINGS", {})
-        declared.update(found)
+    for module in dict.fromkeys(sys.modules[function.__module__] for _, function in REGISTRY):
+        declared.update(getattr(module, "SETTINGS", {}))
     return declared
 
 

@@ -30,6 +30,7 @@ from musictl import artifacts, training
 from musictl.bert.model import load_encoder
 from musictl.bert.pretrain import PretrainSettings, pretrain
 from musictl.errors import UsageError
+from musictl.settings import RunSettings
 
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--field-embed-dim", "8", "--max-len", "64", "--dropout", "0"]
 
@@ -103,7 +104,7 @@ def test_a_cpu_launch_that_would_train_alone_is_refused(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)  # ... for the one process it starts
     with pytest.raises(UsageError, match="--multi_gpu --num_processes N"):
-        training.Run(training.RunConfig(device="cpu"))
+        training.Run(RunSettings(device="cpu"))
 
 
 @pytest.mark.slow

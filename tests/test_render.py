@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from musictl.cli import app
 from musictl.errors import UsageError
-from musictl.transfer.render import find_soundfont, render_midi
+from musictl.midi.audio import find_soundfont, render_midi
 from tests.midi_factory import midi_bytes
 
 runner = CliRunner()

@@ -20,7 +20,7 @@ from musictl.midi.pipeline import tokenize_corpus
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 from musictl.transfer.adjacency import build_graph
-from musictl.transfer.gcn import train_link_prediction
+from musictl.transfer.link_prediction import train_link_prediction
 from musictl.transfer.settings import GcnSettings, WalkSettings
 from musictl.transfer.tables import StyleTables
 from musictl.transfer.walk import RandomWalker
@@ -41,7 +41,7 @@ def test_adjacency_counts_on_a_hand_made_piece(tmp_path):
     files = find_midi_files([folder])
     tokenize_corpus(files, assign_splits(files, (1, 0, 0), 0), tmp_path / "tokens", CFG)
     corpus = TokenCorpus.open(tmp_path / "tokens")
-    graph = build_graph(corpus, corpus.pieces, window=2)
+    graph = build_graph(corpus, corpus.pieces, window=2, fields=tuple(range(8)), edges="cooccurrence")  # the old graph
     index = {int(t): i for i, t in enumerate(graph.nodes)}
     a = graph.adjacency.toarray()
 
@@ -56,6 +56,47 @@ def test_adjacency_counts_on_a_hand_made_piece(tmp_path):
     assert np.allclose(a, a.T) and np.all(np.diag(a) == 0)
     assert len(graph.nodes) == len(set(graph.nodes))
     assert set(graph.nodes) == set((corpus.piece_tokens(0).astype(int) - 4 + CFG.field_offsets).ravel())
+
+
+def test_the_musical_graph_counts_directed_transitions_within_each_part(tmp_path):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    melody = [(0, 1, 60, 40), (1, 1, 62, 80), (2, 1, 64, 120)]
+    (folder / "p.mid").write_bytes(midi_bytes(melody, extra_tracks=[("bass", 32, [(0, 3, 36, 70)])]))
+    files = find_midi_files([folder])
+    tokenize_corpus(files, assign_splits(files, (1, 0, 0), 0), tmp_path / "tokens", CFG)
+    corpus = TokenCorpus.open(tmp_path / "tokens")
+    graph = build_graph(corpus, corpus.pieces)  # the default: musical fields, transitions
+    fields = {C.FIELDS[f] for f in graph.node_fields(CFG)}
+    assert fields == {"position", "instrument", "pitch", "duration", "velocity"} and graph.directed
+    index = {int(t): i for i, t in enumerate(graph.nodes)}
+    a = graph.adjacency.toarray()
+
+    def w(x, y):
+        return a[index[x], index[y]]
+
+    p36, p60, p62, p64 = (_flat(C.PITCH, p) for p in (36, 60, 62, 64))
+    assert w(p60, p62) == 1 and w(p62, p64) == 1 and w(p62, p60) == 0  # directed: from a note to the next
+    assert w(p60, p64) == 0 and w(p36, p60) == 0 and w(p60, p36) == 0  # the next note only, of the same part
+    assert w(p60, _flat(C.VELOCITY, 80 * 32 // 128)) == 1  # every field pair: pitch -> the next note's velocity
+    assert w(p60, _flat(C.VELOCITY, 40 * 32 // 128)) == 0  # nothing within a note
+    assert np.all(np.diag(a) == 0) and graph.undirected()[index[p62], index[p60]] == 1
+    program = _flat(C.INSTRUMENT, 0)
+    assert graph.loops[index[program]] == 2  # the melody's instrument follows itself twice
+    assert p36 in index  # the bass's one note is a node, with no transition
+
+
+def test_graph_nodes_flag_and_the_old_graph(tmp_path):
+    from musictl.errors import UsageError
+    from musictl.transfer.settings import GraphSettings
+
+    assert GraphSettings().nodes == "position,instrument,pitch,duration,velocity"
+    assert GraphSettings(nodes="tempo, Pitch".lower()).nodes == "pitch,tempo"  # canonical, Octuple order
+    assert GraphSettings(nodes="all").fields == tuple(range(8))
+    assert GraphSettings(nodes="time-signature").fields == (C.TIME_SIGNATURE,)
+    for bad in ("pitch,chord", ""):
+        with pytest.raises(UsageError, match="--nodes"):
+            GraphSettings(nodes=bad)
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +142,9 @@ def test_graph_too_small_to_split():
 
 def _walker(style_graph):
     corpus, graph = style_graph
-    z = np.random.default_rng(1).normal(size=(len(graph.nodes), 8))
+    links = np.random.default_rng(1).random((len(graph.nodes), len(graph.nodes)))
     tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in corpus.select(style="waltz")], corpus.config)
-    return RandomWalker(graph.nodes, graph.adjacency, z, corpus.config, tables, graph.loops), corpus
+    return RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links, graph.directed), corpus
 
 
 @pytest.mark.parametrize("bars", [1, 3, 9])
@@ -183,6 +224,10 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     ok("train-gcn", "--style", "waltz", "--epochs", "30", "--hidden", "16", "--out-dim", "8", "--device", "cpu")
     metrics = json.loads((ws / "gcn" / "waltz" / "metrics.json").read_text())
     assert 0 <= metrics["test_auc"] <= 1 and metrics["best_epoch"] >= 1
+    assert 0 <= metrics["test_auc_same_field"] <= 1 and metrics["settings"]["negatives"] == "same-field"
+    assert all({"auc", "ap", "auc_same_field", "ap_same_field"} <= set(b) for b in metrics["baselines"].values())
+    graph_manifest = json.loads((ws / "graph" / "waltz" / "manifest.json").read_text())
+    assert graph_manifest["parameters"]["edges"] == "transition" and graph_manifest["metrics"]["pieces"] == 4  # train split
 
     out = tmp_path / "walk.mid"
     ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")  # style defaults to the latest GCN's
@@ -194,6 +239,18 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert score.tracks[0].program == 40 and abs(score.tempos[0].qpm - 90) < 3
     report = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "2").stdout)
     assert report["style"] == "waltz" and set(report["divergence_other_styles"]) == {"blues", "march"}
+    assert report["reference"] == {"split": "valid+test", "pieces": 4}  # held-out pieces, never the graph's
+    listening = report["listening"]
+    assert listening["held_out"]["pieces"] == 4 and 0 <= listening["generated"]["silence_share"] <= 1
+    assert report["judge"]["folds"] == 2 and 0 <= report["judge"]["accuracy"] <= 1
+    assert report["walk"]["gcn"] and 0 <= report["walk"]["mix"] <= 1
+    ablation = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "2", "--no-gcn", "--mix", "0.5").stdout)
+    assert ablation["walk"] == {"mix": 0.5, "gcn": False, "temperature": 1.0}
+    ok("adjacency", "--style", "waltz", "--nodes", "all", "--edges", "cooccurrence", "--overwrite")  # the old graph
+    assert json.loads((ws / "graph" / "waltz" / "graph.json").read_text())["edges"] == "cooccurrence"
+    ok("train-gcn", "--style", "waltz", "--epochs", "5", "--hidden", "16", "--out-dim", "8", "--no-baselines",
+       "--negatives", "uniform", "--device", "cpu", "--overwrite")
+    ok("generate-rwr", "-n", "2", "-o", str(tmp_path / "old.mid"))
     assert runner.invoke(app, ["generate-rwr", "-n", "0", *w]).exit_code == 2
 
     ok("finetune-mask", "--task", "style", "--epochs", "1", "--max-len", "64", "--device", "cpu")

@@ -58,11 +58,11 @@ def _must_not_run(*args, **kwargs):
 @pytest.mark.slow
 def test_existing_outputs_are_refused_before_the_work(ws, monkeypatch):
     import musictl.transfer.adjacency as graphs
-    import musictl.transfer.gcn as gcn
+    import musictl.transfer.link_prediction as link_prediction
     import musictl.transfer.pipeline as pipeline
 
     monkeypatch.setattr(graphs, "build_graph", _must_not_run)
-    monkeypatch.setattr(gcn, "train_link_prediction", _must_not_run)
+    monkeypatch.setattr(link_prediction, "train_link_prediction", _must_not_run)
     monkeypatch.setattr(pipeline, "embedding_tables", _must_not_run)
     for args in (("adjacency", "--style", "waltz"), ("train-gcn", "--style", "waltz"), ("embed",)):
         result = invoke(ws, *args)
@@ -183,7 +183,8 @@ def test_train_gcn_writes_baselines_and_prints_them(ws):
     assert {"test_auc", "test_ap", "baselines"} <= set(metrics) and metrics["settings"]["graph"] == "similarity"
     assert set(metrics["baselines"]) == {"common_neighbours", "adamic_adar", "resource_allocation", "degree_product",
                                          "gcn_random_features", "mlp_embeddings"}
-    assert all(set(v) == {"auc", "ap"} for v in metrics["baselines"].values())
+    assert all(set(v) == {"auc", "ap", "auc_same_field", "ap_same_field"} for v in metrics["baselines"].values())
+    assert metrics["settings"]["predict"] == "style" and metrics["test_auc_same_field"] is not None
     assert "degree product" in result.output and "best baseline" in result.output
 
 

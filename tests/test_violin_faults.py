@@ -62,7 +62,7 @@ def lora_settings(tiny: Path, **changes):
 def train(root: Path, tiny: Path, overwrite: bool = False, resume: bool = False, on_progress=None, **changes):
     from musictl.violin import pipeline
 
-    return pipeline.train(lora_settings(tiny, **changes), root / "violin/data", root / "violin/lora", root, "cpu", resume,
+    return pipeline.train(lora_settings(tiny, device="cpu", **changes), root / "violin/data", root / "violin/lora", root, resume,
                           overwrite, on_progress)
 
 
@@ -91,16 +91,15 @@ def _stop_at(step: int):
 
 # ----- training: interrupts, locks, leftovers, resume ---------------------------------------------
 def test_interrupted_overwrite_keeps_the_old_adapter_and_says_which_checkpoint(workspace, tiny, tmp_path):
-    from musictl.violin.pipeline import checkpoint_dir
-
     root = copy_workspace(workspace, tmp_path)
     lora = root / "violin/lora"
+    staging = artifacts.resumable(lora).staging
     before = artifacts.require(lora, "violin-lora").fingerprint
     with pytest.raises(Interrupted) as caught:
         train(root, tiny, overwrite=True, on_progress=_stop_at(3), max_steps=6)
     message = str(caught.value)
-    assert f"checkpoint at step 2 kept in {checkpoint_dir(lora)}" in message
-    assert "resume with --resume --overwrite" in message and f"{lora} was left as it was" in message
+    assert f"checkpoint at step 2 kept in {staging}" in message
+    assert "resume with musictl lora-violin train --resume" in message and f"{lora} is unchanged" in message
     assert artifacts.require(lora, "violin-lora").fingerprint == before  # whole and unchanged
     assert artifacts.leftovers(lora) == [] and artifacts.lock_owner(lora) is None
 
@@ -109,12 +108,12 @@ def test_interrupted_overwrite_keeps_the_old_adapter_and_says_which_checkpoint(w
     rows = [json.loads(line) for line in (lora / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert artifacts.require(lora, "violin-lora").fingerprint != before
-    assert not checkpoint_dir(lora).exists()
+    assert not staging.exists() and (lora / "checkpoints/last/trainer_state.json").is_file()
 
 
 def test_an_interrupt_before_the_first_checkpoint_says_nothing_was_kept(tiny, tmp_path):
     make_data(tmp_path)
-    with pytest.raises(Interrupted, match=r"before the first checkpoint .*nothing was kept"):
+    with pytest.raises(Interrupted, match=r"no checkpoint had been written yet, so nothing was kept"):
         train(tmp_path, tiny, on_progress=_stop_at(1), eval_every=3)
     assert not (tmp_path / "violin/lora").exists() and artifacts.leftovers(tmp_path / "violin/lora") == []
 
@@ -123,7 +122,7 @@ def test_resume_with_other_settings_is_refused(workspace, tiny, tmp_path):
     root = copy_workspace(workspace, tmp_path)
     with pytest.raises(Interrupted):
         train(root, tiny, overwrite=True, on_progress=_stop_at(3), max_steps=6)
-    with pytest.raises(UsageError, match=r"other settings \(rank\)"):
+    with pytest.raises(UsageError, match=r"was made with --rank 2; resume with the same settings"):
         train(root, tiny, overwrite=True, resume=True, max_steps=6, rank=4)
 
 
@@ -136,12 +135,10 @@ def test_the_write_lock_is_held_for_the_whole_run(tiny, tmp_path):
 
 
 def test_the_next_run_removes_what_killed_runs_left(tiny, tmp_path):
-    from musictl.violin.pipeline import checkpoint_dir
-
     make_data(tmp_path)
     lora = tmp_path / "violin/lora"
     staging = lora.with_name(".lora.x1y2.tmp")
-    half_checkpoint = checkpoint_dir(lora).with_name(checkpoint_dir(lora).name + ".tmp")
+    half_checkpoint = artifacts.resumable(lora).checkpoint.with_name(".last.tmp")
     for folder in (staging, half_checkpoint):
         folder.mkdir(parents=True)
         (folder / "junk").write_bytes(b"x" * 100)
@@ -153,15 +150,14 @@ def test_the_next_run_removes_what_killed_runs_left(tiny, tmp_path):
 def test_a_checkpoint_is_never_discarded_unasked(tiny, tmp_path, caplog):
     import logging
 
-    from musictl.violin.pipeline import checkpoint_dir
-
     make_data(tmp_path)
     with pytest.raises(Interrupted):
         train(tmp_path, tiny, on_progress=_stop_at(3))
-    checkpoint = checkpoint_dir(tmp_path / "violin/lora")
-    with pytest.raises(ArtifactError, match="interrupted run at step 2; continue it with --resume, or pass --overwrite"):
+    checkpoint = artifacts.resumable(tmp_path / "violin/lora").staging
+    with pytest.raises(ArtifactError, match="interrupted LoRA training run at step 2; continue it with musictl lora-violin train "
+                                            "--resume, or pass --overwrite"):
         train(tmp_path, tiny)
-    assert (checkpoint / "state.json").is_file()
+    assert (checkpoint / "checkpoints/last/trainer_state.json").is_file()
     logger = logging.getLogger("musictl")  # the CLI's log routing may have stopped it propagating to caplog
     logger.addHandler(caplog.handler)
     try:
@@ -309,14 +305,12 @@ def _env() -> dict:
 
 @pytest.mark.slow
 def test_sigterm_during_training_keeps_the_checkpoint_and_says_so(tiny, tmp_path):
-    from musictl.violin.pipeline import checkpoint_dir
-
     make_data(tmp_path)
     lora = tmp_path / "violin/lora"
     args = _musictl("lora-violin", "train", "--base", str(tiny), "--rank", "2", "--batch-size", "2", "--max-steps", "100000",
                     "--eval-every", "2", "--device", "cpu", "-w", str(tmp_path))
     process = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state = checkpoint_dir(lora) / "state.json"
+    state = artifacts.resumable(lora).checkpoint / "trainer_state.json"
     try:
         for _ in range(1200):  # poll for the first checkpoint (a bound, not a timing assertion)
             if state.is_file() or process.poll() is not None:

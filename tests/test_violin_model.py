@@ -168,10 +168,11 @@ def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path, caplog):
 
     import soundfile as sf
 
+    from musictl import artifacts, training
     from musictl.artifacts import write_jsonl
     from musictl.violin.model import load_base
     from musictl.violin.settings import LoraTrainSettings
-    from musictl.violin.train import make_run, train
+    from musictl.violin.train import train
 
     data = tmp_path / "data"
     (data / "clips").mkdir(parents=True)
@@ -181,18 +182,25 @@ def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path, caplog):
         sf.write(data / f"clips/{i}.wav", 0.3 * np.sin(2 * np.pi * f * t), 32_000)
         rows.append({"audio": f"clips/{i}.wav", "caption": "solo violin in D major", "split": "valid" if i == 3 else "train"})
     write_jsonl(data / "metadata.jsonl", rows)
-    ckpt = tmp_path / "ckpt"
-    config = LoraTrainSettings(rank=4, alpha=8, lr=1e-2, batch_size=2, max_steps=2, eval_every=1)
-    model, tok = load_base(tiny_base)
-    _, first, metrics = train(model, tok, data, config, ckpt, make_run(config, "cpu"), False)
+    out = tmp_path / "lora"
+
+    def fit(config, resume):
+        model, tok = load_base(tiny_base)
+        run = training.Run(config, find_unused_parameters=False)
+        with run.staged(artifacts.resumable(out), resume, overwrite=True) as state:
+            _, result = train(model, tok, data, config, run, state)
+            run.finish(lambda staging: None)
+        return result, artifacts.read_jsonl(out / "metrics.jsonl")
+
+    config = LoraTrainSettings(rank=4, alpha=8, lr=1e-2, batch_size=2, max_steps=2, eval_every=1, device="cpu")
+    first, metrics = fit(config, False)
     assert [r["step"] for r in metrics] == [1, 2] and len(first.valid_loss_per_codebook) == 4
     config = dataclasses.replace(config, max_steps=4)
-    model, tok = load_base(tiny_base)
     logger = logging.getLogger("musictl")  # the CLI's log routing may have stopped it propagating to caplog
     logger.addHandler(caplog.handler)
     try:
         with caplog.at_level(logging.INFO, logger="musictl"):
-            _, _, metrics = train(model, tok, data, config, ckpt, make_run(config, "cpu"), True)
+            _, metrics = fit(config, True)
     finally:
         logger.removeHandler(caplog.handler)
     messages = [r.getMessage() for r in caplog.records]

@@ -21,12 +21,13 @@ from tests.midi_factory import midi_bytes
 CFG = TokenizerConfig()
 
 
-def _walker(corpus: TokenCorpus, style: str, loops: bool = True) -> RandomWalker:
+def _walker(corpus: TokenCorpus, style: str, loops: bool = True, **graph_options) -> RandomWalker:
     pieces = corpus.select(style=style)
-    graph = build_graph(corpus, pieces, window=2)
+    graph = build_graph(corpus, pieces, **graph_options)
     tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in pieces], corpus.config)
-    z = np.random.default_rng(1).normal(size=(len(graph.nodes), 8))
-    return RandomWalker(graph.nodes, graph.adjacency, z, corpus.config, tables, graph.loops if loops else None)
+    links = np.random.default_rng(1).random((len(graph.nodes), len(graph.nodes)))
+    return RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops if loops else None, links,
+                        graph.directed)
 
 
 def _seeds(walker: RandomWalker, corpus: TokenCorpus, style: str) -> np.ndarray:
@@ -87,27 +88,40 @@ def repeats_corpus(tmp_path_factory):
     return TokenCorpus.open(root / "tokens")
 
 
-def test_self_loops_are_kept_beside_the_graph(repeats_corpus):
-    graph = build_graph(repeats_corpus, repeats_corpus.pieces, window=2)
+@pytest.mark.parametrize("edges", ["transition", "cooccurrence"])
+def test_self_loops_are_kept_beside_the_graph(repeats_corpus, edges):
+    graph = build_graph(repeats_corpus, repeats_corpus.pieces, window=2, edges=edges)
     assert np.all(graph.adjacency.diagonal() == 0)  # link prediction sees no self-loops
     index = {int(t): i for i, t in enumerate(graph.nodes)}
     pitch = repeats_corpus.piece_tokens(0)[0, C.PITCH] - C.N_SPECIAL
     assert graph.loops[index[int(CFG.field_offsets[C.PITCH]) + int(pitch)]] > 0  # the repeated pitch loops
 
 
-def test_repeated_pitches_appear_when_the_style_has_them(repeats_corpus):
-    style_share = StyleTables.from_pieces([repeats_corpus.piece_tokens(p) for p in repeats_corpus.pieces], CFG).repeat_share
-    assert style_share > 0.4
-    walker = _walker(repeats_corpus, "repeats")
-    seeds = walker.seed_nodes(repeats_corpus.piece_tokens(0)[:16])
+def _repeat_shares(corpus: TokenCorpus) -> tuple[float, float]:
+    """The share of repeated pitches in walks with the style's self-loops (mean of 4 seeds), and without them."""
+    walker = _walker(corpus, "repeats")
+    seeds = walker.seed_nodes(corpus.piece_tokens(0)[:16])
     shares = []
     for seed in range(4):
         same, pairs = repeated_notes(walker.walk(seeds, WalkSettings(bars=16, seed=seed)) - C.N_SPECIAL)
         shares.append(same / pairs)
-    assert np.mean(shares) > 0.3  # close to the style's own share
-    without = _walker(repeats_corpus, "repeats", loops=False)  # self-loops dropped, as graphs used to be
+    without = _walker(corpus, "repeats", loops=False)  # self-loops dropped, as graphs used to be
     same, pairs = repeated_notes(without.walk(seeds, WalkSettings(bars=16, seed=0)) - C.N_SPECIAL)
-    assert same / pairs < 0.1
+    return float(np.mean(shares)), same / pairs
+
+
+def test_repeated_pitches_appear_when_the_style_has_them(repeats_corpus):
+    style_share = StyleTables.from_pieces([repeats_corpus.piece_tokens(p) for p in repeats_corpus.pieces], CFG).repeat_share
+    assert style_share > 0.4
+    with_loops, without_loops = _repeat_shares(repeats_corpus)
+    assert with_loops > without_loops  # the self-loops are what brings the repeats
+
+
+@pytest.mark.slow
+def test_repeated_pitches_come_close_to_the_style_share(repeats_corpus):
+    with_loops, without_loops = _repeat_shares(repeats_corpus)
+    assert with_loops > 0.3  # close to the style's own share
+    assert without_loops < 0.1
 
 
 def test_tempo_and_program_override_the_style(tokens_dir):
@@ -136,3 +150,48 @@ def test_bars_must_be_positive():
 
     with pytest.raises(UsageError, match="--bars"):
         WalkSettings(bars=0)
+
+
+@pytest.mark.parametrize("nodes", ["pitch", "duration,velocity", "position,instrument", "all"])
+@pytest.mark.parametrize("edges", ["transition", "cooccurrence"])
+def test_any_node_fields_walk_to_playable_midi(tokens_dir, nodes, edges):
+    """Fields that are not nodes take the style's values: every subset still decodes to full bars of notes."""
+    from musictl.transfer.settings import GraphSettings
+
+    corpus = TokenCorpus.open(tokens_dir)
+    walker = _walker(corpus, "march", fields=GraphSettings(nodes=nodes).fields, edges=edges)
+    notes = walker.walk(_seeds(walker, corpus, "march"), WalkSettings(bars=4, seed=2))
+    values = notes - C.N_SPECIAL
+    assert sorted(set(values[:, C.BAR].tolist())) == [0, 1, 2, 3]
+    assert set(values[:, C.INSTRUMENT].tolist()) <= {56, 32}  # the march's instruments
+    score = Score.from_midi(tokens_to_midi_bytes(notes, corpus.config))
+    assert score.note_num() == len(notes) and len(score.tempos) == 1 and len(score.time_signatures) == 1
+
+
+def test_the_walk_mixes_the_link_predictor_with_the_counts(tokens_dir):
+    corpus = TokenCorpus.open(tokens_dir)
+    walker = _walker(corpus, "waltz")
+    seeds = _seeds(walker, corpus, "waltz")
+    with_gcn = walker.walk(seeds, WalkSettings(bars=8, seed=0, mix=0.9))
+    assert not np.array_equal(with_gcn, walker.walk(seeds, WalkSettings(bars=8, seed=0, mix=0.9, gcn=False)))
+    # --no-gcn is z = 0: every pair scored alike, the same walk as uniform link probabilities
+    uniform = RandomWalker(walker.nodes, walker.adjacency, walker.config, walker.tables, walker.loops,
+                           np.full(walker.links.shape, 0.5), walker.directed)
+    assert np.array_equal(uniform.walk(seeds, WalkSettings(bars=8, seed=0, mix=0.9)),
+                          walker.walk(seeds, WalkSettings(bars=8, seed=0, mix=0.9, gcn=False)))
+    # mix 0: the counts alone, whatever the predictor says
+    assert np.array_equal(walker.walk(seeds, WalkSettings(bars=8, seed=0, mix=0.0)),
+                          uniform.walk(seeds, WalkSettings(bars=8, seed=0, mix=0.0)))
+
+
+def test_durations_fill_the_time_to_the_parts_next_onset(repeats_corpus):
+    """A legato style (notes last 0.45 of 0.5 beats) gives notes that end near the next onset of their part."""
+    from musictl.transfer.fidelity import listening
+
+    walker = _walker(repeats_corpus, "repeats")
+    seeds = walker.seed_nodes(repeats_corpus.piece_tokens(0)[:16])
+    pieces = [walker.walk(seeds, WalkSettings(bars=8, seed=s)) for s in range(3)]
+    style = listening([repeats_corpus.piece_tokens(p) for p in repeats_corpus.pieces], CFG)
+    generated = listening(pieces, CFG)
+    assert abs(generated["duration_ratio"] - style["duration_ratio"]) < 0.1
+    assert abs(generated["silence_share"] - style["silence_share"]) < 0.1

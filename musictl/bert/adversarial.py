@@ -29,7 +29,7 @@ from musictl.bert.data import pad_batch
 from musictl.bert.diagnostics import masker_diagnostics, masker_scores, unwrap
 from musictl.bert.maskbook import MaskBook, window_rng
 from musictl.bert.masking import corrupt_exact, share_budget, top_k_per_row
-from musictl.bert.objectives import DIAGNOSTIC_SEED_OFFSET, Batches, Objective, StepResult, TrainWindows
+from musictl.bert.objective import DIAGNOSTIC_SEED_OFFSET, Batches, Objective, StepResult, TrainWindows
 from musictl.errors import UsageError
 
 MASK_SHARE = (0.1, 0.3)  # per window and step: share of the maskable notes to mask (then capped)
@@ -104,6 +104,7 @@ class AdversarialObjective(Objective):
     travels in :meth:`state_dict`."""
 
     name = "adversarial"
+    uses_loop_weights = False
 
     def __init__(self, mask_ratio: float = 0.15, seed: int = 0, max_len: int = 512, freeze_every: int = 5,
                  weight_source: str = "train"):
@@ -116,6 +117,11 @@ class AdversarialObjective(Objective):
         self.train_notes = 0
         self.valid_accuracy: list[float] | None = None
         self.freezes: list[dict[str, float]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AdversarialObjective:
+        return cls(mask_ratio=settings.mask_ratio, seed=settings.seed, max_len=settings.max_len,
+                   freeze_every=settings.freeze_every, weight_source=settings.weight_source)
 
     def step(self, model, ids, attention_mask, window_ids, weights, generator) -> StepResult:
         """One batch of the published method (``weights`` from the loop are not used: the method

@@ -1,4 +1,7 @@
-"""Fixed-length windows of notes cut from the tokens artifact, padded, as tensors."""
+"""Fixed-length windows of notes cut from the tokens artifact, padded, as tensors.
+
+The order windows are visited in, epoch by epoch, is :func:`musictl.training.epoch_permutation`.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +41,3 @@ def pad_batch(windows: list[np.ndarray], length: int | None = None) -> tuple[tor
         ids[i, : len(w)] = w[:length]
     ids_t = torch.from_numpy(ids)
     return ids_t, (ids_t[..., 0] != C.PAD_ID).long()
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The order windows are visited in one epoch: a permutation fixed by (seed, epoch)."""
-    return np.random.default_rng([seed, epoch]).permutation(n)

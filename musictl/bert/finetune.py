@@ -1,10 +1,12 @@
 """Mask fine-tuning of MidiBert on a token or sequence task, with early stopping on validation.
 
 During training a share of the input notes (``mask_ratio``) is replaced by MASK, re-drawn every
-batch; the loss skips padding and, for token tasks, the masked notes. The test split is scored once,
-with the weights of the best validation epoch, on clean input (and masked input if asked). Training
-goes through :class:`musictl.training.Run` (1 CPU, 1 GPU or ``accelerate launch``); the output is
-written into a staging directory that replaces ``OUT`` only when complete.
+batch; the loss skips padding and, for token tasks, the masked notes. Each epoch ends with a
+validation (accuracy and loss) and a checkpoint; training stops once validation accuracy and loss have
+both gone ``--patience`` epochs without improving (Adversarial-MidiBERT's rule). The test split is
+scored once, with the weights of the best validation epoch, on clean input (and masked input if
+asked). The run lifecycle (checks, lock, staging, checkpoints, ``--resume``, trackers, interrupts) is
+:class:`musictl.training.Run`'s, on the layout of :func:`musictl.artifacts.resumable`.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from musictl.bert.data import pad_batch, piece_windows
 from musictl.bert.masking import mask_notes, random_selection
 from musictl.bert.model import MidiBertConfig, MidiBertForSequenceClassification, MidiBertForTokenClassification, load_encoder
 from musictl.bert.settings import FinetuneSettings
-from musictl.errors import ArtifactError, Interrupted, UsageError
+from musictl.errors import ArtifactError, UsageError
 from musictl.hf import quiet_transformers
 from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
 
-KIND = "finetune"
+KIND = artifacts.FINETUNE
+RESUME_KEYS = ("task", "from_scratch", "max_len", "seed")  # a checkpoint continues only with the same values of these
 log = logging.getLogger(__name__)
 
 __all__ = ["FinetuneResult", "FinetuneSettings", "finetune"]
@@ -60,7 +63,13 @@ class FinetuneResult:
     chance_accuracy: float
     batch: dict
     test_masked: dict | None = None
+    stopped_early: str | None = None  # why --patience ended the run before --epochs
     main_process: bool = True
+
+    @property
+    def best_epoch_is_last(self) -> bool:
+        """Whether the run was still improving when it ended (its best epoch is its last): not converged."""
+        return self.best_epoch == self.epochs_run
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -68,6 +77,7 @@ class FinetuneResult:
         data.update(data.pop("batch"))
         if data["test_masked"] is None:
             data.pop("test_masked")
+        data["best_epoch_is_last"] = self.best_epoch_is_last
         return data
 
 
@@ -123,7 +133,7 @@ def split_windows(by_split: dict[str, list[tasks.LabelledPiece]], classes: list[
 
 def class_names(spec: tasks.TaskSpec, by_split: dict[str, list[tasks.LabelledPiece]]) -> list[str]:
     if spec.per_note:
-        return tasks.MELODY_CLASSES if spec.name == "melody" else tasks.VELOCITY_CLASSES
+        return list(spec.classes)
     classes = sorted({i.label for i in by_split["train"]})
     unseen = sorted({i.label for s in ("valid", "test") for i in by_split[s]} - set(classes))
     if unseen:
@@ -230,19 +240,37 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
 
 def evaluate_split(run: training.Run, model, split: Split, classes: list[str], settings: FinetuneSettings,
                    masked: bool = False) -> dict:
-    """Scores of one split: per note (token tasks) or per piece (its windows' probabilities summed)."""
+    """Scores of one split: per note (token tasks) or per piece (its windows' probabilities averaged),
+    the mean cross-entropy (``loss``), and per piece its correct and scored counts (``pieces``: what a
+    bootstrap over pieces resamples)."""
     probs = predict_windows(model, split.windows, settings.batch_size, settings.task, run.device,
                             settings.mask_ratio if masked else 0.0, settings.seed + 99, run=run)
+    paths = [item.piece.path for item in split.items]
     if isinstance(model, MidiBertForTokenClassification):
-        y_true = np.concatenate([np.asarray(lab) for lab in split.labels]) if split.labels else np.zeros(0, dtype=int)
-        y_pred = np.concatenate([p.argmax(-1) for p in probs]) if probs else np.zeros(0, dtype=int)
+        labels = [np.asarray(lab) for lab in split.labels]
+        y_true = np.concatenate(labels) if labels else np.zeros(0, dtype=int)
+        p_all = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
+        owner = np.concatenate([np.full(len(lab), o) for lab, o in zip(labels, split.owners)]) if labels else np.zeros(0, int)
         keep = y_true != tasks.IGNORE
-        return scores(y_true[keep], y_pred[keep], classes)
-    piece_probs = np.zeros((len(split.items), len(classes)))
-    for p, owner in zip(probs, split.owners):
-        piece_probs[owner] += p
-    y_true = np.array([classes.index(item.label) for item in split.items])
-    return scores(y_true, piece_probs.argmax(1), classes)
+        y_true, p_all, owner = y_true[keep], p_all[keep], owner[keep]
+        y_pred = p_all.argmax(-1) if len(p_all) else np.zeros(0, dtype=int)
+        true_prob = p_all[np.arange(len(y_true)), y_true] if len(y_true) else np.zeros(0)
+    else:
+        piece_probs = np.zeros((len(split.items), len(classes)))
+        counts = np.zeros(len(split.items))
+        for p, o in zip(probs, split.owners):
+            piece_probs[o] += p
+            counts[o] += 1
+        piece_probs /= np.maximum(counts, 1)[:, None]
+        y_true = np.array([classes.index(item.label) for item in split.items])
+        y_pred, owner = piece_probs.argmax(1), np.arange(len(split.items))
+        true_prob = piece_probs[owner, y_true]
+    result = scores(y_true, y_pred, classes)
+    result["loss"] = round(float(-np.log(np.clip(true_prob, 1e-9, 1.0)).mean()), 5) if len(true_prob) else 0.0
+    correct = np.bincount(owner, weights=(y_true == y_pred), minlength=len(paths))
+    total = np.bincount(owner, minlength=len(paths))
+    result["pieces"] = [[path, int(c), int(t)] for path, c, t in zip(paths, correct, total)]
+    return result
 
 
 # ----- build -----------------------------------------------------------------------------------------------
@@ -256,7 +284,7 @@ def build_model(model_dir: Path, corpus: TokenCorpus, tokens_path: Path, classes
             MidiBertConfig.of_size("tiny", corpus.config)
         config, encoder = MidiBertConfig(**{**base.to_dict(), "tokenizer": corpus.config.describe()}), None
     else:
-        bert = artifacts.require(model_dir, "bert")
+        bert = artifacts.require(model_dir, artifacts.BERT)
         check_pretraining_tokens(model_dir, bert, tokens_path, corpus)
         encoder = load_encoder(model_dir)
         encoder.check_tokens(corpus.config, str(tokens_path))
@@ -292,66 +320,75 @@ def loss_of(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch
 
 # ----- the run -----------------------------------------------------------------------------------------------
 def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSettings, split_file: Path | None = None,
-             overwrite: bool = False, on_progress: Progress | None = None) -> FinetuneResult:
-    """Fine-tune, test at the best validation epoch, write ``out`` (swapped in when complete)."""
+             overwrite: bool = False, resume: bool = False, on_progress: Progress | None = None) -> FinetuneResult:
+    """Fine-tune, test at the best validation epoch, write ``out`` (swapped in when complete).
+
+    ``resume`` continues an interrupted run from its last epoch's checkpoint, or a finished one with a
+    larger ``--epochs``. Ctrl-C / SIGTERM raise :class:`musictl.errors.Interrupted` saying what was kept.
+    """
     quiet_transformers()
-    tokens_path, out = Path(tokens_path), Path(out)
+    tokens_path = Path(tokens_path)
     spec = tasks.TaskSpec(settings.task, settings.label_pattern, Path(settings.labels_file) if settings.labels_file else None)
     corpus = TokenCorpus.open(tokens_path)
-    run = training.Run(training.RunConfig(settings.device, settings.mixed_precision, settings.batch_size, settings.grad_accum,
-                                          settings.global_batch_size, settings.clip, settings.seed))
-    with run.main_context(lambda: artifacts.staging(out, overwrite)) as tmp:
+    run = training.Run(settings, clip=settings.clip)
+    output = artifacts.resumable(out, KIND, settings.task, what=f"{settings.task} fine-tuning run")
+    with run.staged(output, resume, overwrite) as state:
+        if run.resumed_from:
+            state.check_resume(settings, RESUME_KEYS, run.resumed_from)
         by_split, classes, missing = labelled_pieces(corpus, spec, split_file, tokens_path)
         model, inputs = build_model(model_dir, corpus, tokens_path, classes, spec, settings)
         max_len = min(settings.max_len, model.config.max_position_embeddings)
         data = split_windows(by_split, classes, spec.per_note, max_len, corpus.config.max_bars)
-        try:
-            result = _fit(run, model, data, classes, settings, on_progress)
-        except KeyboardInterrupt:
-            previous = f"; {out} is unchanged" if out.exists() else ""
-            raise Interrupted(f"fine-tuning stopped before the end: nothing was written{previous}") from None
-        result = dataclasses.replace(result, unlabelled_pieces=len(missing), pretrained=not settings.from_scratch)
-        run.on_main(lambda: _save(tmp, run.unwrap(model), result, settings, model_dir, split_file, inputs, missing))
+        train, per_note, n_classes = data["train"], spec.per_note, len(classes)
+        optimizer = torch.optim.AdamW(training.param_groups(model, settings.weight_decay), lr=settings.lr)
+        model, optimizer = run.prepare(model, optimizer)
+        run.restore()
+        unwrapped = run.unwrap(model)
+        collate = functools.partial(collate_train, split=train, per_note=per_note, settings=settings,
+                                    batch_size=run.plan.per_device)
+        steps_per_epoch = math.ceil(len(train.windows) / run.plan.global_batch)
+
+        def forward(prepared, batch):
+            return loss_of(prepared(batch["inputs"], batch["attention_mask"]), batch["target"], n_classes)
+
+        started = time.perf_counter()
+        for epoch in range(state.epoch + 1, settings.epochs + 1):
+            loader = run.prepare(run.train_loader(list(range(len(train.windows))), collate, steps_per_epoch, start=state.position))
+            losses = [float(out.detach()) for done in run.train(model, optimizer, None, loader, forward, start_step=state.step)
+                      for out in done.outputs]
+            state.step, state.position, state.epoch = state.step + steps_per_epoch, state.position + steps_per_epoch * \
+                run.plan.global_batch, epoch
+            valid = evaluate_split(run, unwrapped, data["valid"], classes, settings)
+            row = {"epoch": epoch, "step": state.step, "train_loss": round(run.reduce_mean(sum(losses) / len(losses)), 5),
+                   "valid_accuracy": valid["accuracy"], "valid_macro_f1": valid["macro_f1"], "valid_loss": valid["loss"]}
+            improved = state.improved({k: v for k, v in valid.items() if k != "pieces"})
+            stop = state.out_of_patience(settings.patience, len(train.windows))
+            state.extra["history"] = [*state.extra.get("history", []), row]
+            run.log(row)
+            run.save_checkpoint(state, unwrapped, improved)
+            if on_progress is not None and run.is_main:
+                on_progress(epoch, settings.epochs, row)
+            if stop:
+                break
+        unwrapped.load_state_dict(load_weights(run.best_dir(), run.device))
+        test = evaluate_split(run, unwrapped, data["test"], classes, settings)
+        masked = evaluate_split(run, unwrapped, data["test"], classes, settings, masked=True) if settings.eval_masked else None
+        history = state.extra.get("history", [])
+        result = FinetuneResult(
+            task=settings.task, classes=classes, pretrained=not settings.from_scratch, mask_ratio=settings.mask_ratio,
+            best_epoch=state.best["epoch"], epochs_run=len(history), seconds=round(time.perf_counter() - started, 2),
+            pieces={s: len(data[s].items) for s in C.SPLITS}, unlabelled_pieces=len(missing), valid=state.best, test=test,
+            history=history, chance_accuracy=round(1 / n_classes, 4), batch=run.describe(), test_masked=masked,
+            stopped_early=state.stopped_early, main_process=run.is_main)
+        run.finish(lambda staging: _save(staging, unwrapped, result, settings, model_dir, split_file, inputs, missing))
     return result
 
 
-def _fit(run: training.Run, model, data: dict[str, Split], classes: list[str], settings: FinetuneSettings,
-         on_progress: Progress | None) -> FinetuneResult:
-    """Epochs of mask fine-tuning with early stopping; the test scores of the best validation epoch."""
-    optimizer = torch.optim.AdamW(training.param_groups(model, settings.weight_decay), lr=settings.lr)
-    model, optimizer = run.prepare(model, optimizer)
-    unwrapped, train, per_note = run.unwrap(model), data["train"], settings.task in tasks.TOKEN_TASKS
-    collate = functools.partial(collate_train, split=train, per_note=per_note, settings=settings, batch_size=run.plan.per_device)
-    steps_per_epoch = math.ceil(len(train.windows) / run.plan.global_batch)
+def load_weights(directory: Path, device) -> dict:
+    """The ``model.safetensors`` state dict of a ``save_pretrained`` directory."""
+    from safetensors.torch import load_file
 
-    def forward(prepared, batch):
-        return loss_of(prepared(batch["inputs"], batch["attention_mask"]), batch["target"], len(classes))
-
-    history, best, best_state, started = [], None, None, time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
-        start = (epoch - 1) * steps_per_epoch * run.plan.global_batch
-        loader = run.prepare(run.train_loader(list(range(len(train.windows))), collate, steps_per_epoch, start=start))
-        losses = [float(out.detach()) for done in run.train(model, optimizer, None, loader, forward) for out in done.outputs]
-        train_loss = float(run.accelerator.reduce(torch.tensor(sum(losses) / len(losses), device=run.device), "mean"))
-        valid = evaluate_split(run, unwrapped, data["valid"], classes, settings)
-        row = {"epoch": epoch, "train_loss": round(train_loss, 5), "valid_accuracy": valid["accuracy"],
-               "valid_macro_f1": valid["macro_f1"]}
-        history.append(row)
-        if on_progress is not None and run.is_main:
-            on_progress(epoch, settings.epochs, row)
-        if best is None or valid["accuracy"] > best["valid"]["accuracy"]:
-            best, best_state = {"epoch": epoch, "valid": valid}, copy.deepcopy(unwrapped.state_dict())
-        elif epoch - best["epoch"] >= settings.patience:
-            break
-    unwrapped.load_state_dict(best_state)
-    test = evaluate_split(run, unwrapped, data["test"], classes, settings)
-    masked = evaluate_split(run, unwrapped, data["test"], classes, settings, masked=True) if settings.eval_masked else None
-    return FinetuneResult(
-        task=settings.task, classes=classes, pretrained=not settings.from_scratch, mask_ratio=settings.mask_ratio,
-        best_epoch=best["epoch"], epochs_run=len(history), seconds=round(time.perf_counter() - started, 2),
-        pieces={s: len(data[s].items) for s in C.SPLITS}, unlabelled_pieces=0, valid=best["valid"], test=test,
-        history=history, chance_accuracy=round(1 / len(classes), 4), batch=run.describe(), test_masked=masked,
-        main_process=run.is_main)
+    return load_file(str(Path(directory) / "model.safetensors"), device=str(device))
 
 
 def _save(tmp: Path, model, result: FinetuneResult, settings: FinetuneSettings, model_dir: Path, split_file: Path | None,

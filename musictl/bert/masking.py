@@ -31,7 +31,7 @@ def random_selection(attention_mask: torch.Tensor, ratio: float, generator: torc
     return top_k_per_row(noise, real, budget(attention_mask, ratio))
 
 
-def adversarial_selection(
+def hard_mining_selection(
     masker_scores: torch.Tensor, attention_mask: torch.Tensor, ratio: float, random_share: float, generator: torch.Generator
 ) -> torch.Tensor:
     """The masker's choice: per sample, ``random_share`` of the budget at random (exploration),

@@ -21,7 +21,7 @@ def load_classifier(model_dir: Path, device: str = "auto"):
     from musictl.training import resolve_device
 
     quiet_transformers()
-    artifacts.require(Path(model_dir), "finetune", Path(model_dir).name)
+    artifacts.require(Path(model_dir), artifacts.FINETUNE, Path(model_dir).name)
     model = load_midibert(model_dir, producer="musictl finetune-mask --task TASK")
     task = getattr(model.config, "finetune_task", None)
     if task is None:

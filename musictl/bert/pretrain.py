@@ -1,32 +1,34 @@
 """Pre-training MidiBert: build, step, evaluate, save; on 1 CPU, 1 GPU or ``accelerate launch``.
 
-Storage (``OUT`` is ``WORKDIR/bert`` by default)::
+The run lifecycle (checks, lock, staging, checkpoints, ``--resume``, trackers, interrupts) is
+:class:`musictl.training.Run`'s; the layout on disk is :func:`musictl.artifacts.resumable`'s::
 
-    OUT/                       the finished artifact (never touched while a run is in progress)
-        config.json, model.safetensors      the best model (by validation masked accuracy)
-        checkpoints/last/                   where --resume continues: accelerate state, best/, trainer_state.json
-        metrics.jsonl, metrics.json, README.md (model card), manifest.json
-    .OUT.staging/              the run in progress (beside OUT): checkpoints/last/, metrics.jsonl;
-                               swapped in for OUT only when complete; kept on Ctrl-C / SIGTERM for --resume
-    .OUT.lock                  held by the main process for the whole run
+    OUT/                       the finished artifact: config.json + model.safetensors (the best model by
+                               validation masked accuracy), checkpoints/last/ (--resume continues it),
+                               metrics.jsonl, metrics.json, curves.png, README.md (model card), manifest.json
+    .OUT.staging/              the run in progress, swapped in for OUT only when complete
 
-The loop calls the objective only through the interface of ``musictl.bert.objectives.make_objective``
-(``step``, ``on_epoch_end``, ``evaluate_extra``, ``state_dict`` / ``load_state_dict``).
+Every evaluation scores masked-note accuracy per field beside three trivial predictors of the same
+masked notes (:func:`evaluate`): the field's most frequent value in the training split (``unigram``),
+its most frequent value in the same window (``window``) and the previous note's value
+(``previous``). A field is learned when the model beats all three.
+
+The loop calls the objective only through :class:`musictl.bert.objective.Objective` (``step``,
+``on_epoch_end``, ``evaluate_extra``, ``state_dict`` / ``load_state_dict``), built by name with
+:func:`musictl.bert.objectives.make_objective`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,16 +36,19 @@ from musictl import artifacts, training
 from musictl import constants as C
 from musictl.bert.data import cut_windows, pad_batch
 from musictl.bert.model import MidiBertConfig, MidiBertForPreTraining
-from musictl.bert.objectives import field_weights, make_objective
+from musictl.bert.objective import Objective, field_weights
+from musictl.bert.objectives import make_objective
 from musictl.bert.settings import PretrainSettings
-from musictl.errors import ArtifactError, Interrupted, UsageError
+from musictl.errors import ArtifactError, UsageError
 from musictl.hf import quiet_transformers
 from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
 
-KIND = "bert"
-STATE_FILE = training.STATE_FILE
+KIND = artifacts.BERT
 EVAL_SEED = 7919  # validation masks: the same for every run, objective and number of processes
+TRIVIAL = ("unigram", "window", "previous")  # the trivial predictors every field is compared with
+LEARNING_FIELDS = ("pitch", "position", "duration")  # the fields that carry the music (instrument, metre are near constant)
+RESUME_KEYS = ("objective", "max_len", "seed")  # a checkpoint continues only with the same values of these
 log = logging.getLogger(__name__)
 
 __all__ = ["PretrainResult", "PretrainSettings", "pretrain"]
@@ -72,29 +77,51 @@ class PretrainResult:
         data = dataclasses.asdict(self)
         data.pop("main_process")
         data.update(data.pop("batch"))
+        data["learned"] = learned_fields(self.best_valid or self.final_valid)
         return data
 
+    def verdicts(self) -> list[str]:
+        """One line per field: the model's masked accuracy beside its trivial predictors'."""
+        return field_verdicts(self.best_valid or self.final_valid)
 
-# ----- the objective ----------------------------------------------------------------------------------
-def step_weights(objective_name: str, last_eval: dict | None, device) -> torch.Tensor | None:
-    """Per-field loss weights from the last evaluation (mlm, hard-mining); the adversarial objective keeps its own."""
-    if objective_name == "adversarial":
-        return None
-    return field_weights(last_eval).to(device)
+
+def field_verdicts(evaluation: dict) -> list[str]:
+    """``pitch 0.41 vs 0.12 unigram / 0.15 window / 0.19 previous note: learned`` for every field."""
+    lines = []
+    for name, row in evaluation.get("fields", {}).items():
+        if "unigram" not in row:
+            continue
+        best = max(row[t] for t in TRIVIAL)
+        verdict = "learned" if row["accuracy"] > best else "NOT learned (a trivial predictor does as well)"
+        lines.append(f"{name} {row['accuracy']:.3f} vs {row['unigram']:.3f} unigram / {row['window']:.3f} window / "
+                     f"{row['previous']:.3f} previous note: {verdict}")
+    return lines
+
+
+def learned_fields(evaluation: dict) -> dict[str, float]:
+    """Per field, the margin of the model's accuracy over its best trivial predictor (> 0: learned)."""
+    return {name: round(row["accuracy"] - max(row[t] for t in TRIVIAL), 5)
+            for name, row in evaluation.get("fields", {}).items() if "unigram" in row}
 
 
 class ObjectiveModule(nn.Module):
     """The model and its objective as one module, so that one call of the prepared (DDP) module does a
     whole training step's forward work, masker pass included: DDP synchronises gradients only for
-    what runs inside its forward."""
+    what runs inside its forward. ``weights`` are the per-field loss weights of the last evaluation."""
 
-    def __init__(self, model: MidiBertForPreTraining, objective):
+    def __init__(self, model: MidiBertForPreTraining, objective: Objective):
         super().__init__()
         self.model = model
         self.objective = objective
+        self.weights: torch.Tensor | None = None
+        self.notes = 0  # real notes seen by this process (throughput)
 
-    def forward(self, ids, attention_mask, window_ids, weights, generator):
-        return self.objective.step(self.model, ids, attention_mask, window_ids, weights, generator)
+    def reweight(self, evaluation: dict | None, device) -> None:
+        self.weights = field_weights(evaluation).to(device) if self.objective.uses_loop_weights else None
+
+    def forward(self, ids, attention_mask, window_ids, generator):
+        self.notes += int(attention_mask.sum())
+        return self.objective.step(self.model, ids, attention_mask, window_ids, self.weights, generator)
 
 
 # ----- build ----------------------------------------------------------------------------------------
@@ -121,8 +148,9 @@ def build_data(corpus: TokenCorpus, tokens_path: Path, max_len: int) -> Pretrain
 
 
 def build_config(corpus: TokenCorpus, settings: PretrainSettings, checkpoint: Path | None) -> MidiBertConfig:
+    """The model's config: the checkpoint's when resuming, else the size and overrides of ``settings``."""
     if checkpoint is not None:
-        config = MidiBertConfig.from_pretrained(checkpoint)
+        config = MidiBertConfig.from_pretrained(checkpoint / "best")
     else:
         dropout = {} if settings.dropout is None else {
             "hidden_dropout_prob": settings.dropout, "attention_probs_dropout_prob": settings.dropout}
@@ -154,15 +182,26 @@ def total_steps_of(settings: PretrainSettings, train_windows: int, global_batch:
     return settings.max_steps or max(1, math.ceil(settings.epochs * train_windows / global_batch))
 
 
+def unigram_values(windows: list[np.ndarray]) -> torch.Tensor:
+    """The most frequent value of every field over the training windows, (8,): the unigram predictor."""
+    stacked = np.concatenate(windows)
+    return torch.tensor([int(np.bincount(stacked[:, f]).argmax()) for f in range(C.N_FIELDS)])
+
+
 # ----- evaluate -------------------------------------------------------------------------------------
+N_SCORES = 2 + len(TRIVIAL)  # accuracy, loss, then each trivial predictor's accuracy, per field
+
+
 @torch.no_grad()
-def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: float, seed: int = EVAL_SEED) -> dict:
+def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: float, unigram: torch.Tensor,
+             seed: int = EVAL_SEED) -> dict:
     """Masked-note accuracy and loss per field on the validation windows, with a fixed random mask per
-    window (drawn from the window's index): the same score on any number of processes."""
+    window (drawn from the window's index: the same score on any number of processes), beside the
+    accuracy of the trivial predictors on the same masked notes."""
     from musictl.bert.masking import corrupt, random_selection
 
     model.eval()
-    totals = torch.zeros(2 * C.N_FIELDS + 1, dtype=torch.float64)
+    totals = torch.zeros(N_SCORES * C.N_FIELDS + 1, dtype=torch.float64)
     for batch in loader:
         ids, mask, index = batch["ids"], batch["attention_mask"], batch["window_ids"]
         selected = torch.zeros_like(mask, dtype=torch.bool)
@@ -173,27 +212,46 @@ def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: fl
             corrupted[row] = corrupt(ids[row : row + 1], selected[row : row + 1], model.config.vocab_sizes, generator)[0]
         logits = model(corrupted, mask, selected)
         targets, rows = ids[selected], selected.nonzero()[:, 0]
-        per_window = torch.zeros(len(ids), 2 * C.N_FIELDS + 1, device=ids.device)
+        guesses = trivial_guesses(ids, mask, selected, unigram.to(ids.device))
+        per_window = torch.zeros(len(ids), N_SCORES * C.N_FIELDS + 1, device=ids.device)
         for f, lg in enumerate(logits):
-            per_window[:, f].index_add_(0, rows, (lg.argmax(-1) == targets[:, f]).float())
-            per_window[:, C.N_FIELDS + f].index_add_(
-                0, rows, nn.functional.cross_entropy(lg.float(), targets[:, f], reduction="none"))
+            columns = [lg.argmax(-1) == targets[:, f],
+                       nn.functional.cross_entropy(lg.float(), targets[:, f], reduction="none"),
+                       *(guess[:, f] == targets[:, f] for guess in guesses)]
+            for k, values in enumerate(columns):
+                per_window[:, k * C.N_FIELDS + f].index_add_(0, rows, values.float())
         per_window[:, -1] = selected.sum(1)
         totals += run.gather(per_window).sum(0).double().cpu()
     model.train()
     return evaluation_row(totals)
 
 
+def trivial_guesses(ids: torch.Tensor, mask: torch.Tensor, selected: torch.Tensor, unigram: torch.Tensor) -> list[torch.Tensor]:
+    """What each trivial predictor says for every masked note, (n_selected, 8) each, in :data:`TRIVIAL` order:
+    the training split's most frequent value, the window's most frequent value (clean notes of the
+    window), the previous note's value (the first note of a window takes the unigram's)."""
+    n = int(selected.sum())
+    unigram_guess = unigram.expand(n, C.N_FIELDS)
+    modes = torch.stack([torch.stack([torch.mode(ids[b, : max(1, int(mask[b].sum())), f]).values for f in range(C.N_FIELDS)])
+                         for b in range(len(ids))])  # (B, 8)
+    window_guess = modes[selected.nonzero()[:, 0]]
+    previous = torch.cat([unigram.expand(len(ids), 1, C.N_FIELDS), ids[:, :-1]], dim=1)
+    return [unigram_guess, window_guess, previous[selected]]
+
+
 def evaluation_row(totals: torch.Tensor) -> dict:
     count = int(totals[-1])
     if count == 0:
         return {"accuracy": 0.0, "loss": 0.0, "masked_notes": 0, "fields": {}}
-    acc, loss = totals[: C.N_FIELDS] / count, totals[C.N_FIELDS : 2 * C.N_FIELDS] / count
+    scores = (totals[:-1] / count).view(N_SCORES, C.N_FIELDS)
+    acc, loss = scores[0], scores[1]
     return {
         "accuracy": round(float(acc.mean()), 5),
         "loss": round(float(loss.mean()), 5),
         "masked_notes": count,
-        "fields": {name: {"accuracy": round(float(acc[f]), 5), "loss": round(float(loss[f]), 5)} for f, name in enumerate(C.FIELDS)},
+        "fields": {name: {"accuracy": round(float(acc[f]), 5), "loss": round(float(loss[f]), 5),
+                          **{t: round(float(scores[2 + k, f]), 5) for k, t in enumerate(TRIVIAL)}}
+                   for f, name in enumerate(C.FIELDS)},
     }
 
 
@@ -201,94 +259,6 @@ def valid_batches(windows: list, batch_size: int, device) -> list[tuple[torch.Te
     """All validation windows as padded (ids, attention mask) batches, for ``objective.evaluate_extra``."""
     batches = [pad_batch(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
     return [(ids.to(device), mask.to(device)) for ids, mask in batches]
-
-
-# ----- where the run writes ---------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Output:
-    """The finished artifact and the staging directory its run writes into."""
-
-    target: Path
-
-    @property
-    def staging(self) -> Path:
-        return self.target.parent / f".{self.target.name}.staging"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.staging / "checkpoints" / "last"
-
-    def resume_from(self, resume: bool) -> Path | None:
-        """The checkpoint ``--resume`` continues: an interrupted run's, else the finished artifact's."""
-        if not resume:
-            return None
-        for checkpoint in (self.checkpoint, self.target / "checkpoints" / "last"):
-            if (checkpoint / STATE_FILE).is_file():
-                return checkpoint
-        raise ArtifactError(f"--resume: nothing to resume in {self.target} (no checkpoints/last); start without --resume")
-
-    def open(self, resume: bool, overwrite: bool) -> Path | None:
-        """Set up the staging directory (the caller holds the lock); the checkpoint to resume, or None."""
-        artifacts.remove_leftovers(self.target)
-        shutil.rmtree(self.checkpoint.with_name(".last.tmp"), ignore_errors=True)
-        source = self.resume_from(resume)
-        if source is not None:
-            if source != self.checkpoint:  # continue a finished run: a copy of it, the original stays whole
-                shutil.rmtree(self.staging, ignore_errors=True)
-                shutil.copytree(self.target, self.staging, ignore=shutil.ignore_patterns(artifacts.MANIFEST))
-            return self.checkpoint
-        if self.staging.exists() and not overwrite:
-            raise ArtifactError(f"{self.staging} holds an interrupted run of {self.target}; pass --resume to continue it or "
-                                "--overwrite to start again")
-        shutil.rmtree(self.staging, ignore_errors=True)
-        artifacts.make_dir(self.staging)
-        return None
-
-    def check(self, resume: bool, overwrite: bool) -> None:
-        """The checks made before any work: a file in the way, an existing artifact, an unwritable folder."""
-        if self.target.is_symlink() or (self.target.exists() and not self.target.is_dir()):
-            raise ArtifactError(f"{self.target} exists and is not an artifact directory; choose another --out")
-        if not resume and not overwrite and self.target.is_dir() and any(self.target.iterdir()):
-            raise ArtifactError(f"{self.target} already holds a pre-training run; pass --overwrite to replace it (kept "
-                                "until the new one is complete), or --resume with a larger --max-steps to continue training")
-        artifacts.check_writable(self.target)
-
-    def kept(self) -> str:
-        """What an interrupted run leaves, in words (read from disk, so it is true)."""
-        shutil.rmtree(self.checkpoint.with_name(".last.tmp"), ignore_errors=True)
-        previous = f"; {self.target} is unchanged" if self.target.exists() else ""
-        state = self.checkpoint / STATE_FILE
-        if state.is_file():
-            step = json.loads(state.read_text())["step"]
-            return f"checkpoint at step {step} kept in {self.staging}; resume with --resume{previous}"
-        shutil.rmtree(self.staging, ignore_errors=True)
-        return f"no checkpoint had been written yet, so nothing was kept{previous}"
-
-
-def save_checkpoint(run: training.Run, module, objective, output: Output, state: dict, improved: bool) -> None:
-    """``checkpoints/last`` in the staging directory: accelerate state, the best model, the objective's
-    state and ``trainer_state.json`` (written last), swapped in whole."""
-
-    def write_extra(tmp: Path) -> None:
-        model = run.unwrap(module).model
-        model.config.save_pretrained(tmp)
-        if improved or not (output.checkpoint / "best").is_dir():
-            model.save_pretrained(tmp / "best")
-        else:
-            _link_tree(output.checkpoint / "best", tmp / "best")
-        training.write_state(tmp, "objective", objective.state_dict())
-        artifacts.atomic_write_json(tmp / STATE_FILE, state)
-
-    run.save_checkpoint(output.checkpoint, write_extra)
-
-
-def _link_tree(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for file in source.iterdir():
-        try:
-            os.link(file, target / file.name)
-        except OSError:
-            shutil.copy2(file, target / file.name)
 
 
 # ----- the run ----------------------------------------------------------------------------------------
@@ -306,165 +276,110 @@ def pretrain(
     is complete. Ctrl-C / SIGTERM raise :class:`musictl.errors.Interrupted` saying what was kept.
     """
     quiet_transformers()
-    tokens_path, output = Path(tokens_path), Output(Path(out))
+    tokens_path = Path(tokens_path)
     corpus = TokenCorpus.open(tokens_path)
-    run = training.Run(training.RunConfig(settings.device, settings.mixed_precision, settings.batch_size, settings.grad_accum,
-                                          settings.global_batch_size, settings.clip, settings.seed))
-    run.on_main(lambda: output.check(resume, overwrite))
-    source = output.resume_from(resume)
-    state = json.loads((source / STATE_FILE).read_text()) if source else {
-        "step": 0, "windows_seen": 0, "best": None, "last_eval": None, "tokens": artifacts.input_ref(tokens_path, corpus.manifest)}
-    if source:
-        state.pop("stopped_early", None)  # a resumed run stops again only if it runs out of patience again
-        artifacts.check_input(output.target, artifacts.Manifest(kind=KIND, inputs={"tokens": state["tokens"]}), "tokens",
-                              corpus.manifest)
-    config = build_config(corpus, settings, source)
     data = build_data(corpus, tokens_path, settings.max_len)
-    with run.main_context(lambda: artifacts.locked(output.target)):
-        checkpoint = run.on_main(lambda: output.open(resume, overwrite))
-        run.barrier()
-        try:
-            return _train(run, corpus, tokens_path, output, data, settings, config, state, checkpoint, on_progress)
-        except BaseException as exc:
-            kept = output.kept() if run.is_main else "the main process says what was kept"
-            if isinstance(exc, KeyboardInterrupt):
-                raise Interrupted(kept if run.is_main else f"process {run.accelerator.process_index} stopped; {kept}") from None
-            raise
+    unigram = unigram_values(data.train_windows)
+    run = training.Run(settings, clip=settings.clip)
+    output = artifacts.resumable(out, KIND, what="pre-training run")
+    with run.staged(output, resume, overwrite, inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}) as state:
+        if run.resumed_from:
+            state.check_resume(settings, RESUME_KEYS, run.resumed_from)
+            artifacts.check_input(output.target, artifacts.Manifest(kind=KIND, inputs=state.inputs), "tokens", corpus.manifest)
+        config = build_config(corpus, settings, run.resumed_from)
+        model = MidiBertForPreTraining(config)
+        model.check_tokens(corpus.config, str(tokens_path))
+        objective = make_objective(settings)
+        module = ObjectiveModule(model, objective)
+        n_train = len(data.train_windows)
+        total_steps = total_steps_of(settings, n_train, run.plan.global_batch)
+        optimizer, scheduler = build_optimizer(module, settings, total_steps)
+        collate = functools.partial(collate_windows, batch_size=run.plan.per_device)
+        loader = run.train_loader(data.train_windows, collate, max(0, total_steps - state.step), start=state.position)
+        module, optimizer, scheduler, loader = run.prepare(module, optimizer, scheduler, loader)
+        valid_loader = run.eval_loader(data.valid_windows, collate)
+        run.restore(("objective", objective))
+        core = run.unwrap(module)
+        core.reweight(state.last_eval, run.device)
 
+        def forward(prepared, batch):
+            generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + int(batch["micro"]))
+            return prepared(batch["ids"], batch["attention_mask"], batch["window_ids"], generator)
 
-def _train(run, corpus, tokens_path, output, data, settings, config, state, checkpoint, on_progress) -> PretrainResult:
-    """Build the model, objective, optimizer and data stream; step, evaluate and checkpoint; finish."""
-    model = MidiBertForPreTraining(config)
-    model.check_tokens(corpus.config, str(tokens_path))
-    objective = make_objective(settings)
-    module = ObjectiveModule(model, objective)
-    total_steps = total_steps_of(settings, len(data.train_windows), run.plan.global_batch)
-    optimizer, scheduler = build_optimizer(module, settings, total_steps)
-    collate = functools.partial(collate_windows, batch_size=run.plan.per_device)
-    loader = run.train_loader(data.train_windows, collate, max(0, total_steps - state["step"]), start=state["windows_seen"])
-    module, optimizer, scheduler, loader = run.prepare(module, optimizer, scheduler, loader)
-    valid_loader = run.eval_loader(data.valid_windows, collate)
-    if checkpoint:
-        run.load_checkpoint(checkpoint)
-        objective.load_state_dict(training.read_state(checkpoint, "objective"))
-    log_file = output.staging / "metrics.jsonl"
-    run.on_main(lambda: _truncate_log(log_file, state["step"]))
-    weights, notes = [step_weights(settings.objective, state["last_eval"], run.device)], [0]
-
-    def forward(prepared, batch):
-        notes[0] += int(batch["attention_mask"].sum())
-        generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + int(batch["micro"]))
-        return prepared(batch["ids"], batch["attention_mask"], batch["window_ids"], weights[0], generator)
-
-    started, n_train = time.perf_counter(), len(data.train_windows)
-    for done in run.train(module, optimizer, scheduler, loader, forward, start_step=state["step"]):
-        epoch_before = state["windows_seen"] // n_train
-        state.update(step=done.step, windows_seen=state["windows_seen"] + run.plan.global_batch)
-        for epoch in range(epoch_before, state["windows_seen"] // n_train):
-            objective.on_epoch_end(epoch, run.unwrap(module).model, data.train_windows)
-        row = _step_row(done, state, scheduler, notes[0] * run.num_processes, time.perf_counter() - started, n_train)
-        if done.step % settings.eval_every == 0 or done.step == total_steps:
-            improved = _evaluate_into(run, module, objective, valid_loader, data, settings, state, row)
-            weights[0] = step_weights(settings.objective, state["last_eval"], run.device)
-            run.on_main(functools.partial(_append, log_file, row))
-            stop = out_of_patience(state, settings.patience, n_train)  # its marks go into the checkpoint
-            save_checkpoint(run, module, objective, output, state, improved)
-            if stop:
+        started = time.perf_counter()
+        for done in run.train(module, optimizer, scheduler, loader, forward, start_step=state.step):
+            epoch_before = state.position // n_train
+            state.step, state.position = done.step, state.position + run.plan.global_batch
+            state.epoch = state.position // n_train
+            for epoch in range(epoch_before, state.epoch):
+                objective.on_epoch_end(epoch, core.model, data.train_windows)
+            row = step_row(done, state, scheduler, core.notes * run.num_processes / (time.perf_counter() - started))
+            evaluating = done.step % settings.eval_every == 0 or done.step == total_steps
+            if evaluating:
+                row["valid"] = evaluate(run, core.model, valid_loader, settings.mask_ratio, unigram)
+                if run.is_main:
+                    row["valid"].update(objective.evaluate_extra(core.model, valid_batches(
+                        data.valid_windows, settings.batch_size, run.device)))
+                    core.model.train()
+                improved = state.improved(row["valid"])
+                core.reweight(state.last_eval, run.device)
+                stop = state.out_of_patience(settings.patience, n_train)  # its marks go into the checkpoint
+            if evaluating or done.step % max(1, settings.eval_every // 10) == 0:
+                run.log(row)
+            if evaluating:
+                run.save_checkpoint(state, core.model, improved, [("objective", objective)])
+            if on_progress is not None and run.is_main:
+                on_progress(done.step, total_steps, row)
+            if evaluating and stop:
                 break
-        elif done.step % max(1, settings.eval_every // 10) == 0:
-            run.on_main(functools.partial(_append, log_file, row))
-        if on_progress is not None and run.is_main:
-            on_progress(done.step, total_steps, row)
-    seconds = time.perf_counter() - started
-    return _finish(run, module, tokens_path, output, data, settings, state, config, seconds, notes[0])
-
-
-def _step_row(done: training.StepDone, state: dict, scheduler, notes: int, elapsed: float, n_train: int) -> dict:
-    """The metrics.jsonl row of one optimizer step (means over this rank's micro-batches)."""
-    outs = done.outputs
-    mean = lambda name: round(sum(float(getattr(o, name)) for o in outs) / len(outs), 5)  # noqa: E731
-    return {"step": done.step, "epoch": state["windows_seen"] // n_train, "loss": round(sum(float(o.loss.detach()) for o in outs)
-            / len(outs), 5), "recover_loss": mean("recover_loss"), "masker_loss": mean("masker_loss"), "accuracy": mean("accuracy"),
-            "lr": scheduler.get_last_lr()[0], "notes_per_s": round(notes / elapsed, 1) if elapsed else None}
-
-
-def _evaluate_into(run, module, objective, valid_loader, data, settings, state, row) -> bool:
-    """Evaluate, record it in ``row`` and ``state``; whether it is the best so far."""
-    model = run.unwrap(module).model
-    row["valid"] = evaluate(run, model, valid_loader, settings.mask_ratio)
-    if run.is_main:
-        row["valid"].update(objective.evaluate_extra(model, valid_batches(data.valid_windows, settings.batch_size, run.device)))
-        model.train()
-    state["last_eval"] = row["valid"]
-    improved = state["best"] is None or row["valid"]["accuracy"] > state["best"]["accuracy"]
-    if improved:
-        state["best"] = {"step": state["step"], **row["valid"]}
-    return improved
-
-
-def out_of_patience(state: dict, patience: int | None, n_train: int) -> bool:
-    """Record the last evaluation against the best accuracy and loss so far; whether both have gone
-    ``patience`` epochs without improving (the reference code's rule: accuracy ties count as better)."""
-    valid, seen = state["last_eval"], state["windows_seen"]
-    marks = state.setdefault("patience", {})
-    if "accuracy" not in marks or valid["accuracy"] >= marks["accuracy"][0]:
-        marks["accuracy"] = [valid["accuracy"], seen]
-    if "loss" not in marks or valid["loss"] < marks["loss"][0]:
-        marks["loss"] = [valid["loss"], seen]
-    epochs = {name: (seen - at) / n_train for name, (_, at) in marks.items()}
-    if patience is None or min(epochs.values()) < patience:
-        return False
-    state["stopped_early"] = (f"validation accuracy and loss have not improved for {min(epochs.values()):.1f} epochs "
-                              f"(--patience {patience}) at step {state['step']}")
-    return True
-
-
-def _finish(run, module, tokens_path, output, data, settings, state, config, seconds, notes) -> PretrainResult:
-    """Put the best model, metrics, card and manifest into the staging directory and swap it in."""
-    total_notes = int(run.accelerator.reduce(torch.tensor(notes, device=run.device), "sum"))
-    model = run.unwrap(module).model
-    result = PretrainResult(
-        objective=settings.objective, steps=state["step"], train_windows=len(data.train_windows),
-        valid_windows=len(data.valid_windows), train_pieces=data.train_pieces,
-        parameters=sum(p.numel() for p in model.parameters()), seconds_this_run=round(seconds, 2),
-        notes_per_s=round(total_notes / seconds, 1) if seconds and total_notes else None,
-        final_valid=state["last_eval"], best_valid=state["best"], batch=run.describe(), out=str(output.target),
-        stopped_early=state.get("stopped_early"), main_process=run.is_main)
-
-    def swap_in() -> None:
-        best = output.checkpoint / "best"
-        for name in ("config.json", "model.safetensors"):
-            (output.staging / name).write_bytes((best / name).read_bytes())  # the umask's permissions
-        artifacts.atomic_write_json(output.staging / "metrics.json", result.to_dict())
-        (output.staging / "README.md").write_text(model_card(config, settings, result.to_dict(), tokens_path))
-        artifacts.write_manifest(output.staging, artifacts.Manifest(
-            kind=KIND, parameters={**settings.to_dict(), **run.describe(), "model": {k: getattr(config, k) for k in (
-                "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "field_embed_dim",
-                "max_position_embeddings")}},
-            inputs={"tokens": state["tokens"]},
-            metrics={"valid_accuracy": result.final_valid["accuracy"], "best_valid_accuracy": (result.best_valid or
-                     result.final_valid)["accuracy"], "steps": result.steps, "objective": settings.objective}))
-        artifacts.replace_dir(output.staging, output.target)
-
-    run.on_main(swap_in)
+        seconds = time.perf_counter() - started
+        total_notes = int(run.accelerator.reduce(torch.tensor(core.notes, device=run.device), "sum"))
+        result = PretrainResult(
+            objective=settings.objective, steps=state.step, train_windows=n_train, valid_windows=len(data.valid_windows),
+            train_pieces=data.train_pieces, parameters=sum(p.numel() for p in core.model.parameters()),
+            seconds_this_run=round(seconds, 2), notes_per_s=round(total_notes / seconds, 1) if seconds and total_notes else None,
+            final_valid=state.last_eval, best_valid=state.best, batch=run.describe(), out=str(output.target),
+            stopped_early=state.stopped_early, main_process=run.is_main)
+        run.finish(functools.partial(write_artifact, run=run, config=config, settings=settings, result=result,
+                                     state=state, tokens_path=tokens_path))
     return result
 
 
-def _append(path: Path, row: dict) -> None:
-    with path.open("a") as handle:
-        handle.write(json.dumps(row) + "\n")
+def step_row(done: training.StepDone, state: training.TrainerState, scheduler, notes_per_s: float) -> dict:
+    """The metrics.jsonl row of one optimizer step (means over this rank's micro-batches)."""
+    outs = done.outputs
+
+    def mean(name: str) -> float:
+        return round(sum(float(getattr(o, name)) for o in outs) / len(outs), 5)
+
+    return {"step": done.step, "epoch": state.epoch, "loss": round(sum(float(o.loss.detach()) for o in outs) / len(outs), 5),
+            "recover_loss": mean("recover_loss"), "masker_loss": mean("masker_loss"), "accuracy": mean("accuracy"),
+            "lr": scheduler.get_last_lr()[0], "notes_per_s": round(notes_per_s, 1)}
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """On resume, forget log lines written after the checkpoint we continue from."""
-    if path.exists():
-        artifacts.write_jsonl(path, [r for r in artifacts.read_jsonl(path) if r["step"] <= step])
+def write_artifact(staging: Path, run: training.Run, config: MidiBertConfig, settings: PretrainSettings,
+                   result: PretrainResult, state: training.TrainerState, tokens_path: Path) -> None:
+    """The best model, metrics, card and manifest, into the staging directory (main process)."""
+    best = run.best_dir()
+    for name in ("config.json", "model.safetensors"):
+        (staging / name).write_bytes((best / name).read_bytes())  # the umask's permissions
+    artifacts.atomic_write_json(staging / "metrics.json", result.to_dict())
+    (staging / "README.md").write_text(model_card(config, settings, result.to_dict(), tokens_path))
+    artifacts.write_manifest(staging, artifacts.Manifest(
+        kind=KIND, parameters={**settings.to_dict(), **run.describe(), "model": {k: getattr(config, k) for k in (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "field_embed_dim",
+            "max_position_embeddings")}},
+        inputs=state.inputs,
+        metrics={"valid_accuracy": result.final_valid["accuracy"], "best_valid_accuracy": (result.best_valid or
+                 result.final_valid)["accuracy"], "steps": result.steps, "objective": settings.objective}))
 
 
 def model_card(config: MidiBertConfig, settings: PretrainSettings, metrics: dict, tokens_path: Path) -> str:
     best = metrics["best_valid"] or metrics["final_valid"]
     share = f", random share {settings.random_share}" if settings.objective == "hard-mining" else ""
-    fields = "\n".join(f"| {name} | {v['accuracy']:.3f} | {v['loss']:.3f} |" for name, v in best.get("fields", {}).items())
+    fields = "\n".join(f"| {name} | {v['accuracy']:.3f} | {v['loss']:.3f} | {v.get('unigram', float('nan')):.3f} | "
+                       f"{v.get('window', float('nan')):.3f} | {v.get('previous', float('nan')):.3f} |"
+                       for name, v in best.get("fields", {}).items())
     return f"""---
 library_name: transformers
 tags: [midi, music, bert, musictl]
@@ -486,8 +401,12 @@ split of `{tokens_path}` ({metrics['train_pieces']} pieces, {metrics['train_wind
 ## Validation (masked notes, fixed random masks; best step {best.get('step', metrics['steps'])})
 Mean accuracy {best['accuracy']:.3f}, mean loss {best['loss']:.3f}.
 
-| field | accuracy | loss |
-|---|---:|---:|
+Trivial predictors of the same masked notes: the field's most frequent value in the training split
+(unigram), in the same window (window), and the previous note's value (previous). A field is learned
+when its accuracy beats all three.
+
+| field | accuracy | loss | unigram | window | previous |
+|---|---:|---:|---:|---:|---:|
 {fields}
 
 Load with `musictl.bert.model.load_encoder(path)` or `MidiBertForPreTraining.from_pretrained(path)`.

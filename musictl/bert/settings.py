@@ -10,12 +10,10 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from musictl.errors import UsageError
-from musictl.settings import Settings, setting
+from musictl.settings import DeviceName, Precision, RunSettings, Settings, setting  # noqa: F401 (re-exported for the CLI)
 
 Objective = Literal["adversarial", "hard-mining", "mlm"]
 Size = Literal["tiny", "small", "base"]
-DeviceName = Literal["auto", "cpu", "cuda"]
-Precision = Literal["no", "bf16", "fp16"]
 WeightSource = Literal["train", "valid"]
 Preset = Literal["paper"]
 
@@ -29,21 +27,6 @@ PRESETS: dict[str, dict[str, object]] = {
 TaskName = Literal["melody", "velocity", "composer", "emotion", "style", "label"]
 
 DEFAULT_EMOTION_PATTERN = r"^(Q[1-4])_"  # EMOPIA file names: Q1_..., Q2_...
-
-
-@dataclass
-class RunSettings(Settings):
-    """How a training run uses the hardware (shared by pre-training and fine-tuning)."""
-
-    batch_size: int = setting(8, "Windows per batch on each device (process).", min=1)
-    grad_accum: int = setting(1, "Batches per optimizer step on each device.", min=1)
-    global_batch_size: Optional[int] = setting(
-        None, "Windows per optimizer step over all processes (= batch size x processes x grad accum); "
-              "sets --grad-accum [default: batch size x processes x --grad-accum].", min=1)
-    mixed_precision: Optional[Precision] = setting(
-        None, "no, bf16 or fp16 autocast [default: bf16 on a GPU that supports it, else no].")
-    seed: int = setting(0, "Random seed: the same seed gives the same result.")
-    device: DeviceName = setting("auto", "Where to compute: auto picks cuda when available.")
 
 
 @dataclass
@@ -98,7 +81,8 @@ class FinetuneSettings(RunSettings):
     mask_ratio: float = setting(0.15, "Share of input notes masked per batch (0: plain).", min=0.0, max=0.9)
     from_scratch: bool = setting(False, "Do not load pre-trained weights (same architecture).")
     epochs: int = setting(10, "Maximum epochs.", min=1)
-    patience: int = setting(3, "Stop after N epochs without better validation accuracy.", min=1)
+    patience: int = setting(3, "Stop once validation accuracy and validation loss have both gone N epochs without improving "
+                               "(each counted from its own best, as the reference code).", min=1)
     eval_masked: bool = setting(False, "Also report test accuracy on masked input.")
     max_len: int = setting(512, "Notes per window.", min=8)
     lr: float = setting(3e-4, "AdamW learning rate.", min=0.0)

@@ -1,8 +1,10 @@
 """The understanding tasks: where each label comes from, per note or per piece.
 
-Token tasks (a label per note): ``melody`` (melody / bridge / accompaniment from track names) and
-``velocity`` (6 classes). Sequence tasks (a label per piece): ``composer`` (folder name),
-``emotion`` (file-name pattern), ``style`` (the tokens' style) and ``label`` (a mapping file).
+Token tasks (a label per note) are registered in :data:`TOKEN_TASKS`, each a :class:`TokenTask` (its
+classes and the function that labels a piece's notes): ``melody`` (melody / bridge / accompaniment
+from track names) and ``velocity`` (6 classes). Sequence tasks (a label per piece): ``composer``
+(folder name), ``emotion`` (file-name pattern), ``style`` (the tokens' style) and ``label`` (a mapping
+file). How to add a task: docs/architecture.md ("A fine-tuning task").
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +24,7 @@ from musictl.errors import TokenizeError, UsageError
 from musictl.midi.tokens import Piece, TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 
-TOKEN_TASKS = ("melody", "velocity")
 SEQUENCE_TASKS = ("composer", "emotion", "style", "label")
-TASKS = TOKEN_TASKS + SEQUENCE_TASKS
 IGNORE = -100  # label of notes that carry no label (loss and metrics skip them)
 
 VELOCITY_CLASSES = ["0-31", "32-47", "48-63", "64-79", "80-95", "96-127"]
@@ -41,14 +42,19 @@ class TaskSpec:
     melody_map: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MELODY_MAP))
 
     def __post_init__(self) -> None:
-        if self.name not in TASKS:
-            raise UsageError(f"unknown task '{self.name}'; choose one of {', '.join(TASKS)}")
+        if self.name not in task_names():
+            raise UsageError(f"unknown task '{self.name}'; choose one of {', '.join(task_names())}")
         if self.name == "label" and self.labels_file is None:
             raise UsageError("--task label needs --labels FILE (CSV path,label or JSON {path: label})")
 
     @property
     def per_note(self) -> bool:
         return self.name in TOKEN_TASKS
+
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of a token task (None for a sequence task: its classes are the labels found)."""
+        return list(TOKEN_TASKS[self.name].classes) if self.per_note else None
 
 
 def velocity_classes(tokens: np.ndarray, config: TokenizerConfig) -> np.ndarray:
@@ -125,6 +131,28 @@ def read_label_file(path: Path) -> dict[str, str]:
     return {r[0].strip(): r[1].strip() for r in rows}
 
 
+@dataclass(frozen=True)
+class TokenTask:
+    """A task with a label per note: its class names, and ``labels(piece, tokens, config, spec)`` -> one class
+    id per note of ``tokens`` (an int array), or None when the piece has no usable labels (reported, skipped)."""
+
+    classes: tuple[str, ...]
+    labels: Callable[[Piece, np.ndarray, TokenizerConfig, TaskSpec], np.ndarray | None]
+
+
+# The token tasks by name (add one here, see docs/architecture.md); the order is the documented one.
+TOKEN_TASKS: dict[str, TokenTask] = {
+    "melody": TokenTask(tuple(MELODY_CLASSES), lambda piece, tokens, config, spec:
+                        melody_labels(piece, tokens, config, spec.melody_map)),
+    "velocity": TokenTask(tuple(VELOCITY_CLASSES), lambda piece, tokens, config, spec: velocity_classes(tokens, config)),
+}
+
+
+def task_names() -> tuple[str, ...]:
+    """Every task: the token tasks registered now, then the sequence tasks."""
+    return (*TOKEN_TASKS, *SEQUENCE_TASKS)
+
+
 @dataclass
 class LabelledPiece:
     piece: Piece
@@ -138,10 +166,8 @@ def collect(spec: TaskSpec, corpus: TokenCorpus, pieces: list[Piece]) -> tuple[l
     out, missing = [], []
     for piece in pieces:
         tokens = corpus.piece_tokens(piece)
-        if spec.name == "velocity":
-            label = velocity_classes(tokens, corpus.config)
-        elif spec.name == "melody":
-            label = melody_labels(piece, tokens, corpus.config, spec.melody_map)
+        if spec.per_note:
+            label = TOKEN_TASKS[spec.name].labels(piece, tokens, corpus.config, spec)
         else:
             label = piece_label(spec, piece, mapping)
         if label is None:

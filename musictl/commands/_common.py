@@ -8,27 +8,17 @@ body so ``musictl --help`` is instant.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from musictl import constants as C
 from musictl.errors import Interrupted, MusictlError
-from musictl.settings import flag_of
-
-DeviceName = Literal["auto", "cpu", "cuda"]
-
-
-class Device(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
+from musictl.settings import DeviceName, flag_of
 
 Workdir = Annotated[
     Optional[Path],
@@ -40,9 +30,18 @@ Workdir = Annotated[
         show_default=False,
     ),
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same result.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output artifact or file.")]
-DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to compute: auto picks cuda when available.")]
+# The one device option of commands whose settings have no ``device`` field (``musictl.settings.DeviceName``).
+DeviceOpt = Annotated[DeviceName, typer.Option("--device", help="Where to compute: auto picks cuda when available.")]
+TokensOpt = Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output artifact directory [default: in WORKDIR].")]
+
+
+def tokens_dir(workdir: Path | None, tokens: Path | None) -> Path:
+    """``--tokens``, else the workspace's tokens artifact."""
+    from musictl import artifacts
+
+    return tokens or artifacts.artifact_dir(workdir, artifacts.TOKENS)
 
 
 def option(settings_cls: Any, name: str, *flags: str, **kwargs: Any) -> Any:
@@ -58,18 +57,6 @@ def option(settings_cls: Any, name: str, *flags: str, **kwargs: Any) -> Any:
         flags = (f"{flag}/--no-{flag[2:]}",)
     ranges = {k: meta[k] for k in ("min", "max") if meta.get(k) is not None}
     return typer.Option(default, *(flags or (flag_of(field),)), help=kwargs.pop("help", meta.get("help", "")), **ranges, **kwargs)
-
-
-def resolve_device(device: Device | str) -> str:
-    """``auto`` -> ``cuda`` if a GPU is visible, else ``cpu``; ``cuda`` without one is an error."""
-    import torch
-
-    name = device.value if isinstance(device, Device) else str(device)
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MusictlError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    return name
 
 
 def debug_enabled() -> bool:

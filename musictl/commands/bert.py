@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 import typer
 
 from musictl.bert.settings import (
-    DeviceName,
     FinetuneSettings,
     Objective,
     Precision,
@@ -22,21 +21,14 @@ from musictl.bert.settings import (
     TaskName,
     WeightSource,
 )
-from musictl.commands._common import Overwrite, Workdir, emit_binary, option, reports_errors
+from musictl.commands._common import Overwrite, TokensOpt, Workdir, emit_binary, option, reports_errors
+from musictl.settings import DeviceName, ReportTo
 
 SETTINGS = {
     "pretrain-bert": (PretrainSettings,),
     "finetune-mask": (FinetuneSettings,),
     "predict": (PredictSettings,),
 }
-
-TokensOpt = Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")]
-
-
-def register(app: typer.Typer) -> None:
-    app.command("pretrain-bert")(pretrain_bert)
-    app.command("finetune-mask")(finetune_mask)
-    app.command("predict")(predict)
 
 
 @reports_errors
@@ -68,6 +60,7 @@ def pretrain_bert(
     eval_every: int = option(PretrainSettings, "eval_every"),
     patience: Optional[int] = option(PretrainSettings, "patience"),
     mixed_precision: Optional[Precision] = option(PretrainSettings, "mixed_precision"),
+    report_to: ReportTo = option(PretrainSettings, "report_to"),
     preset: Optional[Preset] = option(PretrainSettings, "preset"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted or finished run).")] = False,
     seed: int = option(PretrainSettings, "seed"),
@@ -89,15 +82,22 @@ def pretrain_bert(
     from musictl.console import err, track
 
     settings = PretrainSettings.from_values(locals()).with_preset(typed_options(context))
-    tokens_path = tokens or artifacts.artifact_dir(workdir, "tokens")
-    out_dir = out or artifacts.artifact_dir(workdir, "bert")
+    tokens_path = tokens or artifacts.artifact_dir(workdir, artifacts.TOKENS)
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.BERT)
+
+    def fields(valid: dict) -> str:
+        shown = [(name, valid["fields"][name]) for name in ("pitch", "position", "duration") if name in valid.get("fields", {})]
+        return "".join(f" {name} {v['accuracy']:.2f}/{max(v['unigram'], v['window'], v['previous']):.2f}" for name, v in shown)
 
     def describe(row) -> str:
-        valid = f" valid acc {row['valid']['accuracy']:.3f}" if "valid" in row else ""
+        valid = f" valid acc {row['valid']['accuracy']:.3f}{fields(row['valid'])}" if "valid" in row else ""
         return f"loss {row['loss']:.3f} acc {row['accuracy']:.3f} {row['notes_per_s'] or 0:,.0f} notes/s{valid}"
 
     def log_line(row) -> str | None:
-        return f"step {row['step']}: loss {row['loss']:.4f} valid acc {row['valid']['accuracy']:.3f}" if "valid" in row else None
+        if "valid" not in row:
+            return None
+        return f"step {row['step']}: loss {row['loss']:.4f} valid acc {row['valid']['accuracy']:.3f} (field model/best trivial:" \
+               f"{fields(row['valid'])})"
 
     with track("pretrain-bert", describe=describe, log_every=log_line) as on_progress:
         result = pretrain(tokens_path, out_dir, settings, resume=resume, overwrite=overwrite, on_progress=on_progress)
@@ -111,6 +111,8 @@ def pretrain_bert(
     )
     if result.stopped_early:
         err.print(f"stopped early: {result.stopped_early}")
+    for line in result.verdicts():
+        err.print(f"  {line}", markup=False)
     print(out_dir)
 
 
@@ -145,6 +147,9 @@ def finetune_mask(
     clip: float = option(FinetuneSettings, "clip"),
     dropout: Optional[float] = option(FinetuneSettings, "dropout"),
     mixed_precision: Optional[Precision] = option(FinetuneSettings, "mixed_precision"),
+    report_to: ReportTo = option(FinetuneSettings, "report_to"),
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted run, or of a finished "
+                                              "one with a larger --epochs).")] = False,
     seed: int = option(FinetuneSettings, "seed"),
     device: DeviceName = option(FinetuneSettings, "device"),
     overwrite: Overwrite = False,
@@ -159,20 +164,25 @@ def finetune_mask(
     from musictl.console import info, track
 
     settings = FinetuneSettings.from_values(locals(), labels_file=str(labels_file) if labels_file else None)
-    out_dir = out or artifacts.artifact_dir(workdir, "finetune", task)
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.FINETUNE, task)
 
     def log_line(row) -> str:
-        return f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, valid accuracy {row['valid_accuracy']:.4f}"
+        return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, valid accuracy {row['valid_accuracy']:.4f}, "
+                f"valid loss {row['valid_loss']:.4f}")
 
     with track(f"finetune {task}", epochs, describe=log_line, log_every=log_line) as on_progress:
-        result = finetune(tokens or artifacts.artifact_dir(workdir, "tokens"), model or artifacts.artifact_dir(workdir, "bert"),
-                          out_dir, settings, split_file, overwrite, on_progress)
+        result = finetune(tokens or artifacts.artifact_dir(workdir, artifacts.TOKENS),
+                          model or artifacts.artifact_dir(workdir, artifacts.BERT), out_dir, settings, split_file, overwrite,
+                          resume, on_progress)
     if not result.main_process:
         return
     if result.unlabelled_pieces:
         info(f"{result.unlabelled_pieces} pieces had no label and were left out (listed in {out_dir / 'unlabelled.jsonl'})")
     info(f"[green]test[/] accuracy {result.test['accuracy']:.4f}, macro-F1 {result.test['macro_f1']:.4f} "
-         f"(best epoch {result.best_epoch}, chance {result.chance_accuracy:.3f})")
+         f"(best epoch {result.best_epoch} of {result.epochs_run}, chance {result.chance_accuracy:.3f})")
+    if result.best_epoch_is_last:
+        info(f"the best epoch was the last: validation was still improving; continue with --resume --epochs "
+             f"{2 * settings.epochs}")
     print(out_dir)
 
 
@@ -193,6 +203,7 @@ def predict(
     """
     import json
 
+    from musictl.bert.model import MidiBertForTokenClassification
     from musictl.bert.predict import load_classifier, predict_file, prediction_midi
     from musictl.commands._common import check_binary_destination
     from musictl.console import warn
@@ -200,7 +211,7 @@ def predict(
 
     settings = PredictSettings.from_values(locals())
     classifier, task = load_classifier(model, settings.device)
-    if task in ("melody", "velocity"):
+    if isinstance(classifier, MidiBertForTokenClassification):  # a per-note task: its output is MIDI
         if len(files) != 1:
             raise UsageError(f"--task {task} models write one MIDI file: give one input file")
         check_binary_destination(out, overwrite=overwrite, inputs=files)

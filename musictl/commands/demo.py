@@ -14,10 +14,6 @@ from musictl.transfer.settings import DemoSettings
 SETTINGS = {"demo": (DemoSettings,)}
 
 
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
-
-
 @reports_errors
 def demo(
     style: str = option(DemoSettings, "style"),
@@ -39,7 +35,7 @@ def demo(
     """
     from rich.console import Console
 
-    from musictl.commands.transfer_render import demo_table
+    from musictl.commands._tables import demo_table
     from musictl.console import info
     from musictl.transfer.demo import run_demo
 

@@ -7,16 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import Device, DeviceOpt, Overwrite, Workdir, option, reports_errors, resolve_device
-from musictl.commands.transfer import OutOpt, TokensOpt, tokens_dir
-from musictl.transfer.settings import Conv, Decoder, EdgeWeight, Features, GcnSettings, GraphKind
+from musictl.commands._common import DeviceOpt, OutOpt, Overwrite, TokensOpt, Workdir, option, reports_errors, tokens_dir
+from musictl.transfer.settings import Conv, Decoder, EdgeWeight, Features, GcnSettings, GraphKind, LinkTarget, Negatives
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"train-gcn": (GcnSettings,)}
-
-
-def register(app: typer.Typer) -> None:
-    app.command("train-gcn")(train_gcn)
 
 
 @reports_errors
@@ -37,13 +32,15 @@ def train_gcn(
     lr: float = option(GcnSettings, "lr"),
     dropout: float = option(GcnSettings, "dropout"),
     similarity_k: int = option(GcnSettings, "similarity_k"),
+    negatives: Negatives = option(GcnSettings, "negatives"),
+    predict: LinkTarget = option(GcnSettings, "predict"),
     baselines: bool = option(GcnSettings, "baselines"),
     tokens: TokensOpt = None,
     graph_dir: Annotated[Optional[Path], typer.Option(help="Graph artifact [default: WORKDIR/graph/STYLE].")] = None,
     embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings artifact [default: WORKDIR/embeddings].")] = None,
     out: OutOpt = None,
     seed: int = option(GcnSettings, "seed"),
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
@@ -51,22 +48,24 @@ def train_gcn(
 
     The edges are split into train / validation / test; early stopping uses validation ROC-AUC only,
     and the test edges are scored once, for the GCN and for every baseline (heuristics on the
-    training graph, a GCN on random features, an MLP on the embeddings without the graph).
+    training graph, a GCN on random features, an MLP on the embeddings without the graph), against
+    uniform negatives and against negatives of the same field pair (metrics.json holds both).
 
     Example: musictl train-gcn --style fiddle-tunes --model 3
     """
     from musictl import artifacts
-    from musictl.commands.transfer_render import gcn_table, gcn_verdict
+    from musictl.commands._tables import gcn_table, gcn_verdict
     from musictl.console import err, track
+    from musictl.training import resolve_device
     from musictl.transfer.pipeline import make_gcn
 
     settings = GcnSettings.from_values(locals())
-    out_dir = out or artifacts.artifact_dir(workdir, "gcn", style)
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.GCN, style)
     with track("train-gcn", settings.epochs,
                describe=lambda row: f"{row['model']} epoch {row['epoch']} val AUC {row['val_auc']:.4f}") as on_progress:
         result = make_gcn(style, out_dir, settings, tokens_dir(workdir, tokens),
-                          graph_dir or artifacts.artifact_dir(workdir, "graph", style),
-                          embeddings or artifacts.artifact_dir(workdir, "embeddings"), resolve_device(device), overwrite,
+                          graph_dir or artifacts.artifact_dir(workdir, artifacts.GRAPH, style),
+                          embeddings or artifacts.artifact_dir(workdir, artifacts.EMBEDDINGS), resolve_device(device), overwrite,
                           on_progress)
     err.print(gcn_table(result))
     err.print(f"{gcn_verdict(result)}; validation AUC {result.val_auc:.4f}, {result.nodes} nodes")

@@ -7,16 +7,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from musictl.commands._common import Overwrite, Workdir, option, reports_errors
-from musictl.commands.transfer import TokensOpt
+from musictl.commands._common import Overwrite, TokensOpt, Workdir, emit_binary, option, reports_errors
 from musictl.transfer.settings import GenerateSettings, WalkSettings
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"generate-rwr": (WalkSettings, GenerateSettings)}
-
-
-def register(app: typer.Typer) -> None:
-    app.command("generate-rwr")(generate_rwr)
 
 
 def _value(value: Any) -> Any:
@@ -66,6 +61,8 @@ def generate_rwr(
     prompt: Annotated[
         Optional[Path], typer.Option(help="MIDI file whose first notes (and metre, tempo, instruments) seed the walk.")
     ] = None,
+    mix: Optional[float] = option(WalkSettings, "mix"),
+    gcn: bool = option(WalkSettings, "gcn"),
     temperature: float = option(WalkSettings, "temperature"),
     restart: float = option(WalkSettings, "restart"),
     program: Optional[int] = option(WalkSettings, "program"),
@@ -83,6 +80,9 @@ def generate_rwr(
 ) -> None:
     """Generate music in a style by a random walk with restart on its graph, decoded to MIDI.
 
+    The walk mixes the style's transition counts with the trained link predictor's probabilities
+    (--mix, chosen on the style's validation pieces by default; --no-gcn: without the predictor).
+
     Each piece has one tempo, one metre and one instrumentation (a piece of the style's, or
     --tempo / --program), and exactly -n full bars. --count K -o DIR writes K pieces in one run.
 
@@ -90,7 +90,7 @@ def generate_rwr(
     |   musictl generate-rwr --evaluate 20 --classifier musictl-work/finetune/style
     """
     from musictl.artifacts import safe_name, write_output
-    from musictl.commands.transfer_render import progress_after
+    from musictl.commands._tables import progress_after
     from musictl.console import info
     from musictl.errors import UsageError
     from musictl.transfer.generator import generate_pieces, latest_gcn_style
@@ -115,8 +115,6 @@ def generate_rwr(
     for path, midi, tokens_array, piece_seed in zip(paths, generated.midi, generated.pieces, generated.seeds):
         info(f"{style}: {len(tokens_array)} notes in {walk.bars} bars (seed {piece_seed})")
         if path is None or str(path) == "-":
-            from musictl.commands._common import emit_binary
-
             emit_binary(midi, path, overwrite=overwrite, inputs=[prompt] if prompt else [])
             continue
         write_output(path, midi, overwrite, [prompt] if prompt else [])

@@ -14,10 +14,6 @@ from musictl.transfer.settings import RenderSettings, SynthName
 SETTINGS = {"render": (RenderSettings,)}
 
 
-def register(app: typer.Typer) -> None:
-    app.command("render")(render)
-
-
 @reports_errors
 def render(
     midi: Annotated[Path, typer.Argument(help="MIDI file to render.", show_default=False)],
@@ -34,7 +30,7 @@ def render(
     from musictl.commands._common import check_binary_destination, emit_binary
     from musictl.console import info
     from musictl.errors import UsageError
-    from musictl.transfer.render import render_midi
+    from musictl.midi.audio import render_midi
 
     settings = RenderSettings.from_values(locals())
     if not midi.is_file():

@@ -9,10 +9,6 @@ import typer
 from musictl.commands._common import Workdir, reports_errors
 
 
-def register(app: typer.Typer) -> None:
-    app.command("status")(status)
-
-
 @reports_errors
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False,
@@ -21,8 +17,9 @@ def status(
 ) -> None:
     """List the workspace's artifacts: kind, name, made by, when, size, inputs, fresh or stale.
 
-    Stale means an input was remade after the artifact (remake it with the command shown); the last
-    line says which command to run next. --clean removes hidden temporary files of killed runs.
+    Stale means an input was remade after the artifact (remake it with the command shown); an
+    interrupted training run with a checkpoint is listed with its step and the command that resumes
+    it; the last line says which command to run next. --clean removes hidden temporary files of killed runs.
 
     Example: musictl status --workdir musictl-work   |   musictl status --json | jq .next_step
     """
@@ -56,6 +53,9 @@ def status(
     for a in report.artifacts:
         if a.detail and a.state != "fresh":
             info(f"{a.kind} {a.name or ''}: {a.detail}".replace("  ", " "))
+    for run in report.resumable:
+        info(f"[cyan]resumable[/]: an interrupted {run.kind} run{f' ({run.name})' if run.name else ''} at step {run.step} in "
+             f"{run.path}; continue it with: {run.command}")
     if report.leftovers:
         info(f"{plural(len(report.leftovers), 'leftover')} of killed runs; remove with: musictl status --clean")
     info(f"next: {report.next_step}")

@@ -7,16 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import Overwrite, Workdir, check_binary_destination, emit_binary, option, reports_errors
+from musictl.commands._common import Overwrite, TokensOpt, Workdir, check_binary_destination, emit_binary, option, reports_errors
 from musictl.midi.settings import DetokenizeSettings, TokenizeSettings
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"tokenize": (TokenizeSettings,), "detokenize": (DetokenizeSettings,)}
-
-
-def register(app: typer.Typer) -> None:
-    app.command("tokenize")(tokenize)
-    app.command("detokenize")(detokenize)
 
 
 @reports_errors
@@ -30,6 +25,7 @@ def tokenize(
     split_file: Annotated[
         Optional[Path], typer.Option(help='JSON {"train": [...], "valid": [...], "test": [...]} of file names; overrides --split.')
     ] = None,
+    group_by: Optional[str] = option(TokenizeSettings, "group_by"),
     workers: int = option(TokenizeSettings, "workers"),
     positions_per_beat: int = option(TokenizeSettings, "positions_per_beat"),
     max_bar_beats: int = option(TokenizeSettings, "max_bar_beats"),
@@ -58,7 +54,7 @@ def tokenize(
     from musictl.midi.pipeline import NothingTokenized, prepare_tokenize
 
     settings = TokenizeSettings.from_values(locals())
-    out_dir = out or artifacts.artifact_dir(workdir, "tokens")
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.TOKENS)
     job = prepare_tokenize(list(inputs or []), out_dir, settings, split_file, overwrite)
     if job.current is not None:
         info(f"{out_dir} is up to date ({plural(job.current.ok, 'piece')} from {plural(len(job.files), 'file')}); "
@@ -109,7 +105,7 @@ def detokenize(
         Optional[Path], typer.Option("--out", "-o", help="MIDI file to write (a folder with --all); default: stdout when redirected.")
     ] = None,
     all_pieces: Annotated[bool, typer.Option("--all", help="Decode every piece of the tokens artifact into the folder -o.")] = False,
-    tokens_dir: Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")] = None,
+    tokens_dir: TokensOpt = None,
     program: Optional[int] = option(DetokenizeSettings, "program"),
     workers: int = option(DetokenizeSettings, "workers"),
     overwrite: Overwrite = False,
@@ -124,7 +120,7 @@ def detokenize(
     from musictl.errors import UsageError
 
     settings = DetokenizeSettings.from_values(locals())
-    tokens_path = tokens_dir or artifacts.artifact_dir(workdir, "tokens")
+    tokens_path = tokens_dir or artifacts.artifact_dir(workdir, artifacts.TOKENS)
     if all_pieces:
         if source is not None or out is None:
             raise UsageError("--all decodes every piece into the folder given with -o DIR; give no SOURCE")

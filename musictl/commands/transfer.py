@@ -1,39 +1,16 @@
-"""Cross-style generation: ``embed`` and ``adjacency`` here; ``train-gcn``, ``generate-rwr``, ``demo`` and
-``render`` live in :mod:`musictl.commands.gcn`, :mod:`~musictl.commands.generate`, :mod:`~musictl.commands.demo`
-and :mod:`~musictl.commands.render`, registered from :func:`register`."""
+"""``musictl embed`` and ``musictl adjacency``: the inputs of the cross-style chain (embeddings, a style graph)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import Overwrite, Workdir, option, reports_errors
-from musictl.transfer.settings import EmbedMode, EmbedSettings, Export, GraphSettings, Normalize
-
-TokensOpt = Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output artifact directory [default: in WORKDIR].")]
+from musictl.commands._common import OutOpt, Overwrite, TokensOpt, Workdir, option, reports_errors, tokens_dir
+from musictl.transfer.settings import Edges, EmbedMode, EmbedSettings, Export, GraphSettings, Normalize
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"embed": (EmbedSettings,), "adjacency": (GraphSettings,)}
-
-
-def register(app: typer.Typer) -> None:
-    from musictl.commands import demo, gcn, generate, render
-
-    app.command("embed")(embed)
-    app.command("adjacency")(adjacency)
-    gcn.register(app)
-    generate.register(app)
-    demo.register(app)
-    render.register(app)
-
-
-def tokens_dir(workdir, tokens: Path | None) -> Path:
-    from musictl import artifacts
-
-    return tokens or artifacts.artifact_dir(workdir, "tokens")
 
 
 @reports_errors
@@ -57,7 +34,7 @@ def embed(
     from musictl.transfer.pipeline import make_embeddings
 
     settings = EmbedSettings.from_values(locals())
-    out_dir = out or artifacts.artifact_dir(workdir, "embeddings")
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.EMBEDDINGS)
     result = make_embeddings(model, tokens_dir(workdir, tokens), out_dir, settings, overwrite, workdir=workdir)
     info(f"{result.graph_tokens} graph tokens x {result.dim} dims ({result.mapped_tokens} from the model), "
          f"{result.positions} positions")
@@ -67,6 +44,8 @@ def embed(
 @reports_errors
 def adjacency(
     style: Annotated[str, typer.Option(help="Style (a folder name given to tokenize).")],
+    nodes: str = option(GraphSettings, "nodes"),
+    edges: Edges = option(GraphSettings, "edges"),
     window: int = option(GraphSettings, "window"),
     normalize: Normalize = option(GraphSettings, "normalize"),
     export: Optional[Export] = option(GraphSettings, "export"),
@@ -75,17 +54,19 @@ def adjacency(
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
-    """Build the weighted token co-occurrence graph of one style (sparse, only tokens that occur).
+    """Build the weighted graph of one style over its musical tokens (sparse, only tokens that occur), from its
+    training pieces: by default directed note-to-next-note transitions of each part.
 
-    Example: musictl adjacency --style fiddle-tunes --window 2 --export graphml
+    Example: musictl adjacency --style fiddle-tunes   |   the graph of earlier versions:
+    musictl adjacency --style fiddle-tunes --nodes all --edges cooccurrence --window 2
     """
     from musictl import artifacts
-    from musictl.commands.transfer_render import progress_after
+    from musictl.commands._tables import progress_after
     from musictl.console import info
     from musictl.transfer.pipeline import make_graph
 
     settings = GraphSettings.from_values(locals())
-    out_dir = out or artifacts.artifact_dir(workdir, "graph", style)
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.GRAPH, style)
     with progress_after("adjacency") as on_progress:
         result = make_graph(tokens_dir(workdir, tokens), style, out_dir, settings, overwrite, on_progress)
     repeats = f", self-loop weight {result.loop_weight}" if result.loop_weight else ""

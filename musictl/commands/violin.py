@@ -11,7 +11,8 @@ from typing import Annotated, Literal, Optional
 
 import typer
 
-from musictl.commands._common import Device, DeviceOpt, Overwrite, Workdir, option, reports_errors
+from musictl.commands._common import DeviceOpt, Overwrite, Workdir, option, reports_errors
+from musictl.settings import DeviceName, Precision, ReportTo
 from musictl.violin.settings import EvaluateSettings, GenerateSettings, LoraTrainSettings, PrepareSettings
 
 SETTINGS = {
@@ -21,17 +22,7 @@ SETTINGS = {
     "lora-violin evaluate": (EvaluateSettings,),
 }
 
-violin_app = typer.Typer(
-    help="Violin text-to-music: captioned violin clips, MusicGen + LoRA, audio metrics.", no_args_is_help=True
-)
-
-
-def register(app: typer.Typer) -> None:
-    violin_app.command("prepare")(prepare)
-    violin_app.command("train")(train)
-    violin_app.command("generate")(generate)
-    violin_app.command("evaluate")(evaluate)
-    app.add_typer(violin_app, name="lora-violin")
+HELP = "Violin text-to-music: captioned violin clips, MusicGen + LoRA, audio metrics."  # of the lora-violin group
 
 
 def _dir(help_text: str, *flags: str):
@@ -63,7 +54,7 @@ def prepare(
     from musictl.violin import pipeline
 
     settings = PrepareSettings.from_values(locals())
-    target = out or artifacts.artifact_dir(workdir, pipeline.DATA_KIND)
+    target = out or artifacts.artifact_dir(workdir, artifacts.VIOLIN_DATA)
     with console.track("melodies") as on_progress:
         result = pipeline.prepare(settings, target, midi, audio, overwrite, on_progress)
     for notice in result.notices:
@@ -94,19 +85,22 @@ def train(
     drop_text: float = option(LoraTrainSettings, "drop_text"),
     grad_checkpointing: bool = option(LoraTrainSettings, "grad_checkpointing"),
     eval_every: int = option(LoraTrainSettings, "eval_every"),
-    mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = option(LoraTrainSettings, "mixed_precision"),
-    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint of an interrupted run.")] = False,
+    global_batch_size: Optional[int] = option(LoraTrainSettings, "global_batch_size"),
+    mixed_precision: Optional[Precision] = option(LoraTrainSettings, "mixed_precision"),
+    report_to: ReportTo = option(LoraTrainSettings, "report_to"),
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted run, or of a finished one "
+                                              "with a larger --max-steps).")] = False,
     out: Annotated[Optional[Path], _dir("Adapter artifact [default: WORKDIR/violin/lora].", "--out", "-o")] = None,
     seed: int = option(LoraTrainSettings, "seed"),
-    device: DeviceOpt = Device.auto,
+    device: DeviceName = option(LoraTrainSettings, "device"),
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
     """Fine-tune MusicGen's decoder with LoRA on the violin clips (text encoder and EnCodec frozen).
 
-    Writes a PEFT adapter directory with the tokenizer, a model card (README.md), metrics.jsonl
-    and manifest.json; a tiny random base is copied into base/ so the artifact stands alone. Runs on
-    several processes with: accelerate launch --num_processes N -m musictl lora-violin train ...
+    Writes a PEFT adapter directory with the tokenizer, a model card (README.md), metrics.jsonl,
+    curves.png, checkpoints/last (for --resume) and manifest.json; a tiny random base is copied into
+    base/ so the artifact stands alone. Runs on several processes with: accelerate launch --num_processes N -m musictl lora-violin train ...
 
     Example: musictl lora-violin train --base tiny-random --max-steps 20 --device cpu
     """
@@ -119,11 +113,11 @@ def train(
     from musictl.violin import pipeline
 
     settings = LoraTrainSettings.from_values(locals())
-    data_dir = data or artifacts.artifact_dir(workdir, pipeline.DATA_KIND)
-    target = out or artifacts.artifact_dir(workdir, pipeline.LORA_KIND)
+    data_dir = data or artifacts.artifact_dir(workdir, artifacts.VIOLIN_DATA)
+    target = out or artifacts.artifact_dir(workdir, artifacts.VIOLIN_LORA)
     bar = track("steps", describe=_loss_line, log_every=_eval_line) if is_main_process() else contextlib.nullcontext(no_progress)
     with bar as on_progress:
-        run = pipeline.train(settings, data_dir, target, workdir, device.value, resume, overwrite, on_progress)
+        run = pipeline.train(settings, data_dir, target, workdir, resume, overwrite, on_progress)
     if not run.main:  # another process of an `accelerate launch` run: the main one reports
         return
     result = run.result
@@ -155,7 +149,7 @@ def generate(
     seconds: float = option(GenerateSettings, "seconds"),
     guidance: float = option(GenerateSettings, "guidance"),
     seed: int = option(GenerateSettings, "seed"),
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
@@ -163,8 +157,8 @@ def generate(
 
     Example: musictl lora-violin generate -p "solo violin, lively reel in D major" -o reel.wav
     """
-    from musictl.commands._common import resolve_device
     from musictl.console import info
+    from musictl.training import resolve_device
     from musictl.violin import pipeline
 
     settings = GenerateSettings.from_values(locals())
@@ -185,7 +179,7 @@ def evaluate(
     clap_model: Annotated[Optional[Path], typer.Option(help="Local CLAP model directory for the text-audio score.")] = None,
     out: Annotated[Optional[Path], _dir("Also write the results JSON to this file.", "--out", "-o")] = None,
     seed: int = option(EvaluateSettings, "seed"),
-    device: DeviceOpt = Device.auto,
+    device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
     workdir: Workdir = None,
 ) -> None:
@@ -200,8 +194,8 @@ def evaluate(
     """
     import json
 
-    from musictl.commands._common import resolve_device
     from musictl.console import err, track
+    from musictl.training import resolve_device
     from musictl.violin import pipeline
     from musictl.violin.evaluate import table
 

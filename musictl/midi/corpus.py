@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +99,93 @@ def assign_splits(files: list[SourceFile], ratios: tuple[float, float, float], s
         n_train = max(n - n_valid - n_test, 0)
         for i, f in enumerate(ordered):
             out[f.path] = "train" if i < n_train else "valid" if i < n_train + n_valid else "test"
+    return out
+
+
+# ----- grouped splits: files that share a group (clips of one song) stay in one split -------------
+def compile_group_by(regex: str) -> re.Pattern:
+    """The ``--group-by`` regex, compiled; it must have a capturing group (group 1 names the group)."""
+    try:
+        pattern = re.compile(regex)
+    except re.error as exc:
+        raise UsageError(f"--group-by {regex!r}: not a regular expression ({exc})") from None
+    if pattern.groups < 1:
+        raise UsageError(f"--group-by {regex!r}: needs a capturing group, e.g. '^Q[1-4]_(.+)_[0-9]+\\.mid$'")
+    return pattern
+
+
+def group_of(name: str, pattern: re.Pattern) -> str | None:
+    """Group 1 of ``pattern`` searched in a file name (the last path component, extension included)."""
+    found = pattern.search(Path(name).name)
+    return None if found is None or found.group(1) is None else found.group(1)
+
+
+def assign_group_splits(files: list[SourceFile], ratios: tuple[float, float, float], seed: int,
+                        group_by: str) -> tuple[dict[Path, str], int]:
+    """Seeded split by group: files whose names share group 1 of ``group_by`` get one split.
+
+    A file whose name the regex does not match is a group of its own. A group belongs to the style
+    most of its files have (ties: the first name); within each style, groups are ordered by a hash of
+    (seed, style, group) and each goes to the split in which the middle of its files falls when the
+    style's files are cut by the ratios, so each split is within half a group of its exact size.
+    Files that match nothing are keyed by their relative path, as :func:`assign_splits` keys every
+    file: a regex that matches no name gives the ungrouped split. Returns the splits and the number
+    of files the regex did not match.
+    """
+    pattern = compile_group_by(group_by)
+    members: dict[tuple[str, ...], list[SourceFile]] = {}
+    unmatched = 0
+    for f in files:
+        key = group_of(f.relative, pattern)
+        unmatched += key is None
+        members.setdefault(("group", key) if key is not None else ("file", f.style, f.relative), []).append(f)
+    by_style: dict[str, list[tuple[str, list[SourceFile]]]] = {}
+    for key, group in members.items():
+        counts = Counter(f.style for f in group)
+        style = min(counts, key=lambda s: (-counts[s], s))
+        by_style.setdefault(style, []).append((key[-1], group))
+    out: dict[Path, str] = {}
+    for style, groups in by_style.items():
+        groups.sort(key=lambda g: (hashlib.blake2b(f"{seed}\0{style}\0{g[0]}".encode(), digest_size=8).digest(), g[0]))
+        n = sum(len(g) for _, g in groups)
+        n_valid, n_test = round(ratios[1] * n), round(ratios[2] * n)
+        n_train = max(n - n_valid - n_test, 0)
+        done = 0
+        for _, group in groups:
+            middle = done + len(group) / 2
+            split = "train" if middle < n_train else "valid" if middle < n_train + n_valid else "test"
+            for f in group:
+                out[f.path] = split
+            done += len(group)
+    return out, unmatched
+
+
+def split_entries(source: Path) -> list[tuple[str, str]]:
+    """(file name, split) of every piece of a tokens artifact (a directory with ``index.jsonl``) or of
+    every entry of a split file (``{"train": [...], "valid": [...], "test": [...]}``)."""
+    source = Path(source)
+    if source.is_dir():
+        index = source / "index.jsonl"
+        if not index.is_file():
+            raise UsageError(f"{source}: no index.jsonl (not a tokens artifact); run: musictl tokenize")
+        return [(Path(row["path"]).name, row["split"]) for row in artifacts.read_jsonl(index)]
+    try:
+        data = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{source}: cannot read it as a split file ({exc})") from None
+    return [(Path(str(e)).name, split) for split in C.SPLITS for e in data.get(split, [])]
+
+
+def group_overlap(entries: list[tuple[str, str]], group_by: str) -> dict[str, dict[str, int]]:
+    """How many valid and test files share a group (group 1 of ``group_by`` on the file name) with a
+    training file: ``{"valid": {"shared": k, "files": n}, "test": {...}}``. Names the regex does not
+    match are groups of their own (they never share)."""
+    pattern = compile_group_by(group_by)
+    train = {g for name, split in entries if split == "train" and (g := group_of(name, pattern)) is not None}
+    out = {}
+    for split in ("valid", "test"):
+        names = [name for name, s in entries if s == split]
+        out[split] = {"shared": sum(group_of(n, pattern) in train for n in names), "files": len(names)}
     return out
 
 

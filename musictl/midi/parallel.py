@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,7 +21,7 @@ class ordered_map:
             self.init(*self.args)
             return map(self.func, self.jobs)
         context = multiprocessing.get_context("fork")
-        self.pool = context.Pool(min(self.workers, len(self.jobs)), initializer=self.init, initargs=self.args)
+        self.pool = context.Pool(min(self.workers, len(self.jobs)), initializer=_worker_init, initargs=(self.init, *self.args))
         chunk = max(1, min(64, len(self.jobs) // (self.workers * 8)))
         return self.pool.imap(self.func, self.jobs, chunksize=chunk)
 
@@ -31,3 +32,12 @@ class ordered_map:
             else:
                 self.pool.terminate()
             self.pool.join()
+
+
+def _worker_init(init: Callable[..., None], *args: Any) -> None:
+    """A pool worker never prints: Ctrl-C is the parent's to handle (it terminates the pool), and the
+    parent's SIGTERM handler (which raises KeyboardInterrupt for a clean-up message) is not inherited,
+    so ``terminate()`` ends a worker silently instead of with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    init(*args)

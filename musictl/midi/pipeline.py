@@ -26,17 +26,19 @@ from musictl import constants as C
 from musictl.errors import ArtifactError, MusictlError, TokenizeError, UsageError
 from musictl.midi.corpus import (
     SourceFile,
+    assign_group_splits,
     assign_splits,
     bundled_corpus,
     describe_change,
     find_midi_files,
     fingerprint_files,
+    group_overlap,
     load_split_file,
 )
 from musictl.midi.encode import encode_score, parse_midi
 from musictl.midi.parallel import ordered_map
 from musictl.midi.settings import TokenizeSettings, parse_split_ratios
-from musictl.midi.tokens import ERRORS_FILE, INDEX_FILE, KIND, TOKENS_FILE, VOCAB_FILE, Piece, write_index
+from musictl.midi.tokens import ERRORS_FILE, INDEX_FILE, TOKENS_FILE, VOCAB_FILE, Piece, write_index
 from musictl.midi.vocab import TokenizerConfig
 from musictl.progress import Progress
 
@@ -113,13 +115,14 @@ class TokenizeJob:
     parameters: dict
     overwrite: bool = False
     current: TokenizeResult | None = None  # set when an up-to-date artifact is already there
+    warnings: list[str] = field(default_factory=list)  # found while splitting (--group-by), kept in the manifest
 
     def run(self, on_progress: Progress | None = None) -> TokenizeResult:
         """The up-to-date result, or tokenize now."""
         if self.current is not None:
             return self.current
         return tokenize_corpus(self.files, self.splits, self.out_dir, self.config, self.workers, self.parameters,
-                               self.overwrite, on_progress)
+                               self.overwrite, on_progress, self.warnings)
 
 
 def prepare_tokenize(inputs: list[Path], out_dir: Path, settings: TokenizeSettings, split_file: Path | None = None,
@@ -129,12 +132,22 @@ def prepare_tokenize(inputs: list[Path], out_dir: Path, settings: TokenizeSettin
     files = find_midi_files(sources)
     if not files:
         raise UsageError(f"no MIDI files ({', '.join(C.MIDI_SUFFIXES)}) under {', '.join(map(str, sources))}")
+    warnings: list[str] = []
     if split_file is not None:
         splits, unmatched = load_split_file(split_file, files)
         if unmatched:
             log.info("%d entries of %s match no input file", unmatched, split_file)
+        if settings.group_by is not None:
+            warnings += _split_file_overlap(files, splits, settings.group_by, split_file)
+    elif settings.group_by is not None:
+        splits, unmatched = assign_group_splits(files, settings.ratios, settings.seed, settings.group_by)
+        if unmatched:
+            warnings.append(f"--group-by {settings.group_by!r} does not match {unmatched} of {len(files)} file names: "
+                            "each of those files is a group of its own")
     else:
         splits = assign_splits(files, settings.ratios, settings.seed)
+    for message in warnings:
+        log.warning(message)
     workers = settings.workers or os.cpu_count() or 1
     parameters = {
         "inputs": [os.path.abspath(p) for p in sources],  # absolute: the artifact works from any cwd
@@ -144,11 +157,24 @@ def prepare_tokenize(inputs: list[Path], out_dir: Path, settings: TokenizeSettin
         "seed": settings.seed,
         "workers": workers,
     }
-    config = settings.tokenizer_config()
-    job = TokenizeJob(files, splits, sources, Path(out_dir), config, workers, parameters, overwrite)
+    if settings.group_by is not None:  # only when given: artifacts made without it keep their exact manifest
+        parameters["group_by"] = settings.group_by
+    config = TokenizerConfig(**settings.quantisation())
+    job = TokenizeJob(files, splits, sources, Path(out_dir), config, workers, parameters, overwrite, warnings=warnings)
     if not overwrite:
         job.current = existing_result(job.out_dir, files, {**parameters, "tokenizer": config.describe()})
     return job
+
+
+def _split_file_overlap(files: list[SourceFile], splits: dict[Path, str], group_by: str, split_file: Path) -> list[str]:
+    """--group-by with --split-file: the split file decides; say how many valid/test files share a group
+    with training files."""
+    overlap = group_overlap([(f.relative, splits[f.path]) for f in files], group_by)
+    shared = [f"{o['shared']} of {o['files']} {s}" for s, o in overlap.items() if o["shared"]]
+    if not shared:
+        return []
+    return [f"{Path(split_file).name}: {' and '.join(shared)} files share a --group-by group with training files "
+            "(the split file decides the splits; --split with --group-by keeps groups together)"]
 
 
 def existing_result(out_dir: Path, files: list[SourceFile], parameters: dict) -> TokenizeResult | None:
@@ -158,7 +184,7 @@ def existing_result(out_dir: Path, files: list[SourceFile], parameters: dict) ->
     if not (out_dir / artifacts.MANIFEST).is_file():
         return None  # nothing there, or not an artifact: staging decides
     manifest = artifacts.read_manifest(out_dir)
-    if manifest.kind != KIND:
+    if manifest.kind != artifacts.TOKENS:
         return None
     if manifest.inputs.get("midi", {}).get("fingerprint") != fingerprint_files(files):
         raise ArtifactError(f"{out_dir}: {describe_change(out_dir, files)} since these tokens were made; "
@@ -168,7 +194,7 @@ def existing_result(out_dir: Path, files: list[SourceFile], parameters: dict) ->
     if changed:
         raise ArtifactError(f"{out_dir} was made with other settings ({', '.join(changed)}); "
                             "re-run with --overwrite to replace it")
-    artifacts.require(out_dir, KIND)  # and its files still match its manifest
+    artifacts.require(out_dir, artifacts.TOKENS)  # and its files still match its manifest
     return TokenizeResult.from_metrics(out_dir, manifest.metrics, up_to_date=True)
 
 
@@ -213,6 +239,7 @@ def tokenize_corpus(
     parameters: dict | None = None,
     overwrite: bool = False,
     on_progress: Progress | None = None,
+    warnings: list[str] | None = None,
 ) -> TokenizeResult:
     """Write the tokens artifact for ``files`` to ``out_dir`` and return what happened.
 
@@ -236,11 +263,12 @@ def tokenize_corpus(
         result.seconds = time.perf_counter() - started
         if not result.ok:
             raise NothingTokenized(result)  # the previous artifact, if any, stays
-        result.warnings = split_warnings(result.by_style, parameters.get("split"))
-        for message in result.warnings:
+        tiny = split_warnings(result.by_style, parameters.get("split"))
+        for message in tiny:
             log.warning(message)
+        result.warnings = [*(warnings or []), *tiny]
         artifacts.write_manifest(tmp, artifacts.Manifest(
-            kind=KIND,
+            kind=artifacts.TOKENS,
             parameters=parameters,
             inputs={"midi": {"files": str(len(files)), "fingerprint": fingerprint}},
             metrics=result.to_dict(),

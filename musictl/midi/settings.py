@@ -28,6 +28,10 @@ class TokenizeSettings(Settings):
 
     split: str = setting(DEFAULT_SPLIT, "train,valid,test fractions, drawn per style and file.")
     seed: int = setting(0, "Random seed of the split: the same seed gives the same split.")
+    group_by: Optional[str] = setting(
+        None, "Regex on each file name (with its extension): files whose group 1 is the same stay in one split "
+              "(clips of one song); names it does not match are groups of their own. With --split-file: only "
+              "reports how many valid/test files share a group with training files.")
     workers: int = setting(0, "Parallel worker processes (0: all cores).", min=0)
     positions_per_beat: int = setting(16, "Onset grid per quarter note (a power of two).", min=1, max=64)
     max_bar_beats: int = setting(8, "Longest bar in quarter notes; longer bars are split.", min=1, max=64)
@@ -41,21 +45,23 @@ class TokenizeSettings(Settings):
 
     def validate(self) -> None:
         parse_split_ratios(self.split)
-        self.tokenizer_config()
+        if self.group_by is not None:
+            from musictl.midi.corpus import compile_group_by
+
+            compile_group_by(self.group_by)
+        try:
+            check_quantisation(self.quantisation())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     @property
     def ratios(self) -> tuple[float, float, float]:
         """``split`` as (train, valid, test) fractions."""
         return parse_split_ratios(self.split)
 
-    def tokenizer_config(self):
-        """The :class:`~musictl.midi.vocab.TokenizerConfig` of the quantisation fields."""
-        from musictl.midi.vocab import TokenizerConfig
-
-        try:
-            return TokenizerConfig(**{name: getattr(self, name) for name in QUANTISATION_FIELDS})
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    def quantisation(self) -> dict:
+        """The quantisation fields: ``TokenizerConfig(**settings.quantisation())`` (:mod:`musictl.midi.vocab`)."""
+        return {name: getattr(self, name) for name in QUANTISATION_FIELDS}
 
 
 @dataclass
@@ -86,3 +92,18 @@ def quantisation_range(name: str) -> tuple[float | None, float | None]:
     """Allowed (min, max) of one quantisation parameter."""
     meta = TokenizeSettings.__dataclass_fields__[name].metadata
     return meta.get("min"), meta.get("max")
+
+
+def check_quantisation(values: dict) -> None:
+    """Raise ``ValueError`` unless ``values`` (every quantisation field) describe a valid Octuple format.
+
+    The checks of :class:`~musictl.midi.vocab.TokenizerConfig`, here so that the settings need not import it.
+    """
+    for name in QUANTISATION_FIELDS:
+        low, high = quantisation_range(name)
+        if not low <= values[name] <= high:
+            raise ValueError(f"invalid tokenizer parameters: {name} must be {low:g}..{high:g}, not {values[name]}")
+    if values["positions_per_beat"] & (values["positions_per_beat"] - 1):
+        raise ValueError("invalid tokenizer parameters: positions_per_beat must be a power of two from 1 to 64")
+    if not values["tempo_min"] < values["tempo_max"]:
+        raise ValueError("invalid tokenizer parameters: tempo range must satisfy tempo_min < tempo_max")

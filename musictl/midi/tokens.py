@@ -25,7 +25,6 @@ from musictl import constants as C
 from musictl.errors import ArtifactError, UsageError
 from musictl.midi.vocab import TokenizerConfig
 
-KIND = "tokens"
 TOKENS_FILE = "tokens.npy"
 INDEX_FILE = "index.jsonl"
 VOCAB_FILE = "vocab.json"
@@ -61,7 +60,7 @@ class TokenCorpus:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.manifest = artifacts.require(self.path, KIND)
+        self.manifest = artifacts.require(self.path, artifacts.TOKENS)
         self.config = read_vocab(self.path / VOCAB_FILE)
         self.pieces = read_index(self.path / INDEX_FILE)
         self.tokens = _open_tokens(self.path / TOKENS_FILE)
@@ -72,7 +71,7 @@ class TokenCorpus:
 
     @classmethod
     def open(cls, path: Path | None = None, workdir: Path | None = None) -> TokenCorpus:
-        return cls(Path(path) if path else artifacts.artifact_dir(workdir, KIND))
+        return cls(Path(path) if path else artifacts.artifact_dir(workdir, artifacts.TOKENS))
 
     def __len__(self) -> int:
         return len(self.pieces)

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 
 from musictl import constants as C
-from musictl.midi.settings import QUANTISATION_FIELDS, quantisation_default, quantisation_range
+from musictl.midi.settings import QUANTISATION_FIELDS, check_quantisation, quantisation_default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,14 +34,7 @@ class TokenizerConfig:
     tempo_bins_per_doubling: int = quantisation_default("tempo_bins_per_doubling")
 
     def __post_init__(self) -> None:
-        for name in QUANTISATION_FIELDS:
-            low, high = quantisation_range(name)
-            if not low <= getattr(self, name) <= high:
-                raise ValueError(f"invalid tokenizer parameters: {name} must be {low:g}..{high:g}, not {getattr(self, name)}")
-        if self.positions_per_beat & (self.positions_per_beat - 1):
-            raise ValueError("invalid tokenizer parameters: positions_per_beat must be a power of two from 1 to 64")
-        if not self.tempo_min < self.tempo_max:
-            raise ValueError("invalid tokenizer parameters: tempo range must satisfy tempo_min < tempo_max")
+        check_quantisation({name: getattr(self, name) for name in QUANTISATION_FIELDS})
 
     # ----- value tables -------------------------------------------------------------------
     @cached_property

@@ -1,6 +1,7 @@
-"""What a link predictor has to beat, scored on exactly its held-out test edges and negatives.
+"""What a link predictor has to beat, scored on exactly its held-out test edges and negatives (uniform and
+same-field, see :mod:`musictl.transfer.gcn`).
 
-- Parameter-free heuristics on the training (message-passing) graph only: common neighbours,
+- Parameter-free heuristics on the training edges of the graph being predicted only: common neighbours,
   Adamic-Adar, resource allocation and the degree product (preferential attachment).
 - ``gcn_random_features``: the same GCN with the node embeddings replaced by Gaussian noise of the
   same width (log-degrees kept when ``--degree-features``): what the graph alone gives.
@@ -17,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from musictl.progress import Progress
+from musictl.transfer.gcn import Encoder, MlpEncoder, fit_and_test, labelled_pairs, link_scores, node_inputs, score_row
 from musictl.transfer.settings import GcnSettings
 
 HEURISTICS = ("common_neighbours", "adamic_adar", "resource_allocation", "degree_product")
@@ -48,15 +50,13 @@ def heuristic_scores(edge_index: np.ndarray, num_nodes: int, pairs: np.ndarray) 
 
 def baseline_scores(split: tuple, features: torch.Tensor, settings: GcnSettings, device: str = "cpu",
                     on_progress: Progress | None = None) -> dict[str, dict[str, float]]:
-    """``{name: {"auc", "ap"}}`` of every baseline on the test split of ``split``."""
-    from musictl.transfer.gcn import Encoder, MlpEncoder, fit_and_test, link_scores, node_inputs
-
+    """``{name: {"auc", "ap", "auc_same_field", "ap_same_field"}}`` of every baseline on the test split of ``split``."""
     train_graph, _, test_split = split
-    pairs = test_split.edge_label_index.cpu().numpy()
-    out = {}
-    for name, scores in heuristic_scores(train_graph.edge_index.cpu().numpy(), train_graph.num_nodes, pairs).items():
-        auc, ap = link_scores(test_split.edge_label, scores)
-        out[name] = {"auc": round(auc, 5), "ap": round(ap, 5)}
+    known = train_graph.target_index.cpu().numpy()  # the training edges of the graph being predicted
+    out: dict[str, dict[str, float]] = {name: {} for name in HEURISTICS}
+    for kind, (pairs, labels) in labelled_pairs(test_split).items():
+        for name, scores in heuristic_scores(known, train_graph.num_nodes, pairs.cpu().numpy()).items():
+            out[name].update(score_row({kind: link_scores(labels, scores)}))
     generator = torch.Generator().manual_seed(settings.seed)
     noise = torch.randn(features.shape, generator=generator).to(features.device)
     models = {
@@ -64,35 +64,18 @@ def baseline_scores(split: tuple, features: torch.Tensor, settings: GcnSettings,
         "mlp_embeddings": (MlpEncoder, features),
     }
     for name, (encoder_cls, x) in models.items():
-        _, _, _, (auc, ap) = fit_and_test(encoder_cls, x, split, settings, device, on_progress, name=name)
-        out[name] = {"auc": round(auc, 5), "ap": round(ap, 5)}
+        _, _, _, scores = fit_and_test(encoder_cls, x, split, settings, device, on_progress, name=name)
+        out[name] = score_row(scores)
     return out
 
 
 def markov_walker(corpus, pieces, tables):
-    """A first-order Markov chain on the same tokens, for the walk to match or beat: the same plans and
-    rhythm tables, and each field of a note drawn from how often it followed the previous note's value of
-    that field in the same part (directed counts, repeats included); no co-occurrence graph, no GCN."""
+    """A first-order Markov chain on the same tokens, for the walk to match or beat: the same plans, rhythm and
+    articulation tables, and each field of a note drawn from how often it followed the previous note's value of
+    that field in the same part (directed counts, repeats included); no link predictor."""
     from musictl import constants as C
-    from musictl.transfer.adjacency import graph_ids
+    from musictl.transfer.adjacency import build_graph
     from musictl.transfer.walk import RandomWalker
 
-    config = corpus.config
-    sources, targets = [], []
-    for piece in pieces:
-        values = corpus.piece_tokens(piece).astype(np.int64) - C.N_SPECIAL
-        ids = graph_ids(corpus.piece_tokens(piece), config)
-        for program in np.unique(values[:, C.INSTRUMENT]):
-            part = ids[values[:, C.INSTRUMENT] == program]
-            sources.append(part[:-1, C.INSTRUMENT:].ravel())
-            targets.append(part[1:, C.INSTRUMENT:].ravel())
-    every = np.concatenate([graph_ids(corpus.piece_tokens(p), config).ravel() for p in pieces])
-    nodes, inverse = np.unique(np.concatenate([every, *sources, *targets]), return_inverse=True)
-    n_sources = sum(len(s) for s in sources)
-    rows = inverse[len(every):len(every) + n_sources]
-    cols = inverse[len(every) + n_sources:]
-    counts = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(nodes), len(nodes))).tocsr()
-    loops = counts.diagonal().astype(np.float64)
-    counts.setdiag(0)
-    counts.eliminate_zeros()
-    return RandomWalker(nodes, counts, np.zeros((len(nodes), 1)), config, tables, loops)
+    graph = build_graph(corpus, pieces, fields=(C.INSTRUMENT, C.PITCH, C.DURATION, C.VELOCITY), edges="transition")
+    return RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links=None, directed=True)

@@ -47,8 +47,8 @@ class DemoResult(Result):
 def check_workspace(root: Path, overwrite: bool) -> None:
     """The demo replaces its own artifacts, never a user's: a workspace made by other commands is
     kept unless ``overwrite``."""
-    manifest = root / "tokens" / artifacts.MANIFEST
-    if manifest.is_file() and not overwrite and not artifacts.read_manifest(root / "tokens").parameters.get("demo"):
+    tokens = artifacts.artifact_dir(root, artifacts.TOKENS)
+    if (tokens / artifacts.MANIFEST).is_file() and not overwrite and not artifacts.read_manifest(tokens).parameters.get("demo"):
         raise ArtifactError(f"{root} holds artifacts not made by the demo; run it with --workdir DIR (e.g. "
                             "--workdir musictl-demo), or pass --overwrite to replace them")
 
@@ -101,18 +101,21 @@ def run_demo(workdir, settings: DemoSettings, out: Path, overwrite: bool = False
     root = artifacts.workspace_root(workdir)
     style, steps, seed = artifacts.safe_name(settings.style, "style"), settings.steps, settings.seed
     check_workspace(root, overwrite)
-    tokens, started, stages = root / "tokens", time.perf_counter(), _Stages(on_progress)
+    def where(kind: str, name: str | None = None) -> Path:
+        return artifacts.artifact_dir(root, kind, name)
+
+    tokens, started, stages = where(artifacts.TOKENS), time.perf_counter(), _Stages(on_progress)
     stages.run("tokenize", "tokenize the bundled corpus", lambda: _tokenize(tokens, style, seed))
     bert = stages.run("pretrain-bert", f"pre-train a tiny MidiBert ({steps} steps)", lambda: pretrain(
-        tokens, root / "bert", PretrainSettings(size="tiny", max_len=256, batch_size=8, max_steps=steps,
+        tokens, where(artifacts.BERT), PretrainSettings(size="tiny", max_len=256, batch_size=8, max_steps=steps,
                                                 eval_every=max(1, steps // 4), seed=seed, device="cpu"), overwrite=True))
     stages.run("embed", "embed its token and positional tables",
-               lambda: make_embeddings(root / "bert", tokens, root / "embeddings", overwrite=True))
+               lambda: make_embeddings(where(artifacts.BERT), tokens, where(artifacts.EMBEDDINGS), overwrite=True))
     graph = stages.run("adjacency", f"build the co-occurrence graph of '{style}'",
-                       lambda: make_graph(tokens, style, root / "graph" / style, overwrite=True))
+                       lambda: make_graph(tokens, style, where(artifacts.GRAPH, style), overwrite=True))
     gcn = stages.run("train-gcn", "train the GCN link predictor and its baselines", lambda: make_gcn(
-        style, root / "gcn" / style, GcnSettings(seed=seed, epochs=settings.gcn_epochs), tokens, root / "graph" / style,
-        root / "embeddings", overwrite=True))
+        style, where(artifacts.GCN, style), GcnSettings(seed=seed, epochs=settings.gcn_epochs), tokens,
+        where(artifacts.GRAPH, style), where(artifacts.EMBEDDINGS), overwrite=True))
 
     def generate():
         generator = StyleGenerator.load(workdir, style, tokens)

@@ -20,7 +20,6 @@ from musictl.errors import ArtifactError
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 
-KIND = "embeddings"
 FILE = "embeddings.safetensors"
 
 # MidiTok token-name prefixes -> musictl field (values are mapped by _map_value).

@@ -1,5 +1,15 @@
-"""Style fidelity of generated pieces: histogram divergences against each style, novelty, and what a
-style classifier says of them."""
+"""Style fidelity of generated pieces, always against pieces the generator was not built from.
+
+- Histogram divergences from the style's held-out pieces (its valid and test splits; the graph and
+  tables come from its train split) and from every other style.
+- Novelty: the share of generated pitch 4-grams not copied from the training pieces.
+- What a listener hears first: the share of a piece's time where no note sounds, and the ratio of a
+  note's duration to the time until the next onset of its part (1: legato), for the generated and
+  the held-out pieces.
+- A judge: logistic regression on per-piece features, cross-validated, telling held-out pieces from
+  generated ones (balanced accuracy; 0.5 means it cannot tell them apart).
+- What a fine-tuned style classifier says of them (``--classifier``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +22,11 @@ from musictl import constants as C
 from musictl.errors import UsageError
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
+from musictl.transfer.adjacency import style_split
+from musictl.transfer.tables import next_onset_gaps
 
 NGRAM = 4
+JUDGE_FOLDS = 5
 
 
 def histograms(pieces: list[np.ndarray], config: TokenizerConfig) -> dict[str, np.ndarray]:
@@ -44,16 +57,78 @@ def pitch_ngrams(tokens: np.ndarray, n: int = NGRAM) -> set[tuple[int, ...]]:
     return {tuple(pitches[i : i + n]) for i in range(len(pitches) - n + 1)}
 
 
-def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str) -> dict:
-    """Divergences of ``generated`` from every style of the corpus, and the share of copied n-grams."""
+def piece_listening(tokens: np.ndarray, config: TokenizerConfig) -> tuple[float, np.ndarray]:
+    """(the share of the piece's time, first onset to last release, where no note sounds; each note's duration
+    over the time until the next onset of its part, for notes whose part plays again)."""
+    from musictl.midi.decode import onsets
+
+    values = tokens.astype(np.int64) - C.N_SPECIAL
+    if len(values) == 0:
+        return 0.0, np.zeros(0)
+    onset = onsets(values, config)[0].astype(np.float64)
+    duration = config.duration_centres[values[:, C.DURATION]]
+    order = np.argsort(onset, kind="stable")
+    start, reach = onset[order], np.maximum.accumulate(onset[order] + duration[order])
+    silent = np.maximum(start[1:] - reach[:-1], 0.0).sum()
+    span = reach[-1] - start[0]
+    gap = next_onset_gaps(onset, values[:, C.INSTRUMENT])
+    has = gap > 0
+    return float(silent / span) if span > 0 else 0.0, duration[has] / gap[has]
+
+
+def listening(pieces: list[np.ndarray], config: TokenizerConfig) -> dict:
+    """Mean silence share of the pieces and the median duration-to-next-onset ratio over all their notes."""
+    measured = [piece_listening(t, config) for t in pieces]
+    ratios = np.concatenate([r for _, r in measured]) if measured else np.zeros(0)
+    return {"pieces": len(pieces), "silence_share": round(float(np.mean([s for s, _ in measured])), 4) if measured else None,
+            "duration_ratio": round(float(np.median(ratios)), 4) if len(ratios) else None}
+
+
+def piece_features(tokens: np.ndarray, config: TokenizerConfig) -> np.ndarray:
+    """One piece as a vector for the judge: its pitch-class, interval, duration and onset-within-the-beat
+    histograms, its silence share and median duration ratio."""
+    h = histograms([tokens], config)
+    values = tokens.astype(np.int64) - C.N_SPECIAL
+    beat = np.bincount(values[:, C.POSITION] % config.positions_per_beat, minlength=config.positions_per_beat)
+    silence, ratios = piece_listening(tokens, config)
+    return np.concatenate([h["pitch_class"], h["interval"], h["duration"], beat / max(beat.sum(), 1),
+                           [silence, float(np.median(ratios)) if len(ratios) else 0.0]])
+
+
+def judge(generated: list[np.ndarray], real: list[np.ndarray], config: TokenizerConfig, seed: int = 0) -> dict:
+    """Cross-validated balanced accuracy of a logistic regression telling ``real`` pieces from ``generated`` ones
+    (0.5: it cannot tell them apart; 1.0: every piece is recognised)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    folds = min(JUDGE_FOLDS, len(generated), len(real))
+    if folds < 2:
+        return {"accuracy": None, "folds": 0, "note": "needs at least 2 generated and 2 held-out pieces"}
+    x = np.stack([piece_features(t, config) for t in [*generated, *real]])
+    y = np.array([0] * len(generated) + [1] * len(real))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    scores = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                             scoring="balanced_accuracy")
+    return {"accuracy": round(float(scores.mean()), 4), "folds": folds, "chance": 0.5,
+            "generated": len(generated), "held_out": len(real)}
+
+
+def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str, seed: int = 0) -> dict:
+    """Divergences of ``generated`` from the style's held-out pieces and from every other style, the share of
+    n-grams copied from the training pieces, listener metrics and the judge (see the module docstring). A style
+    without held-out pieces is compared with its training pieces, and the report says so."""
     config = corpus.config
+    train, held_out = style_split(corpus, style)
+    reference = held_out or train
+    real = [corpus.piece_tokens(p) for p in reference]
     gen = histograms(generated, config)
-    by_style = {s: divergence(gen, histograms([corpus.piece_tokens(p) for p in corpus.select(style=s)], config))
-                for s in corpus.styles}
-    own = by_style[style]
-    others = {s: d for s, d in by_style.items() if s != style}
+    own = divergence(gen, histograms(real, config))
+    others = {s: divergence(gen, histograms([corpus.piece_tokens(p) for p in corpus.select(style=s)], config))
+              for s in corpus.styles if s != style}
     known: set[tuple[int, ...]] = set()
-    for p in corpus.select(style=style):
+    for p in train:
         known |= pitch_ngrams(corpus.piece_tokens(p))
     grams = [g for t in generated for g in pitch_ngrams(t)]
     copied = sum(g in known for g in grams) / max(len(grams), 1)
@@ -61,10 +136,14 @@ def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str)
         "style": style,
         "pieces": len(generated),
         "notes": int(sum(len(t) for t in generated)),
+        "reference": {"split": "valid+test" if held_out else "train (the style has no held-out pieces)",
+                      "pieces": len(reference)},
         "divergence_own_style": own,
         "divergence_other_styles": others,
         f"copied_{NGRAM}gram_share": round(copied, 4),
         "novelty": round(1 - copied, 4),
+        "listening": {"generated": listening(generated, config), "held_out": listening(real, config)},
+        "judge": judge(generated, real, config, seed),
     }
     if others:
         mean_other = {k: round(float(np.mean([d[k] for d in others.values()])), 5) for k in own}

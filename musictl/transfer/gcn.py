@@ -3,9 +3,15 @@
 Four small pieces, as in PyG's ``examples/link_pred.py``: :func:`encode` (node embeddings by message
 passing over the training graph), :func:`decode` (a logit per node pair), :func:`train` (one epoch
 on the training edges and as many fresh negatives) and :func:`test` (ROC-AUC and average precision
-on a held-out split). ``RandomLinkSplit`` keeps validation and test edges out of the
-message-passing graph; training stops early on validation ROC-AUC; the weights of the best
+on a held-out split). ``RandomLinkSplit`` keeps validation and test edges (both directions) out of
+the message-passing graph; training stops early on validation ROC-AUC; the weights of the best
 validation epoch are restored and the test split is scored once, at the end.
+
+Every held-out split is scored against two sets of negatives: ``uniform`` (any non-edge, as
+``RandomLinkSplit`` draws them; a degree count already rejects most) and ``same_field`` (for each
+positive, one end replaced by a token of the same field that is not linked to the other end: a
+pitch-pitch edge against pitch-pitch non-edges). Training draws its negatives either way
+(``--negatives``), and the validation score of that kind selects the epoch.
 """
 
 from __future__ import annotations
@@ -22,8 +28,6 @@ from torch import nn
 from musictl.errors import MusictlError
 from musictl.progress import Progress
 from musictl.transfer.settings import TEST_SHARE, VAL_SHARE, GcnSettings
-
-KIND = "gcn"
 
 
 class Encoder(nn.Module):
@@ -92,8 +96,18 @@ def similarity_graph(features: np.ndarray, k: int) -> sp.csr_matrix:
     return matrix.maximum(matrix.T).tocsr()
 
 
-def to_data(features: np.ndarray, adjacency: sp.csr_matrix, edge_weight: str = "log"):
+NEGATIVES = ("uniform", "same_field")  # the negative sets every held-out split is scored on
+SAMPLING_TRIES = 20  # rejection rounds when drawing a same-field non-edge
+
+
+def negatives_key(setting: str) -> str:
+    """The metrics key of a ``--negatives`` value: ``same-field`` -> ``same_field``."""
+    return setting.replace("-", "_")
+
+
+def to_data(features: np.ndarray, adjacency: sp.csr_matrix, edge_weight: str = "log", fields: np.ndarray | None = None):
     """A PyG graph with both directions of every edge (the diagonal is left out); weights scaled to a maximum of 1.
+    ``fields`` (the Octuple field of each node; default: one field for all) is kept as ``data.field``.
 
     Co-occurrence counts span orders of magnitude (a metre token meets every note), so ``log``
     compresses them: with ``linear`` most edges would carry almost no message next to the self-loops.
@@ -107,7 +121,57 @@ def to_data(features: np.ndarray, adjacency: sp.csr_matrix, edge_weight: str = "
     weight = torch.tensor(np.log1p(coo.data) if edge_weight == "log" else coo.data, dtype=torch.float)
     edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
     weight = torch.cat([weight, weight])
-    return Data(x=torch.tensor(features, dtype=torch.float), edge_index=edge_index, edge_weight=weight / weight.max())
+    field_of = torch.zeros(adjacency.shape[0], dtype=torch.long) if fields is None else torch.as_tensor(
+        np.asarray(fields), dtype=torch.long)
+    return Data(x=torch.tensor(features, dtype=torch.float), edge_index=edge_index,
+                edge_weight=weight / weight.max().clamp_min(1e-12), field=field_of)
+
+
+def edge_keys(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """Sorted keys ``u * n + v`` of both directions of every edge: the pairs a negative must avoid."""
+    keys = torch.cat([edge_index[0] * num_nodes + edge_index[1], edge_index[1] * num_nodes + edge_index[0]])
+    return torch.unique(keys)
+
+
+def same_field_negatives(positives: torch.Tensor, field: torch.Tensor, forbidden: torch.Tensor,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """One negative per positive ``(u, v)`` where one can be found: one end replaced by a node of the same field,
+    such that the pair is not an edge (``forbidden`` keys, :func:`edge_keys`) and not a node with itself. The end
+    is chosen at random; when it finds no such node, the other end is tried; a positive whose field pair has no
+    such non-edge at either end gets none. So each negative has the field pair of its positive and keeps one of
+    its nodes."""
+    device = positives.device
+    positives, field, forbidden = positives.cpu(), field.cpu(), forbidden.cpu()
+    n, m = len(field), positives.size(1)
+    order = torch.argsort(field, stable=True)
+    counts = torch.bincount(field, minlength=int(field.max()) + 1 if n else 1)
+    starts = torch.cumsum(counts, 0) - counts
+    first_right = torch.rand(m, generator=generator) < 0.5  # replace v first (else u)
+    found = torch.full((m,), -1, dtype=torch.long)
+    right = first_right.clone()
+    pending = torch.arange(m)
+    for attempt in range(SAMPLING_TRIES):
+        if len(pending) == 0:
+            break
+        side = first_right[pending] ^ (attempt >= SAMPLING_TRIES // 2)  # the other end for the second half
+        fixed = torch.where(side, positives[0, pending], positives[1, pending])
+        f = field[torch.where(side, positives[1, pending], positives[0, pending])]
+        candidate = order[starts[f] + (torch.rand(len(pending), generator=generator) * counts[f]).long()]
+        ok = (candidate != fixed) & ~torch.isin(fixed * n + candidate, forbidden)
+        found[pending[ok]], right[pending[ok]] = candidate[ok], side[ok]
+        pending = pending[~ok]
+    for i in pending.tolist():  # rare: few nodes of the field are left; look at every one
+        for side in (bool(first_right[i]), not first_right[i]):
+            fixed, other = (positives[0, i], positives[1, i]) if side else (positives[1, i], positives[0, i])
+            pool = order[starts[field[other]]:starts[field[other]] + counts[field[other]]]
+            pool = pool[(pool != fixed) & ~torch.isin(fixed * n + pool, forbidden)]
+            if len(pool):
+                found[i] = pool[torch.randint(len(pool), (1,), generator=generator)]
+                right[i] = side
+                break
+    keep = found >= 0
+    pairs = torch.stack([torch.where(right, positives[0], found), torch.where(right, found, positives[1])])
+    return pairs[:, keep].to(device)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -152,8 +216,14 @@ def node_inputs(features: torch.Tensor, graph, settings: GcnSettings) -> torch.T
     return torch.cat([features, degree_features(graph.edge_index, graph.edge_weight, graph.num_nodes)], dim=1)
 
 
-def split_edges(data, device: str = "cpu"):
-    """(train, validation, test) graphs: held-out edges are not in the training message-passing graph."""
+def split_edges(data, device: str = "cpu", seed: int = 0, message=None):
+    """(train, validation, test) graphs: held-out edges are not in the training message-passing graph.
+
+    Each graph keeps the training edges to predict as ``target_index`` (both directions) and the pairs a
+    negative must avoid as ``forbidden``; validation and test get same-field negatives beside the uniform ones
+    (``hard_label_index``, ``hard_label``). ``message`` (a graph over the same nodes, e.g. the similarity graph
+    of models 1 and 2) replaces the message-passing edges: then the edges of ``data`` are only predicted.
+    """
     import torch_geometric.transforms as transforms
 
     n_edges = data.edge_index.shape[1] // 2
@@ -164,7 +234,30 @@ def split_edges(data, device: str = "cpu"):
         )
     split = transforms.RandomLinkSplit(num_val=VAL_SHARE, num_test=TEST_SHARE, is_undirected=True,
                                        add_negative_train_samples=False, split_labels=False)
-    return tuple(d.to(device) for d in split(data))
+    graphs = split(data)
+    every_edge = edge_keys(data.edge_index, data.num_nodes)
+    generator = torch.Generator().manual_seed(seed)
+    train_graph = graphs[0]
+    for graph in graphs:
+        graph.target_index = train_graph.edge_index
+        graph.forbidden = edge_keys(train_graph.edge_index, data.num_nodes)
+        if message is not None:
+            graph.edge_index, graph.edge_weight = message.edge_index, message.edge_weight
+    for graph in graphs[1:]:
+        positives = graph.edge_label_index[:, graph.edge_label == 1]
+        negatives = same_field_negatives(positives, data.field, every_edge, generator)
+        graph.hard_label_index = torch.cat([positives, negatives], dim=1)
+        graph.hard_label = torch.cat([torch.ones(positives.size(1)), torch.zeros(negatives.size(1))])
+    return tuple(g.to(device) for g in graphs)
+
+
+def labelled_pairs(split) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{negatives kind: (pairs (2, m), 0/1 labels)}`` of a held-out split: uniform, and same_field where drawn."""
+    sets = {"uniform": (split.edge_label_index, split.edge_label)}
+    hard = getattr(split, "hard_label", None)
+    if hard is not None and hard.numel() and hard.min() < 1:
+        sets["same_field"] = (split.hard_label_index, hard)
+    return sets
 
 
 # ----- the four steps ------------------------------------------------------------------------
@@ -178,16 +271,24 @@ def decode(decoder: nn.Module, z: torch.Tensor, pairs: torch.Tensor) -> torch.Te
     return decoder(z, pairs)
 
 
-def train(encoder: nn.Module, decoder: nn.Module, optimizer, x: torch.Tensor, graph) -> float:
-    """One epoch: the training edges against as many negatives, drawn afresh."""
+def draw_negatives(graph, count: int, kind: str = "same-field") -> torch.Tensor:
+    """Fresh training negatives: ``uniform`` non-edges of the training graph, or ``same-field`` ones (one per
+    training edge, one end replaced by a token of its field)."""
     from torch_geometric.utils import negative_sampling
 
+    if kind == "uniform":
+        return negative_sampling(graph.target_index, num_nodes=graph.num_nodes, num_neg_samples=count)
+    return same_field_negatives(graph.edge_label_index, graph.field, graph.forbidden)
+
+
+def train(encoder: nn.Module, decoder: nn.Module, optimizer, x: torch.Tensor, graph, negatives: str = "same-field") -> float:
+    """One epoch: the training edges against as many negatives, drawn afresh (``uniform`` or ``same-field``)."""
     encoder.train()
     decoder.train()
     optimizer.zero_grad()
     z = encode(encoder, x, graph)
     positives = graph.edge_label_index
-    negatives = negative_sampling(graph.edge_index, num_nodes=graph.num_nodes, num_neg_samples=positives.size(1))
+    negatives = draw_negatives(graph, positives.size(1), negatives)
     labels = torch.cat([torch.ones(positives.size(1)), torch.zeros(negatives.size(1))]).to(x.device)
     loss = nn.functional.binary_cross_entropy_with_logits(decode(decoder, z, torch.cat([positives, negatives], 1)), labels)
     loss.backward()
@@ -196,37 +297,54 @@ def train(encoder: nn.Module, decoder: nn.Module, optimizer, x: torch.Tensor, gr
 
 
 @torch.no_grad()
-def test(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, graph, split) -> tuple[float, float]:
-    """(ROC-AUC, AP) on ``split``'s labelled pairs, message passing over the training ``graph``."""
+def test(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, graph, split) -> dict[str, tuple[float, float]]:
+    """``{negatives kind: (ROC-AUC, AP)}`` on ``split``'s labelled pairs, message passing over the training ``graph``."""
     encoder.eval()
     decoder.eval()
-    return link_scores(split.edge_label, decode(decoder, encode(encoder, x, graph), split.edge_label_index))
+    z = encode(encoder, x, graph)
+    return {kind: link_scores(labels, decode(decoder, z, pairs)) for kind, (pairs, labels) in labelled_pairs(split).items()}
+
+
+def score_row(scores: dict[str, tuple[float, float]], prefix: str = "") -> dict[str, float]:
+    """``{"auc", "ap", "auc_same_field", "ap_same_field"}`` (with ``prefix``) of :func:`test`'s scores, rounded."""
+    row = {}
+    for kind, (auc, ap) in scores.items():
+        suffix = "" if kind == "uniform" else f"_{kind}"
+        row[f"{prefix}auc{suffix}"], row[f"{prefix}ap{suffix}"] = round(auc, 5), round(ap, 5)
+    return row
 
 
 # ----- training with early stopping on validation --------------------------------------------
 @dataclass
 class Fit:
-    """What early stopping chose: the best validation epoch (its weights are restored)."""
+    """What early stopping chose: the best validation epoch (its weights are restored) and its validation scores."""
 
     best_epoch: int
-    val_auc: float
-    val_ap: float
+    scores: dict[str, tuple[float, float]]
+    selected_on: str = "uniform"
     history: list[dict] = field(default_factory=list)
+
+    @property
+    def val_auc(self) -> float:
+        return self.scores[self.selected_on][0] if self.scores else -1.0
 
 
 def fit(encoder: nn.Module, decoder: nn.Module, x: torch.Tensor, train_graph, val, settings: GcnSettings,
         on_progress: Progress | None = None, name: str = "gcn") -> Fit:
-    """Train until ``patience`` epochs pass without a better validation ROC-AUC; keep the best weights."""
+    """Train until ``patience`` epochs pass without a better validation ROC-AUC (on the negatives of the kind
+    training uses, where the split has them); keep the best weights."""
     optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=settings.lr)
-    best, best_state, history = Fit(0, -1.0, 0.0), None, []
+    wanted = negatives_key(settings.negatives)
+    selected_on = wanted if wanted in labelled_pairs(val) else "uniform"
+    best, best_state, history = Fit(0, {}, selected_on), None, []
     for epoch in range(1, settings.epochs + 1):
-        loss = train(encoder, decoder, optimizer, x, train_graph)
-        val_auc, val_ap = test(encoder, decoder, x, train_graph, val)
-        history.append({"epoch": epoch, "loss": round(loss, 5), "val_auc": round(val_auc, 5), "val_ap": round(val_ap, 5)})
+        loss = train(encoder, decoder, optimizer, x, train_graph, settings.negatives)
+        scores = test(encoder, decoder, x, train_graph, val)
+        history.append({"epoch": epoch, "loss": round(loss, 5), **score_row(scores, "val_")})
         if on_progress:
             on_progress(epoch, settings.epochs, {**history[-1], "model": name})
-        if val_auc > best.val_auc:
-            best = Fit(epoch, val_auc, val_ap)
+        if scores[selected_on][0] > best.val_auc:
+            best = Fit(epoch, scores, selected_on)
             best_state = copy.deepcopy((encoder.state_dict(), decoder.state_dict()))
         elif epoch - best.best_epoch >= settings.patience:
             break
@@ -244,69 +362,20 @@ def fit_and_test(encoder_cls, x: torch.Tensor, split, settings: GcnSettings, dev
     encoder = encoder_cls(x.shape[1], settings).to(device)
     decoder = LinkDecoder(settings.out_dim, settings.decoder).to(device)
     chosen = fit(encoder, decoder, x, train_graph, val, settings, on_progress, name)
-    scores = test(encoder, decoder, x, train_graph, test_split) if score_test else (None, None)
+    scores = test(encoder, decoder, x, train_graph, test_split) if score_test else {}
     return encoder, decoder, chosen, scores
 
 
-@dataclass
-class LinkPrediction:
-    """A trained link predictor, its scores (test once, at the best validation epoch) and its baselines."""
-
-    test_auc: float | None
-    test_ap: float | None
-    val_auc: float
-    val_ap: float
-    best_epoch: int
-    epochs_run: int
-    train_edges: int
-    val_edges: int
-    test_edges: int
-    nodes: int
-    in_dim: int
-    settings: GcnSettings
-    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
-    state: dict = field(default_factory=dict, repr=False)  # encoder weights + ``decoder.*``
-    embeddings: torch.Tensor | None = field(default=None, repr=False)  # message passing over every edge
-    history: list[dict] = field(default_factory=list, repr=False)
-    split: tuple = field(default=(), repr=False)
-
-    def to_dict(self) -> dict:
-        keys = ("test_auc", "test_ap", "val_auc", "val_ap", "best_epoch", "epochs_run", "train_edges", "val_edges",
-                "test_edges", "nodes", "in_dim")
-        return {**{k: getattr(self, k) for k in keys}, "baselines": self.baselines, "settings": self.settings.to_dict()}
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 5)
-
-
-def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settings: GcnSettings, device: str = "cpu",
-                          on_progress: Progress | None = None, score_test: bool = True) -> LinkPrediction:
-    """Split the edges, train encoder + decoder with early stopping, score the test edges once (and the baselines).
-
-    ``score_test=False`` (a sweep choosing on validation) leaves the test edges untouched: test scores are None.
-    """
-    from musictl.transfer.baselines import baseline_scores
-
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-    data = to_data(features, adjacency, settings.edge_weight)
-    split = split_edges(data, device)
-    train_graph, val, test_split = split
-    raw = train_graph.x
-    x = node_inputs(raw, train_graph, settings)
-    train_graph.x = val.x = test_split.x = x  # degrees of the message-passing graph, the same for every split
-    encoder, decoder, chosen, (test_auc, test_ap) = fit_and_test(Encoder, x, split, settings, device, on_progress, score_test)
-    baselines = baseline_scores(split, raw, settings, device, on_progress) if settings.baselines and score_test else {}
-    encoder.eval()
-    with torch.no_grad():  # final embeddings: message passing over every edge of the style graph
-        full = data.clone().to(device)
-        embeddings = encoder(node_inputs(full.x, full, settings), full.edge_index, full.edge_weight).cpu()
-    state = {**encoder.state_dict(), **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
-    return LinkPrediction(
-        test_auc=_rounded(test_auc), test_ap=_rounded(test_ap), val_auc=round(chosen.val_auc, 5),
-        val_ap=round(chosen.val_ap, 5), best_epoch=chosen.best_epoch, epochs_run=len(chosen.history),
-        train_edges=int(train_graph.edge_label_index.size(1)), val_edges=int(val.edge_label.sum()),
-        test_edges=int(test_split.edge_label.sum()), nodes=int(data.num_nodes), in_dim=int(x.shape[1]), settings=settings,
-        baselines=baselines, state={k: v.detach().cpu() for k, v in state.items()}, embeddings=embeddings,
-        history=chosen.history, split=split)
+@torch.no_grad()
+def link_probabilities(decoder: nn.Module, z: torch.Tensor, chunk: int = 1 << 20) -> np.ndarray:
+    """``(n, n)`` sigmoid of the decoder's logit for every node pair (float32): what the walk mixes with counts."""
+    decoder.eval()
+    n = z.size(0)
+    out = np.empty((n, n), dtype=np.float32)
+    rows = max(1, chunk // max(n, 1))
+    cols = torch.arange(n)
+    for start in range(0, n, rows):
+        block = torch.arange(start, min(n, start + rows))
+        pairs = torch.stack([block.repeat_interleave(n), cols.repeat(len(block))])
+        out[start:start + len(block)] = torch.sigmoid(decode(decoder, z, pairs)).view(len(block), n).numpy()
+    return out

@@ -1,7 +1,9 @@
-"""A style's generator: its graph, GCN node embeddings, vocabulary and tables, loaded once.
+"""A style's generator: its graph, trained link predictor, vocabulary and tables, loaded once.
 
 ``StyleGenerator.load(workdir, style)`` checks every artifact it reads (the graph and the GCN must
-have been made from the current tokens and from each other); ``.generate(bars, seed)`` walks one
+have been made from the current tokens and from each other), computes the decoder's probability for
+every pair of nodes, and chooses the walk's mixing weight by likelihood on the style's validation
+pieces (:meth:`RandomWalker.choose_mix`); ``.generate(bars, seed)`` walks one
 piece. ``musictl generate-rwr``, ``musictl demo`` and ``benchmarks/transfer.py`` all use it, so
 ``--count K`` writes K pieces in one process without reloading anything.
 """
@@ -28,12 +30,11 @@ from musictl.transfer.walk import RandomWalker
 
 log = logging.getLogger(__name__)
 SEED_NOTES = 32
-GCN_KIND = "gcn"
 
 
 def latest_gcn_style(workdir) -> str:
     """The style of the most recently trained GCN in the workspace."""
-    root = artifacts.artifact_dir(workdir, GCN_KIND)
+    root = artifacts.artifact_dir(workdir, artifacts.GCN)
     found = []
     for manifest_file in root.glob(f"*/{artifacts.MANIFEST}"):
         manifest = artifacts.read_manifest(manifest_file.parent)
@@ -45,11 +46,11 @@ def latest_gcn_style(workdir) -> str:
 
 def check_chain(corpus: TokenCorpus, style: str, gcn_dir: Path) -> Path:
     """The graph directory behind ``gcn_dir``, after checking that graph and GCN are fresh against the tokens."""
-    gcn_manifest = artifacts.require(gcn_dir, GCN_KIND, style)
+    gcn_manifest = artifacts.require(gcn_dir, artifacts.GCN, style)
     graph_dir = artifacts.input_path(gcn_dir, gcn_manifest, "graph")
     if graph_dir is None:
         raise ArtifactError(f"{gcn_dir}/manifest.json names no graph; remake it: musictl train-gcn --style {style} --overwrite")
-    graph_manifest = artifacts.require(graph_dir, graphs.KIND, style)
+    graph_manifest = artifacts.require(graph_dir, artifacts.GRAPH, style)
     if gcn_manifest.parameters.get("vocab_id") != corpus.config.vocab_id:
         raise ArtifactError(f"{gcn_dir} was trained on other tokens than {corpus.path}; retrain it: "
                             f"musictl train-gcn --style {style} --overwrite")
@@ -57,6 +58,26 @@ def check_chain(corpus: TokenCorpus, style: str, gcn_dir: Path) -> Path:
     artifacts.check_input(gcn_dir, gcn_manifest, "graph", graph_manifest, f"musictl train-gcn --style {style}")
     artifacts.check_input(gcn_dir, gcn_manifest, "tokens", corpus.manifest, f"musictl train-gcn --style {style}")
     return graph_dir
+
+
+def link_probabilities(gcn_dir: Path, embeddings: np.ndarray) -> np.ndarray:
+    """``(n, n)`` probabilities of the trained decoder of ``gcn_dir`` for every pair of its node embeddings."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from musictl.transfer import gcn
+
+    try:
+        config = json.loads((gcn_dir / "config.json").read_text())
+        state = load_file(str(gcn_dir / "model.safetensors"))
+        decoder = gcn.LinkDecoder(int(config["out_dim"]), config["decoder"])
+        decoder.load_state_dict({k[len("decoder."):]: v for k, v in state.items() if k.startswith("decoder.")})
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ArtifactError(f"{gcn_dir}: unreadable link predictor ({exc}); retrain it: "
+                            f"musictl train-gcn --style {gcn_dir.name} --overwrite") from None
+    return gcn.link_probabilities(decoder, torch.as_tensor(np.asarray(embeddings), dtype=torch.float))
 
 
 class StyleGenerator:
@@ -80,9 +101,9 @@ class StyleGenerator:
         from safetensors.numpy import load_file
 
         style = artifacts.safe_name(style or latest_gcn_style(workdir), "style")
-        corpus = TokenCorpus.open(tokens_path or artifacts.artifact_dir(workdir, "tokens"))
+        corpus = TokenCorpus.open(tokens_path or artifacts.artifact_dir(workdir, artifacts.TOKENS))
         corpus.require_style(style)
-        gcn_dir = artifacts.artifact_dir(workdir, GCN_KIND, style)
+        gcn_dir = artifacts.artifact_dir(workdir, artifacts.GCN, style)
         graph_dir = check_chain(corpus, style, gcn_dir)
         graph = graphs.load_graph(graph_dir)
         stored = load_file(str(gcn_dir / "node_embeddings.safetensors"))
@@ -93,12 +114,15 @@ class StyleGenerator:
             log.info("%s was made before self-loops were kept, so repeated notes are rare; remake it: "
                      "musictl adjacency --style %s --overwrite", graph_dir, style)
         tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in cls._pieces(corpus, style)], corpus.config)
-        walker = RandomWalker(graph.nodes, graph.adjacency, stored["embeddings"], corpus.config, tables, graph.loops)
+        links = link_probabilities(gcn_dir, stored["embeddings"])
+        walker = RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links, graph.directed)
+        walker.choose_mix([corpus.piece_tokens(p) for p in corpus.select(style=style, split="valid")])
         return cls(style, corpus, walker)
 
     @staticmethod
     def _pieces(corpus: TokenCorpus, style: str):
-        return corpus.select(style=style, split="train") or corpus.select(style=style)
+        """The pieces the style's graph and tables come from (its train split; every piece without one)."""
+        return graphs.style_split(corpus, style)[0]
 
     def seed(self, seed: int, prompt: Path | None = None) -> tuple[np.ndarray, PiecePlan]:
         """Seed notes (node indices) and the piece plan: the prompt's, or a (seeded) random piece of the style's."""
@@ -166,7 +190,9 @@ def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settin
     pieces = generator.generate_many(count, settings, prompt, on_progress)
     fidelity = None
     if evaluate:
-        fidelity = judge.style_fidelity(pieces, generator.corpus, generator.style)
+        fidelity = judge.style_fidelity(pieces, generator.corpus, generator.style, settings.seed)
+        fidelity["walk"] = {"mix": generator.walker.mix if settings.mix is None else settings.mix, "gcn": settings.gcn,
+                            "temperature": settings.temperature}
         if classifier_model is not None:
             fidelity["classifier"] = {"classifier": str(classifier),
                                       **judge.classifier_assignments(classifier_model, pieces, generator.style)}

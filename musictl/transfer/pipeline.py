@@ -23,7 +23,6 @@ from musictl.transfer.results import EmbedResult, GcnResult, GraphResult
 from musictl.transfer.settings import EmbedSettings, GcnSettings, GraphSettings
 
 log = logging.getLogger(__name__)
-GCN_KIND = "gcn"
 
 
 # ----- embed ---------------------------------------------------------------------------------
@@ -31,8 +30,8 @@ def resolve_model(model: str | Path | None, workdir, corpus: TokenCorpus) -> tup
     """(model reference, its manifest input refs, is it a MidiBert), after checking a MidiBert is complete
     and not stale: trained on an older version of these very tokens."""
     if model is None:
-        model = artifacts.artifact_dir(workdir, "bert")
-        artifacts.require(model, "bert")
+        model = artifacts.artifact_dir(workdir, artifacts.BERT)
+        artifacts.require(model, artifacts.BERT)
     path = Path(model)
     if not embedding.is_midibert_dir(path):
         return model, {}, False
@@ -89,7 +88,7 @@ def make_embeddings(model: str | Path | None, tokens_path: Path, out: Path, sett
                              dim=int(table.shape[1]), mapped_tokens=int(np.sum(mapped)), positions=int(positions.shape[0]))
         metrics = {k: v for k, v in result.to_dict().items() if k not in ("out", "model", "mode")}
         artifacts.write_manifest(tmp, artifacts.Manifest(
-            kind=embedding.KIND, inputs=inputs, metrics=metrics,
+            kind=artifacts.EMBEDDINGS, inputs=inputs, metrics=metrics,
             parameters={"model": str(model), **settings.to_dict(), "vocab_id": corpus.config.vocab_id}))
     return result
 
@@ -97,19 +96,21 @@ def make_embeddings(model: str | Path | None, tokens_path: Path, out: Path, sett
 # ----- adjacency -----------------------------------------------------------------------------
 def make_graph(tokens_path: Path, style: str, out: Path, settings: GraphSettings | None = None, overwrite: bool = False,
                on_progress: Progress | None = None) -> GraphResult:
-    """Write ``graph/<style>/``: the style's weighted co-occurrence graph."""
+    """Write ``graph/<style>/``: the style's weighted graph, counted over its training pieces (held-out pieces stay
+    unseen, for fidelity), or over every piece when the style has no train split."""
     settings = settings or GraphSettings()
     corpus = TokenCorpus.open(tokens_path)
-    pieces = corpus.require_style(artifacts.safe_name(style, "style"))
+    corpus.require_style(artifacts.safe_name(style, "style"))
+    pieces, _ = graphs.style_split(corpus, style)
     with artifacts.staging(out, overwrite) as tmp:
         graph = graphs.build_graph(corpus, pieces, window=settings.window, normalize=settings.normalize,
-                                   on_progress=on_progress)
+                                   on_progress=on_progress, fields=settings.fields, edges=settings.edges)
         graphs.save_graph(graph, tmp)
         if settings.export == "graphml":
             graphs.export_graphml(graph, corpus.config, tmp / "graph.graphml")
         stats = {**graph.stats(), "pieces": len(pieces), "notes": int(sum(p.length for p in pieces))}
         artifacts.write_manifest(tmp, artifacts.Manifest(
-            kind=graphs.KIND, parameters={"style": style, **settings.to_dict(), "vocab_id": corpus.config.vocab_id},
+            kind=artifacts.GRAPH, parameters={"style": style, **settings.to_dict(), "vocab_id": corpus.config.vocab_id},
             inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}, metrics=stats))
     return GraphResult(out=Path(out), style=style, **stats)
 
@@ -117,8 +118,8 @@ def make_graph(tokens_path: Path, style: str, out: Path, settings: GraphSettings
 # ----- train-gcn -----------------------------------------------------------------------------
 def check_gcn_inputs(corpus: TokenCorpus, style: str, graph_dir: Path, embeddings_dir: Path):
     """(graph manifest, embeddings manifest), after checking both are complete, of these tokens, and fresh."""
-    graph_manifest = artifacts.require(graph_dir, graphs.KIND, style)
-    emb_manifest = artifacts.require(embeddings_dir, embedding.KIND)
+    graph_manifest = artifacts.require(graph_dir, artifacts.GRAPH, style)
+    emb_manifest = artifacts.require(embeddings_dir, artifacts.EMBEDDINGS)
     for name, manifest, command in (("graph", graph_manifest, f"musictl adjacency --style {style}"),
                                     ("embeddings", emb_manifest, "musictl embed")):
         if manifest.parameters.get("vocab_id") != corpus.config.vocab_id:
@@ -137,8 +138,8 @@ def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, gr
     import torch
     from safetensors.torch import save_file
 
-    from musictl.transfer.features import model_graph, node_features
-    from musictl.transfer.gcn import train_link_prediction
+    from musictl.transfer.features import model_graphs, node_features
+    from musictl.transfer.link_prediction import train_link_prediction
 
     corpus = TokenCorpus.open(tokens_path)
     corpus.require_style(artifacts.safe_name(style, "style"))
@@ -148,8 +149,9 @@ def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, gr
         tables = embedding.load_embeddings(embeddings_dir)
         features = node_features(tables["token"].numpy(), tables["position"].numpy(), graph.nodes, corpus, style,
                                  settings.features)
-        result = train_link_prediction(features, model_graph(settings, features, graph.adjacency), settings, device,
-                                       on_progress)
+        target, message = model_graphs(settings, features, graph.undirected())
+        result = train_link_prediction(features, target, settings, device, on_progress,
+                                       fields=graph.node_fields(corpus.config), message=message)
         save_file({k: v.contiguous() for k, v in result.state.items()}, str(tmp / "model.safetensors"))
         artifacts.atomic_write_json(tmp / "config.json", {**settings.to_dict(), "in_dim": result.in_dim})
         save_file({"embeddings": result.embeddings.contiguous(), "nodes": torch.from_numpy(graph.nodes)},
@@ -159,9 +161,9 @@ def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, gr
         summary = GcnResult(out=Path(out), style=style, model=settings.model, features=settings.features,
                             graph=settings.graph, **{k: getattr(result, k) for k in (
                                 "test_auc", "test_ap", "val_auc", "val_ap", "best_epoch", "epochs_run", "nodes", "in_dim",
-                                "baselines")})
+                                "test_auc_same_field", "test_ap_same_field", "baselines")})
         artifacts.write_manifest(tmp, artifacts.Manifest(
-            kind=GCN_KIND, parameters={**settings.to_dict(), "style": style, "vocab_id": corpus.config.vocab_id},
+            kind=artifacts.GCN, parameters={**settings.to_dict(), "style": style, "vocab_id": corpus.config.vocab_id},
             inputs={"graph": artifacts.input_ref(graph_dir, graph_manifest),
                     "embeddings": artifacts.input_ref(embeddings_dir, emb_manifest),
                     "tokens": artifacts.input_ref(tokens_path, corpus.manifest)},

@@ -65,12 +65,19 @@ class GcnResult(Result):
     epochs_run: int
     nodes: int
     in_dim: int
+    test_auc_same_field: float | None = None  # against negatives of the same field pair as each positive
+    test_ap_same_field: float | None = None
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def best_baseline(self) -> tuple[str, float] | None:
-        """(name, AUC) of the strongest baseline, or None without baselines."""
-        if not self.baselines:
+        """(name, AUC) of the strongest baseline (uniform negatives), or None without baselines."""
+        return self.best_baseline_on("auc")
+
+    def best_baseline_on(self, key: str = "auc") -> tuple[str, float] | None:
+        """(name, score) of the strongest baseline on ``key`` (``auc``, ``auc_same_field``, ...), or None."""
+        scored = {k: v[key] for k, v in self.baselines.items() if v.get(key) is not None}
+        if not scored:
             return None
-        name = max(self.baselines, key=lambda k: self.baselines[k]["auc"])
-        return name, self.baselines[name]["auc"]
+        name = max(scored, key=scored.get)
+        return name, scored[name]

@@ -26,6 +26,16 @@ Decoder = Literal["mlp", "dot"]
 Features = Literal["token", "token-pos", "position-profile"]
 GraphKind = Literal["cooccurrence", "similarity"]
 EdgeWeight = Literal["log", "linear"]
+Edges = Literal["cooccurrence", "transition"]
+Negatives = Literal["uniform", "same-field"]
+LinkTarget = Literal["style", "own"]
+
+# The fields that carry the music: the default nodes of a style graph. Bar numbers, metre and tempo
+# only book the place (a bar-number token meets every note of its bar), so they are opt-in.
+MUSICAL_FIELDS = ("position", "instrument", "pitch", "duration", "velocity")
+# The graph of musictl <= 0.x (every field a node, co-occurrence edges within --window): reproduced by
+# ``--nodes all --edges cooccurrence --window 2``.
+ALL_FIELDS = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
 
 # The study's three models (Hanxi-002/Token-Transfer-Learning, code/gcn.py): node features and graph.
 MODELS: dict[int, tuple[str, str]] = {
@@ -48,13 +58,38 @@ class EmbedSettings(Settings):
             raise UsageError("--mode contextual needs --style (the style whose pieces give the hidden states)")
 
 
+def parse_fields(text: str) -> tuple[str, ...]:
+    """Field names of a comma-separated ``--nodes`` value (``all``: every field), in Octuple order."""
+    names = [n.strip().replace("-", "_") for n in str(text).split(",") if n.strip()]
+    if names == ["all"]:
+        return ALL_FIELDS
+    unknown = [n for n in names if n not in ALL_FIELDS]
+    if unknown or not names:
+        raise UsageError(f"--nodes {text!r}: name fields separated by commas, from {', '.join(ALL_FIELDS)} (or all)")
+    return tuple(f for f in ALL_FIELDS if f in names)
+
+
 @dataclass
 class GraphSettings(Settings):
-    """``musictl adjacency``: how the co-occurrence graph of a style is counted."""
+    """``musictl adjacency``: which tokens are nodes of a style graph and how its edges are counted."""
 
-    window: int = setting(2, "Link each note to the next N notes (weight 1/distance).", min=0, max=64)
+    nodes: str = setting(",".join(MUSICAL_FIELDS), "Fields whose tokens are nodes, comma-separated (all: every "
+                                                   "field; bar, time_signature and tempo only book the place).")
+    edges: Edges = setting("transition", "transition: directed counts from each note to the next note of its part, "
+                                         "per field pair; cooccurrence: a note's tokens with each other and with the "
+                                         "next --window notes (symmetric).")
+    window: int = setting(2, "With --edges cooccurrence: link each note to the next N notes (weight 1/distance).",
+                          min=0, max=64)
     normalize: Normalize = setting("none", "none: raw counts; sym: D^-1/2 A D^-1/2; row: transition matrix.")
     export: Optional[Export] = setting(None, "Also write the graph as graphml (networkx).")
+
+    def validate(self) -> None:
+        self.nodes = ",".join(parse_fields(self.nodes))
+
+    @property
+    def fields(self) -> tuple[int, ...]:
+        """Column indices of the node fields."""
+        return tuple(ALL_FIELDS.index(name) for name in parse_fields(self.nodes))
 
 
 @dataclass
@@ -80,6 +115,11 @@ class GcnSettings(Settings):
     epochs: int = setting(GCN_MAX_EPOCHS, "Maximum epochs.", min=1)
     patience: int = setting(30, "Stop after N epochs without a better validation AUC.", min=1)
     similarity_k: int = setting(10, "Neighbours per node of a similarity graph.", min=1)
+    negatives: Negatives = setting("same-field", "Training negatives (and the validation score that selects the "
+                                                 "epoch): same-field (a non-edge of the same field pair as each "
+                                                 "positive) or uniform (any non-edge).")
+    predict: LinkTarget = setting("style", "Edges to predict: style (the style graph's, for every model) or own (the "
+                                           "model's own graph: for models 1 and 2 the kNN graph of their features).")
     baselines: bool = setting(True, "Also score heuristics, random features and an MLP on the same test edges.")
     seed: int = setting(0, SEED_HELP)
 
@@ -94,7 +134,12 @@ class WalkSettings(Settings):
     """``musictl generate-rwr``: one walk (one piece)."""
 
     bars: int = setting(16, "Bars to generate.", min=1, max=100_000, flag="--bars")
-    temperature: float = setting(0.5, "Weight of GCN-embedding similarity (lower: sharper).", min=1e-3, max=100.0)
+    mix: Optional[float] = setting(None, "Weight of the link predictor's probabilities in the walk's transition term "
+                                         "(the style's counts weigh 1 - MIX) [default: chosen by likelihood on the "
+                                         "style's validation pieces].", min=0.0, max=1.0)
+    gcn: bool = setting(True, "Use the trained link predictor; --no-gcn: node embeddings z = 0 (an ablation).")
+    temperature: float = setting(1.0, "Sampling temperature: probabilities raised to 1/T (lower: sharper).",
+                                 min=1e-3, max=100.0)
     restart: float = setting(0.1, "Per-note probability of jumping back to a seed note.", min=0.0, max=1.0)
     max_notes_per_bar: int = setting(48, "At most this many notes in one bar.", min=1, max=1024)
     tempo: Optional[float] = setting(None, "Tempo in BPM for the whole piece [default: a piece of the style's].",

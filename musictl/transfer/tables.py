@@ -6,6 +6,11 @@
   position in the same bar, or to the bar's end. Walked in order, they fill each bar with the
   style's rhythms.
 - Chord sizes per metre and position: how many notes start together.
+- Articulation: the ratio of a note's duration to the time until the next onset of its part (1:
+  legato, below 1: detached, above 1: overlapping), as a histogram on a log scale. The walk chooses
+  each duration knowing that time, so its pieces are as legato (or as detached) as the style's.
+- Per instrument, how often each pitch, duration and velocity occurs: the values of a field that is
+  not a node of the style graph come from here.
 - The share of notes that repeat the previous pitch of their instrument (repeated notes).
 """
 
@@ -19,6 +24,8 @@ from musictl import constants as C
 from musictl.midi.vocab import TokenizerConfig
 
 MAX_CHORD = 8
+RATIO_EDGES = np.linspace(-5.0, 3.0, 81)  # log2 of duration / time to the next onset of the part: 1/32 .. 8
+MARGINAL_FIELDS = (C.PITCH, C.DURATION, C.VELOCITY)
 
 
 @dataclass
@@ -58,6 +65,9 @@ class StyleTables:
     plans: list[PiecePlan] = field(default_factory=list)
     onsets: dict[int, np.ndarray] = field(default_factory=dict)  # metre -> (units + 1, units + 1) counts
     chords: dict[int, np.ndarray] = field(default_factory=dict)  # metre -> (units, MAX_CHORD) counts
+    ratios: np.ndarray = field(default_factory=lambda: np.zeros(len(RATIO_EDGES) - 1))  # log2 duration / gap counts
+    values: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)  # field -> program -> value counts
+    parts: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)  # metre -> program -> onsets per position
     repeat_share: float = 0.0
 
     @classmethod
@@ -71,6 +81,7 @@ class StyleTables:
                 continue
             tables.plans.append(PiecePlan.of_values(values))
             tables._count_rhythm(values)
+            tables._count_notes(values)
             same, pairs = repeated_notes(values)
             repeats, total = repeats + same, total + pairs
         tables.repeat_share = repeats / max(total, 1)
@@ -93,6 +104,54 @@ class StyleTables:
             if i + 1 == len(starts) or new_bar[i + 1]:
                 onsets[pos, units] += 1  # the bar's last onset
             chords[pos, min(int(sizes[i]), MAX_CHORD) - 1] += 1
+
+    def _count_notes(self, values: np.ndarray) -> None:
+        from musictl.midi.decode import onsets
+
+        gap = next_onset_gaps(onsets(values, self.config)[0], values[:, C.INSTRUMENT])
+        has = gap > 0
+        ratio = np.log2(self.config.duration_centres[values[has, C.DURATION]] / gap[has])
+        self.ratios += np.histogram(np.clip(ratio, RATIO_EDGES[0], RATIO_EDGES[-1] - 1e-9), RATIO_EDGES)[0]
+        for ts in np.unique(values[:, C.TIME_SIGNATURE]):
+            units = int(self.config.time_signature_units[ts])
+            in_metre = values[values[:, C.TIME_SIGNATURE] == ts]
+            for program in np.unique(in_metre[:, C.INSTRUMENT]):
+                counts = self.parts.setdefault(int(ts), {}).setdefault(int(program), np.zeros(units))
+                positions = np.minimum(in_metre[in_metre[:, C.INSTRUMENT] == program, C.POSITION], units - 1)
+                counts += np.bincount(positions, minlength=units)
+        for f in MARGINAL_FIELDS:
+            by_program = self.values.setdefault(f, {})
+            for program in np.unique(values[:, C.INSTRUMENT]):
+                counts = by_program.setdefault(int(program), np.zeros(self.config.field_sizes[f]))
+                counts += np.bincount(values[values[:, C.INSTRUMENT] == program, f], minlength=len(counts))
+
+    def part_weights(self, ts: int, position: int, programs: np.ndarray, shares: np.ndarray) -> np.ndarray:
+        """Over ``programs``: how often each plays at ``position`` of a bar of metre ``ts`` in the style, plus its
+        share of the piece's notes (so a program the style never plays still gets its share)."""
+        counts = self.parts.get(int(ts), {})
+        seen = np.array([counts[int(p)][position] if int(p) in counts and position < len(counts[int(p)]) else 0.0
+                         for p in programs])
+        return seen + np.asarray(shares, dtype=np.float64)
+
+    def duration_weights(self, gap: float) -> np.ndarray:
+        """Over duration codes: how well each fits a note whose part plays again ``gap`` positions later,
+        by the style's articulation (the ratio histogram, blurred over neighbouring bins; uniform for a style
+        without one)."""
+        kernel = np.exp(-0.5 * (np.arange(-6, 7) / 2.0) ** 2)
+        hist = np.convolve(self.ratios / max(self.ratios.sum(), 1.0), kernel / kernel.sum(), mode="same") + 1e-6
+        ratio = np.log2(self.config.duration_centres / max(gap, 1))
+        bins = np.clip(np.searchsorted(RATIO_EDGES, ratio, side="right") - 1, 0, len(hist) - 1)
+        per_bin = np.bincount(bins, minlength=len(hist))  # codes sharing a bin share its weight
+        return hist[bins] / per_bin[bins]
+
+    def value_weights(self, field_index: int, program: int) -> np.ndarray:
+        """How often each value of a field occurs in the instrument's notes (in the style's, when it never plays),
+        plus one: the values of a field that is not a node of the graph."""
+        by_program = self.values.get(field_index, {})
+        counts = by_program.get(int(program))
+        if counts is None:
+            counts = sum(by_program.values()) if by_program else np.zeros(self.config.field_sizes[field_index])
+        return np.asarray(counts, dtype=np.float64) + 1.0
 
     def next_onset(self, ts: int, position: int | None, rng: np.random.Generator) -> int | None:
         """The next onset position after ``position`` (None: at the bar line) in a bar of metre ``ts``,
@@ -117,6 +176,20 @@ class StyleTables:
         if counts is None or position >= len(counts) or counts[position].sum() <= 0:
             return 1
         return int(rng.choice(MAX_CHORD, p=counts[position] / counts[position].sum())) + 1
+
+
+def next_onset_gaps(onset: np.ndarray, part: np.ndarray, end: float | None = None) -> np.ndarray:
+    """For each note, the time from its onset to the next (later) onset of its part; for a part's last onset,
+    ``end - onset`` (0 without ``end``)."""
+    gap = np.zeros(len(onset), dtype=np.float64)
+    for program in np.unique(part):
+        rows = np.flatnonzero(part == program)
+        starts = np.unique(onset[rows])
+        following = np.searchsorted(starts, onset[rows], side="right")
+        last = following >= len(starts)
+        nxt = starts[np.minimum(following, len(starts) - 1)]
+        gap[rows] = np.where(last, (end - onset[rows]) if end is not None else 0.0, nxt - onset[rows])
+    return gap
 
 
 def repeated_notes(values: np.ndarray) -> tuple[int, int]:

@@ -1,21 +1,34 @@
 """A random walk with restart on a style graph that writes whole pieces of valid Octuple notes.
 
 A piece takes one plan from the style (:class:`musictl.transfer.tables.PiecePlan`): one metre, one
-tempo and one instrumentation, so it has exactly one tempo and one time signature. Bars are filled
-in order: onsets follow the style's onset-to-onset transitions for that metre (every bar gets at
-least one), and at each onset as many notes start as the style's chord sizes there say. For each
-note the walk draws its instrument (among the plan's), pitch, duration and velocity from the graph:
+tempo and one instrumentation, so it has exactly one tempo and one time signature. The walk first
+lays out the rhythm, bar by bar and in order: onsets follow the style's onset-to-onset transitions
+for that metre (every bar gets at least one), as many notes start at each onset as the style's chord
+sizes there say, and each note's part is drawn from what the style plays at that position. So each
+note knows how long its part waits until its next onset (the *gap*). Then each note's pitch,
+duration and velocity are drawn, in order:
 
-    p(c) ∝ s(prev, c) * s(same field of the context note, c) * exp(cos(z_prev, z_c) / temperature)
+    p(c) ∝ [(1 - mix) · s(x, c) + mix · q(x, c)] · [same for prev, co-occurrence graphs only] · a(c)
 
-where ``s(x, c)`` is the style graph's edge weight between ``x`` and ``c`` as a share of ``x``'s weights
-to all candidates (lightly smoothed), with the self-loop weight when ``c`` repeats ``x`` (repeated
-notes); ``z`` are the GCN node embeddings, ``prev`` the token just drawn for this note, and the
-context note the previous note of the same instrument. The product asks a candidate to fit both the
-note being written and the line it continues. With probability
-``restart`` per note the context jumps back to a seed note (from ``--prompt`` or the style). No two
-notes of one instrument share a pitch and an onset, a note ends where the next of its pitch begins,
-and the last bar's notes end at the piece's end, so the MIDI has no conflicting events.
+- ``x`` is the same field's token of the context note, the previous note of the same part: on a
+  transition graph ``s(x, c)`` is the share of ``x``'s transitions that go to ``c`` (a Markov chain),
+  on a co-occurrence graph the share of ``x``'s weight that meets ``c``. When ``c`` repeats ``x`` its
+  weight is the self-loop weight (repeated notes). Shares are lightly smoothed.
+- ``q(x, c)`` is the trained link predictor's probability of the edge ``x``-``c`` (the sigmoid of its
+  decoder on the GCN node embeddings), normalised over the candidates; ``mix`` weighs it against the
+  counts. ``--no-gcn`` sets the embeddings to zero: the decoder then scores every pair alike, so
+  ``q`` is uniform.
+- ``prev`` (co-occurrence graphs only, whose edges link the tokens of one note) is the token just
+  drawn for this note.
+- ``a(c)`` is 1, except for durations: how well the duration fits the gap by the style's
+  articulation (duration / gap ratios, :meth:`StyleTables.duration_weights`). A legato style gets
+  notes that last until the part's next onset; a detached style, shorter ones.
+
+Probabilities are raised to ``1 / temperature``. A field that is not a node of the graph takes its
+values from the style's notes of that instrument. With probability ``restart`` per note the context
+jumps back to a seed note (from ``--prompt`` or the style). No two notes of one instrument share a
+pitch and an onset, a note ends where the next of its pitch begins, and the last bar's notes end at
+the piece's end, so the MIDI has no conflicting events.
 """
 
 from __future__ import annotations
@@ -30,10 +43,13 @@ from musictl.errors import MusictlError
 from musictl.midi.vocab import TokenizerConfig
 from musictl.progress import Progress
 from musictl.transfer.settings import WalkSettings
-from musictl.transfer.tables import PiecePlan, StyleTables
+from musictl.transfer.tables import PiecePlan, StyleTables, next_onset_gaps
 
 DENSE_LIMIT = 6000  # nodes up to which the adjacency is kept dense for fast rows
 SMOOTHING = 0.01  # share of a row's mean weight given to every candidate, so unseen pairs stay possible
+MIXES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)  # the mixing weights tried on validation pieces
+DEFAULT_MIX = 0.05  # without validation pieces (the median choice on the bundled styles)
+NOTE_FIELDS = (C.PITCH, C.DURATION, C.VELOCITY)  # drawn for each note, in this order
 
 
 @dataclass
@@ -44,31 +60,52 @@ class _Context:
     by_program: dict[int, np.ndarray] = field(default_factory=dict)  # the previous note of each instrument
 
 
+@dataclass
+class _Slot:
+    """Where a note goes: its bar, position and part, and how long until its part's next onset."""
+
+    bar: int
+    position: int
+    program: int
+    gap: float = 0.0
+
+
 class RandomWalker:
-    def __init__(self, nodes: np.ndarray, adjacency: sp.csr_matrix, embeddings: np.ndarray, config: TokenizerConfig,
-                 tables: StyleTables, loops: np.ndarray | None = None):
+    """Walks pieces on a style graph (see the module docstring).
+
+    ``adjacency``: the style graph (``directed``: transition counts, row -> column); ``loops``: self-loop
+    weights; ``links``: ``(n, n)`` link probabilities of the trained predictor (None: no predictor, counts only).
+    """
+
+    def __init__(self, nodes: np.ndarray, adjacency: sp.csr_matrix, config: TokenizerConfig, tables: StyleTables,
+                 loops: np.ndarray | None = None, links: np.ndarray | None = None, directed: bool = False):
         self.config = config
         self.tables = tables
         self.nodes = nodes
+        self.directed = directed
         self.field = np.searchsorted(config.field_offsets, nodes, side="right") - 1
         self.value = nodes - config.field_offsets[self.field]
         self.index = {int(t): i for i, t in enumerate(nodes)}
         self.dense = adjacency.toarray() if len(nodes) <= DENSE_LIMIT else None
         self.adjacency = adjacency.tocsr()
         self.loops = np.zeros(len(nodes)) if loops is None else np.asarray(loops, dtype=np.float64)
-        z = np.asarray(embeddings, dtype=np.float64)
-        self.z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+        self.links = None if links is None else np.asarray(links, dtype=np.float64)
+        if self.links is not None and self.links.shape != (len(nodes), len(nodes)):
+            raise MusictlError(f"link probabilities of shape {self.links.shape} do not match the graph's {len(nodes)} "
+                               "nodes; retrain the GCN on this graph")
+        self.mix = DEFAULT_MIX  # used when WalkSettings.mix is None; see choose_mix
         self.by_field = [np.flatnonzero(self.field == f) for f in range(C.N_FIELDS)]
-        missing = [C.FIELDS[f] for f in (C.INSTRUMENT, C.PITCH, C.DURATION, C.VELOCITY) if len(self.by_field[f]) == 0]
-        if missing:
-            raise MusictlError(f"the style graph has no {', '.join(missing)} tokens to walk on; rebuild it with musictl adjacency")
+        self.graph_fields = [f for f in range(C.N_FIELDS) if len(self.by_field[f])]
+        if not self.graph_fields:
+            raise MusictlError("the style graph has no nodes to walk on; rebuild it with musictl adjacency")
         if not tables.plans:
             raise MusictlError("the style has no pieces with notes to take a metre, tempo and instrumentation from")
 
-    def node(self, field: int, value: int) -> int:
-        """The node of a field value, or -1 when the style never uses it."""
-        return self.index.get(int(self.config.field_offsets[field]) + int(value), -1)
+    def node(self, field_index: int, value: int) -> int:
+        """The node of a field value, or -1 when the graph has no such node."""
+        return self.index.get(int(self.config.field_offsets[field_index]) + int(value), -1)
 
+    # ----- the terms of p(c) ------------------------------------------------------------------
     def _row(self, node: int, candidates: np.ndarray) -> np.ndarray:
         if node < 0:
             return np.zeros(len(candidates))
@@ -76,23 +113,68 @@ class RandomWalker:
         return row + np.where(candidates == node, self.loops[node], 0.0)  # the token again: a repeat
 
     def _share(self, node: int, candidates: np.ndarray) -> np.ndarray:
-        """How often each candidate meets ``node`` in the style, as a distribution over the candidates
+        """How often each candidate follows (or meets) ``node`` in the style, as a distribution over the candidates
         (lightly smoothed; uniform without a context node)."""
         weight = self._row(node, candidates)
         weight = weight + SMOOTHING * (weight.mean() if weight.any() else 1.0)
         return weight / weight.sum()
 
-    def _choose(self, candidates: np.ndarray, context: tuple[int, int], temperature: float, rng,
-                prior: np.ndarray | None = None) -> int:
-        logits = np.log(self._share(context[0], candidates)) + np.log(self._share(context[1], candidates))
-        if prior is not None:
-            logits = logits + np.log(np.maximum(prior, 1e-12))
-        if context[0] >= 0:
-            logits = logits + (self.z[candidates] @ self.z[context[0]]) / temperature
-        logits -= logits.max()
-        p = np.exp(logits)
-        return int(candidates[rng.choice(len(candidates), p=p / p.sum())])
+    def _links(self, node: int, candidates: np.ndarray, use: bool) -> np.ndarray:
+        """The link predictor's probabilities of ``node``-candidate edges, normalised (uniform: no predictor, z = 0)."""
+        if node < 0 or self.links is None or not use:
+            return np.full(len(candidates), 1.0 / len(candidates))
+        p = np.maximum(self.links[node, candidates], 1e-12)
+        return p / p.sum()
 
+    def _term(self, node: int, candidates: np.ndarray, settings: WalkSettings) -> np.ndarray:
+        """(1 - mix) * counts + mix * link probabilities; counts alone without a link predictor (a Markov chain)."""
+        if self.links is None:
+            return self._share(node, candidates)
+        mix = self.mix if settings.mix is None else settings.mix
+        return (1 - mix) * self._share(node, candidates) + mix * self._links(node, candidates, settings.gcn)
+
+    # ----- the mixing weight, by likelihood ---------------------------------------------------------
+    def transition_nll(self, pieces: list[np.ndarray], mix: float, fields: tuple[int, ...] = (C.PITCH, C.DURATION)) -> float:
+        """Mean negative log-likelihood (nats) of each note's ``fields`` given the previous note of its part, under
+        the walk's transition term with ``mix``, over the transitions whose values are both nodes."""
+        from musictl.transfer.adjacency import parts
+
+        total, count = 0.0, 0
+        settings = WalkSettings(mix=mix)
+        for f in fields:
+            candidates = self.by_field[f]
+            if len(candidates) == 0:
+                continue
+            table = np.stack([self._term(int(x), candidates, settings) for x in candidates])  # rows: previous node
+            column = {int(node): i for i, node in enumerate(candidates)}
+            for tokens in pieces:
+                values = tokens.astype(np.int64) - C.N_SPECIAL
+                for rows in parts(values):
+                    a = [column.get(self.node(f, v), -1) for v in values[rows[:-1], f]]
+                    b = [column.get(self.node(f, v), -1) for v in values[rows[1:], f]]
+                    pairs = np.array([(i, j) for i, j in zip(a, b) if i >= 0 and j >= 0], dtype=np.int64).reshape(-1, 2)
+                    total -= float(np.log(table[pairs[:, 0], pairs[:, 1]]).sum())
+                    count += len(pairs)
+        return total / max(count, 1)
+
+    def choose_mix(self, pieces: list[np.ndarray]) -> float:
+        """The mixing weight of :data:`MIXES` with the lowest :meth:`transition_nll` on ``pieces`` (the style's
+        validation pieces); it becomes the walk's default. Without pieces or a predictor: :data:`DEFAULT_MIX`."""
+        if self.links is not None and pieces:
+            scores = {mix: self.transition_nll(pieces, mix) for mix in MIXES}
+            self.mix = min(scores, key=scores.get)
+        return self.mix
+
+    def _choose(self, candidates: np.ndarray, line: int, prev: int, settings: WalkSettings, rng,
+                prior: np.ndarray | None = None) -> int:
+        logits = np.log(self._term(line, candidates, settings))
+        if not self.directed:  # co-occurrence edges link the tokens of one note too
+            logits = logits + np.log(self._term(prev, candidates, settings))
+        if prior is not None:
+            logits = logits + np.log(np.maximum(prior, 1e-300))
+        return int(candidates[_sample(logits / settings.temperature, rng)])
+
+    # ----- a piece ------------------------------------------------------------------------------
     def plan(self, settings: WalkSettings, rng: np.random.Generator, plan: PiecePlan | None = None) -> PiecePlan:
         """The piece's plan: ``plan``, else one of the style's pieces', with ``--tempo`` / ``--program`` applied."""
         chosen = plan or self.tables.plans[int(rng.integers(len(self.tables.plans)))]
@@ -103,6 +185,30 @@ class RandomWalker:
             chosen = PiecePlan(chosen.time_signature, tempo, chosen.programs, chosen.shares)
         return chosen
 
+    def rhythm(self, plan: PiecePlan, settings: WalkSettings, rng) -> list[_Slot]:
+        """Every note's bar, position and part, bars in order, and the gap to its part's next onset (the last
+        onset of a part: to the piece's end)."""
+        slots: list[_Slot] = []
+        ts = plan.time_signature
+        for bar in range(settings.bars):
+            position, in_bar = None, 0
+            while in_bar < settings.max_notes_per_bar:
+                position = self.tables.next_onset(ts, position, rng)
+                if position is None:
+                    break
+                size = min(self.tables.chord_size(ts, position, rng), settings.max_notes_per_bar - in_bar)
+                weights = self.tables.part_weights(ts, position, plan.programs, plan.shares)
+                for _ in range(size):
+                    program = int(plan.programs[rng.choice(len(plan.programs), p=weights / weights.sum())])
+                    slots.append(_Slot(bar, position, program))
+                    in_bar += 1
+        units = int(self.config.time_signature_units[ts])
+        onset = np.array([s.bar * units + s.position for s in slots], dtype=np.float64)
+        gaps = next_onset_gaps(onset, np.array([s.program for s in slots]), end=settings.bars * units)
+        for slot, gap in zip(slots, gaps):
+            slot.gap = float(gap)
+        return slots
+
     def walk(self, seeds: np.ndarray, settings: WalkSettings, plan: PiecePlan | None = None,
              on_progress: Progress | None = None) -> np.ndarray:
         """``(n_notes, 8)`` token ids of a piece of exactly ``settings.bars`` full bars.
@@ -112,68 +218,73 @@ class RandomWalker:
         """
         rng = np.random.default_rng(settings.seed)
         plan = self.plan(settings, rng, plan)
+        slots = self.rhythm(plan, settings, rng)
         context = _Context(last=seeds[0].copy())
         rows: list[list[int]] = []
         bars: list[int] = []
-        for bar in range(settings.bars):
-            position, in_bar = None, 0
-            while in_bar < settings.max_notes_per_bar:
-                position = self.tables.next_onset(plan.time_signature, position, rng)
-                if position is None:
-                    break
-                size = min(self.tables.chord_size(plan.time_signature, position, rng), settings.max_notes_per_bar - in_bar)
-                taken: set[tuple[int, int]] = set()  # (instrument, pitch) already starting here
-                for _ in range(size):
-                    row = self._note(bar, position, plan, taken, seeds, settings, rng, context)
-                    if row is None:
-                        break
-                    rows.append(row)
-                    bars.append(bar)
-                    in_bar += 1
-            if on_progress:
-                on_progress(bar + 1, settings.bars, None)
+        taken: set[tuple[int, int]] = set()  # (instrument, pitch) already starting at this onset
+        for i, slot in enumerate(slots):
+            if i == 0 or (slot.bar, slot.position) != (slots[i - 1].bar, slots[i - 1].position):
+                taken = set()
+            row = self._note(slot, plan, taken, seeds, settings, rng, context)
+            if row is not None:
+                rows.append(row)
+                bars.append(slot.bar)
+            if on_progress and (i + 1 == len(slots) or slots[i + 1].bar != slot.bar):
+                on_progress(slot.bar + 1, settings.bars, None)
         return settle(np.asarray(rows, dtype=np.int64), np.asarray(bars), self.config, settings.bars) + C.N_SPECIAL
 
-    def _note(self, bar: int, position: int, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
+    def _note(self, slot: _Slot, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
               rng, context: _Context) -> list[int] | None:
-        """One note at ``position`` of ``bar``; None when every pitch of the instrument is taken here."""
+        """One note at ``slot``; None when every pitch of the instrument is taken at this onset."""
         restart = rng.random() < settings.restart
         seed = seeds[rng.integers(len(seeds))] if restart else None
         row = [0] * C.N_FIELDS
-        row[C.BAR], row[C.POSITION] = bar % self.config.max_bars, position
+        row[C.BAR], row[C.POSITION], row[C.INSTRUMENT] = slot.bar % self.config.max_bars, slot.position, slot.program
         row[C.TIME_SIGNATURE], row[C.TEMPO] = plan.time_signature, plan.tempo
         chosen = [self.node(f, v) for f, v in enumerate(row)]
-        prev = next((chosen[f] for f in (C.POSITION, C.BAR) if chosen[f] >= 0), context.last[C.TEMPO])
-        nodes = np.array([self.node(C.INSTRUMENT, p) for p in plan.programs])
-        if (nodes >= 0).all():  # which part plays here: what the style plays at this position (no stickiness)
-            prior = None if self._row(prev, nodes).any() else plan.shares  # no graph evidence: the plan's shares
-            chosen[C.INSTRUMENT] = self._choose(nodes, (prev, -1), settings.temperature, rng, prior)
-            row[C.INSTRUMENT] = int(self.value[chosen[C.INSTRUMENT]])
-            prev = chosen[C.INSTRUMENT]
-        else:  # a --program the style never uses: no graph context for the instrument
-            row[C.INSTRUMENT] = int(plan.programs[rng.choice(len(plan.programs), p=plan.shares)])
-        note = seed if seed is not None else context.by_program.get(row[C.INSTRUMENT], context.last)
-        for f in (C.PITCH, C.DURATION, C.VELOCITY):
-            candidates = self.by_field[f]
-            if f == C.PITCH:
-                candidates = candidates[[(row[C.INSTRUMENT], int(v)) not in taken for v in self.value[candidates]]]
-                if len(candidates) == 0:
-                    return None
-            chosen[f] = self._choose(candidates, (prev, note[f]), settings.temperature, rng)
-            row[f], prev = int(self.value[chosen[f]]), chosen[f]
+        prev = next((chosen[f] for f in (C.INSTRUMENT, C.POSITION) if chosen[f] >= 0), -1)
+        note = seed if seed is not None else context.by_program.get(slot.program, context.last)
+        for f in NOTE_FIELDS:
+            prior = self.tables.duration_weights(slot.gap) if f == C.DURATION else None
+            if len(self.by_field[f]):  # a node field: the walk decides
+                candidates = self.by_field[f]
+                if f == C.PITCH:
+                    candidates = candidates[[(slot.program, int(v)) not in taken for v in self.value[candidates]]]
+                    if len(candidates) == 0:
+                        return None
+                chosen[f] = self._choose(candidates, note[f], prev, settings, rng,
+                                         None if prior is None else prior[self.value[candidates]])
+                row[f], prev = int(self.value[chosen[f]]), chosen[f]
+            else:  # not in the graph: the style's values for this instrument
+                weights = self.tables.value_weights(f, slot.program) * (1.0 if prior is None else prior)
+                if f == C.PITCH:
+                    weights[[p for program, p in taken if program == slot.program]] = 0.0
+                    if not weights.any():
+                        return None
+                row[f] = int(_sample(np.log(np.maximum(weights, 1e-300)) / settings.temperature, rng))
         taken.add((row[C.INSTRUMENT], row[C.PITCH]))
         context.last = np.array([c if c >= 0 else p for c, p in zip(chosen, context.last)])
         context.by_program[row[C.INSTRUMENT]] = context.last
         return row
 
     def seed_nodes(self, tokens: np.ndarray) -> np.ndarray:
-        """Seed notes as node indices (-1 for tokens that are not nodes of this graph)."""
+        """Seed notes as node indices (-1 for tokens that are not nodes of this graph): notes with at least half of
+        the graph's node fields."""
         flat = tokens.astype(np.int64) - C.N_SPECIAL + self.config.field_offsets
         seeds = np.vectorize(lambda t: self.index.get(int(t), -1))(flat) if len(flat) else np.zeros((0, 8), dtype=np.int64)
-        seeds = seeds[(seeds[:, 1:] >= 0).sum(1) >= 4] if len(seeds) else seeds
+        needed = max(1, (len(self.graph_fields) + 1) // 2)
+        seeds = seeds[(seeds[:, self.graph_fields] >= 0).sum(1) >= needed] if len(seeds) else seeds
         if len(seeds) == 0:
             raise MusictlError("none of the seed notes share tokens with the style graph; use a prompt in the style's range")
         return seeds
+
+
+def _sample(logits: np.ndarray, rng) -> int:
+    """An index drawn with probabilities proportional to ``exp(logits)``."""
+    logits = logits - logits.max()
+    p = np.exp(logits)
+    return int(rng.choice(len(p), p=p / p.sum()))
 
 
 def fitting_duration(config: TokenizerConfig, length: np.ndarray) -> np.ndarray:

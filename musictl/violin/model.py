@@ -272,12 +272,3 @@ def encodec_latents(model, batch: np.ndarray) -> np.ndarray:
         values = torch.as_tensor(batch, dtype=torch.float32, device=model.device)[:, None, :]
         latent = model.audio_encoder.encoder(values)
     return latent.transpose(1, 2).reshape(-1, latent.shape[1]).float().cpu().numpy()
-
-
-def decode_codes(model, codes) -> np.ndarray:
-    """(B, K, T) codes -> (B, samples) audio."""
-    import torch
-
-    with torch.no_grad():
-        audio = model.audio_encoder.decode(codes[None], [None]).audio_values
-    return audio[:, 0].float().cpu().numpy()

@@ -21,7 +21,7 @@ from typing import Any
 
 from musictl import artifacts
 from musictl import constants as C
-from musictl.errors import ArtifactError, Interrupted, MusictlError, UsageError
+from musictl.errors import ArtifactError, MusictlError, UsageError
 from musictl.progress import Progress
 from musictl.violin.settings import (
     DEFAULT_BASE,
@@ -33,14 +33,9 @@ from musictl.violin.settings import (
     PrepareSettings,
 )
 
-DATA_KIND, LORA_KIND, EVAL_KIND = "violin-data", "violin-lora", "violin-eval"
+DATA_KIND, LORA_KIND, EVAL_KIND = artifacts.VIOLIN_DATA, artifacts.VIOLIN_LORA, artifacts.VIOLIN_EVAL
 RESULTS = "eval_results.json"
 log = logging.getLogger(__name__)
-
-
-def checkpoint_dir(adapter: Path) -> Path:
-    """Where ``train`` keeps its checkpoint: a hidden folder beside the adapter it makes."""
-    return adapter.with_name(f".{adapter.name}.checkpoint")
 
 
 def _violin_dir(workdir) -> Path:
@@ -118,71 +113,40 @@ class TrainRun:
                 **self.result.to_dict()}
 
 
-def train(settings: LoraTrainSettings, data_dir: Path, out: Path, workdir=None, device: str = "auto", resume: bool = False,
+def train(settings: LoraTrainSettings, data_dir: Path, out: Path, workdir=None, resume: bool = False,
           overwrite: bool = False, on_progress: Progress | None = None) -> TrainRun:
     """LoRA-train MusicGen's decoder on a violin-data artifact into a violin-lora artifact.
 
-    The write lock of ``out`` is held for the whole run; a checkpoint beside it (``checkpoint_dir``)
-    lets ``resume`` continue an interrupted run; the old adapter is replaced only by a complete new
-    one. Ctrl-C and SIGTERM raise :class:`Interrupted` saying what was kept. Under ``accelerate
-    launch`` every process trains and only the main one writes.
+    The run lifecycle is :class:`musictl.training.Run`'s (lock, staging beside ``out``, a checkpoint at
+    every validation, ``resume``, trackers); the old adapter is replaced only by a complete new one.
+    Ctrl-C and SIGTERM raise :class:`Interrupted` saying what was kept. Under ``accelerate launch``
+    every process trains and only the main one writes.
     """
     from musictl.hf import quiet_transformers
+    from musictl.training import Run
     from musictl.violin.model import is_random_base, load_base, resolve_base
-    from musictl.violin.train import make_run
+    from musictl.violin.train import RESUME_KEYS
     from musictl.violin.train import train as run_training
 
     data_manifest = artifacts.require(data_dir, DATA_KIND)
-    run = make_run(settings, device)
-    checkpoint = checkpoint_dir(out)
-    existed = out.exists() and any(out.iterdir())
-    with run.main_context(lambda: artifacts.staging(out, overwrite)) as tmp:
-        run.on_main(lambda: _clear_checkpoint(checkpoint, resume, overwrite))
+    run = Run(settings, clip=None, find_unused_parameters=False)
+    output = artifacts.resumable(out, LORA_KIND, what="LoRA training run")
+    with run.staged(output, resume, overwrite, inputs={"data": artifacts.input_ref(data_dir, data_manifest)}) as state:
+        if run.resumed_from:
+            state.check_resume(settings, RESUME_KEYS, run.resumed_from)
         quiet_transformers()
         base_ref = run.on_main(lambda: resolve_base(settings.base, _violin_dir(workdir)))  # the tiny base is built once
         random_base = settings.base == TINY or is_random_base(base_ref)
         if random_base and run.is_main:
             log.warning("base: a tiny untrained MusicGen; everything made from it is noise-level and only exercises the pipeline")
         model, tokenizer = load_base(base_ref)
-        try:
-            peft_model, result, metrics = run_training(model, tokenizer, data_dir, settings, checkpoint, run, resume, on_progress)
-        except KeyboardInterrupt:
-            raise Interrupted(_interrupted(checkpoint, out, existed, settings)) from None
-        run.on_main(lambda: _write_adapter(tmp, peft_model, tokenizer, settings, result, metrics, base_ref, random_base,
-                                           run.device.type, artifacts.input_ref(data_dir, data_manifest)))
-    run.on_main(lambda: shutil.rmtree(checkpoint, ignore_errors=True))
+        peft_model, result = run_training(model, tokenizer, data_dir, settings, run, state, on_progress)
+        run.finish(lambda staging: _write_adapter(staging, peft_model, tokenizer, settings, result, base_ref, random_base,
+                                                  run.device.type, state.inputs["data"]))
     return TrainRun(out, result, settings.base, random_base, run.device.type, run.is_main)
 
 
-def _clear_checkpoint(checkpoint: Path, resume: bool, overwrite: bool) -> None:
-    """Remove leftovers of killed checkpoint writes; a whole checkpoint is continued (``--resume``),
-    discarded only with ``--overwrite``, else refused: it may hold hours of training."""
-    from musictl.violin.train import checkpoint_step
-
-    artifacts.remove_leftovers(checkpoint)
-    if resume or not checkpoint.exists():
-        return
-    step = checkpoint_step(checkpoint)
-    at = f" at step {step}" if step else ""
-    if not overwrite:
-        raise ArtifactError(f"{checkpoint} holds the checkpoint of an interrupted run{at}; continue it with --resume, "
-                            "or pass --overwrite to start afresh")
-    shutil.rmtree(checkpoint)
-    log.info("removed the checkpoint of an interrupted run%s in %s (--overwrite)", at, checkpoint)
-
-
-def _interrupted(checkpoint: Path, out: Path, existed: bool, settings: LoraTrainSettings) -> str:
-    from musictl.violin.train import checkpoint_step
-
-    step = checkpoint_step(checkpoint)
-    kept = f"; {out} was left as it was" if existed else ""
-    if step is None:
-        return f"stopped before the first checkpoint (step {settings.eval_every}); nothing was kept{kept}"
-    again = "--resume --overwrite" if existed else "--resume"
-    return f"checkpoint at step {step} kept in {checkpoint}; resume with {again} and the same settings{kept}"
-
-
-def _write_adapter(tmp: Path, peft_model, tokenizer, settings: LoraTrainSettings, result, metrics: list[dict], base_ref,
+def _write_adapter(tmp: Path, peft_model, tokenizer, settings: LoraTrainSettings, result, base_ref,
                    random_base: bool, device: str, data_ref: dict) -> None:
     from musictl.hf import save_with_card
     from musictl.violin.train import config_dict
@@ -204,7 +168,6 @@ def _write_adapter(tmp: Path, peft_model, tokenizer, settings: LoraTrainSettings
     tokenizer.save_pretrained(tmp)
     if random_base:
         shutil.copytree(base_ref, tmp / "base")
-    artifacts.write_jsonl(tmp / "metrics.jsonl", metrics)
     inputs = {"data": data_ref}
     if isinstance(base_ref, Path) and not random_base:  # a local base: found again relative to the adapter
         inputs["base"] = {"path": str(base_ref.resolve()), "kind": "musicgen", "fingerprint": ""}

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from musictl.constants import DEFAULT_SEED
 from musictl.errors import UsageError
-from musictl.settings import Settings, setting
+from musictl.settings import RunSettings, Settings, setting
 
 DEFAULT_BASE = "facebook/musicgen-small"
 TINY = "tiny-random"
@@ -39,8 +39,8 @@ class PrepareSettings(Settings):
 
 
 @dataclass
-class LoraTrainSettings(Settings):
-    """LoRA on MusicGen's decoder (peft ``LoraConfig`` terms) and its training loop."""
+class LoraTrainSettings(RunSettings):
+    """LoRA on MusicGen's decoder (peft ``LoraConfig`` terms) and its training loop (a :class:`RunSettings`)."""
 
     base: str = setting(DEFAULT_BASE, f"MusicGen hub id or local directory; '{TINY}' builds a small untrained one.")
     lora_targets: Literal["attention", "attention-mlp"] = setting(
@@ -53,14 +53,11 @@ class LoraTrainSettings(Settings):
     lr: float = setting(2e-4, "AdamW learning rate.", min=0.0, max=1.0)
     weight_decay: float = setting(0.01, "AdamW weight decay of the LoRA matrices.", min=0.0, max=1.0)
     batch_size: int = setting(4, "Clips per step on each process (x processes x --grad-accum per optimizer step).", min=1)
-    grad_accum: int = setting(1, "Micro-batches per optimizer step (gradient accumulation).", min=1)
     max_steps: int = setting(0, "Optimizer steps (0: use --epochs).", min=0)
     epochs: int = setting(3, "Passes over the training clips when --max-steps is 0.", min=1)
     drop_text: float = setting(0.2, "Share of samples trained without text (keeps guidance working).", min=0.0, max=1.0)
     grad_checkpointing: bool = setting(False, "Recompute decoder activations to save GPU memory.")
     eval_every: int = setting(50, "Validate and checkpoint every N steps.", min=1)
-    mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = setting(
-        None, "no, bf16 or fp16 autocast [default: bf16 on a GPU that supports it, else no].")
     seed: int = setting(DEFAULT_SEED, SEED_HELP, min=0)
 
     def validate(self) -> None:

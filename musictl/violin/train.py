@@ -9,25 +9,20 @@ into codes, :func:`build` wraps the base in LoRA and makes the optimizer, :func:
 validates and checkpoints.
 
 Which samples lose their text is drawn from ``(seed, stream position)``, so it does not depend on
-the number of processes, and a checkpoint (adapter, optimizer, step, stream position) needs no RNG
-state. Checkpoints hold the adapter only, not the frozen base.
+the number of processes. Checkpoints are :class:`musictl.training.Run`'s (the one run lifecycle);
+for a PEFT model they hold the adapter only, not the frozen base.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import json
 import logging
-import shutil
-import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from musictl.errors import ArtifactError, UsageError
+from musictl.errors import ArtifactError
 from musictl.progress import Progress, no_progress
 from musictl.violin.audio import SAMPLE_RATE, read_clip
 from musictl.violin.dataset import load_rows
@@ -35,10 +30,9 @@ from musictl.violin.lora import add_lora, codebook_losses, forward, parameter_sh
 from musictl.violin.settings import LoraTrainSettings
 
 log = logging.getLogger(__name__)
-STATE = "state.json"
 DROP_STREAM = 7  # a constant of the seed sequence that draws the text drops (apart from the stream order)
 # Settings a checkpoint must share with the run that resumes it (the others may change, e.g. --max-steps).
-RESUME_KEYS = ("rank", "alpha", "dropout", "targets", "drop_text", "seed")
+RESUME_KEYS = ("rank", "alpha", "dropout", "lora_targets", "targets", "drop_text", "seed")
 
 
 @dataclass
@@ -126,81 +120,7 @@ def _eval_collate(samples) -> list[int]:
     return [s.index for s in samples]
 
 
-# ----- checkpoints ---------------------------------------------------------------------------------
-def checkpoint_step(path: Path) -> int | None:
-    """The step of the checkpoint in ``path``, or None when there is none (or it is unreadable)."""
-    try:
-        return int(json.loads((Path(path) / STATE).read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def save_checkpoint(model, optimizer, path: Path, state: dict, settings: LoraTrainSettings, metrics: list[dict]) -> None:
-    """Adapter, optimizer state, metrics and (last) the position, written beside ``path`` and swapped in."""
-    import torch
-
-    from musictl.artifacts import replace_dir
-
-    tmp = path.with_name(path.name + ".tmp")
-    with signals_deferred():  # Ctrl-C / SIGTERM wait until the checkpoint is whole (old or new, never half)
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
-        (tmp / STATE).write_text(json.dumps(state | {"settings": _resume_settings(settings)}))
-        replace_dir(tmp, path)
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold SIGINT and SIGTERM back for the block (main thread only; elsewhere a no-op)."""
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    except (AttributeError, ValueError, OSError):
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _resume_settings(settings: LoraTrainSettings) -> dict:
-    return {k: v for k, v in (settings.to_dict() | {"targets": list(settings.modules())}).items() if k in RESUME_KEYS}
-
-
-def load_checkpoint(model, optimizer, path: Path, settings: LoraTrainSettings) -> tuple[dict, list[dict]]:
-    """Restore adapter and optimizer from ``path``: (state with ``step`` and ``position``, metrics rows so far)."""
-    import torch
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    try:
-        state = json.loads((path / STATE).read_text())
-        saved = state.get("settings", {})
-        changed = [k for k in RESUME_KEYS if k in saved and saved[k] != _resume_settings(settings)[k]]
-        if changed:
-            raise UsageError(f"the checkpoint in {path} was made with other settings ({', '.join(changed)}); resume with "
-                             "the same settings, or start afresh without --resume")
-        set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
-        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        step, position = int(state["step"]), int(state["position"])
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ArtifactError(f"{path}: unreadable checkpoint ({reason}); start afresh without --resume") from None
-    return {"step": step, "position": position}, [r for r in rows if r["step"] <= step]
-
-
 # ----- the loop --------------------------------------------------------------------------------------
-def make_run(settings: LoraTrainSettings, device: str):
-    """The :class:`musictl.training.Run` of a LoRA run (no gradient clipping, as before)."""
-    from musictl.training import Run, RunConfig
-
-    return Run(RunConfig(device=device, mixed_precision=settings.mixed_precision, batch_size=settings.batch_size,
-                         grad_accum=settings.grad_accum, clip=None, seed=settings.seed, find_unused_parameters=False))
-
-
 def build(model, settings: LoraTrainSettings):
     """(peft model, AdamW): LoRA on the decoder modules, weight decay grouped as everywhere in musictl."""
     import torch
@@ -213,12 +133,11 @@ def build(model, settings: LoraTrainSettings):
     return peft_model, torch.optim.AdamW(param_groups(peft_model, settings.weight_decay), lr=settings.lr)
 
 
-def train(model, tokenizer, data_dir: Path, settings: LoraTrainSettings, checkpoint: Path, run, resume: bool = False,
-          on_progress: Progress | None = None):
-    """Train LoRA on ``model`` (a base MusicGen) in ``run``: (PeftModel, TrainResult, metrics rows).
+def train(model, tokenizer, data_dir: Path, settings: LoraTrainSettings, run, state, on_progress: Progress | None = None):
+    """Train LoRA on ``model`` (a base MusicGen) inside ``run.staged(...)``: (PeftModel, TrainResult).
 
-    A checkpoint is written at every evaluation, so ``resume`` continues an interrupted run where it
-    stopped (with any number of processes).
+    ``state`` is the run's :class:`musictl.training.TrainerState` (fresh, or the checkpoint's when
+    resuming); a checkpoint (adapter, optimizer, RNG states, state) is written at every validation.
     """
     import time
 
@@ -227,40 +146,40 @@ def train(model, tokenizer, data_dir: Path, settings: LoraTrainSettings, checkpo
     train_clips, valid_clips = encode_splits(model, data_dir)
     peft_model, optimizer = build(model, settings)
     trainable, total = parameter_share(peft_model)
-    total_steps = settings.max_steps or settings.epochs * -(-len(train_clips) // run.plan.global_batch)
-    state, metrics = {"step": 0, "position": 0}, []
-    if resume and checkpoint.exists():
-        state, metrics = load_checkpoint(peft_model, optimizer, checkpoint, settings)
-    start_step = state["step"]
-    if resume:
-        log.info(f"resumed from {checkpoint} at step {state['step']}" if state["step"] else
-                 f"no checkpoint in {checkpoint}: starting at step 0")
+    steps_per_epoch = -(-len(train_clips) // run.plan.global_batch)
+    total_steps = settings.max_steps or settings.epochs * steps_per_epoch
+    start_step = state.step
     loader = run.train_loader(list(range(len(train_clips))), collate_for(train_clips, settings.drop_text, settings.seed),
-                              max(0, total_steps - state["step"]), start=state["position"])
+                              max(0, total_steps - state.step), start=state.position)
     prepared, optimizer, loader = run.prepare(peft_model, optimizer, loader)
+    run.restore()
+    if start_step:
+        log.info("resumed at step %d", start_step)
 
     def step_forward(model, data):
         return forward(model, text_batch(model, tokenizer, data["captions"], data["codes"], data["drop"]))
 
     losses, started = [], time.perf_counter()
-    for done in run.train(prepared, optimizer, None, loader, step_forward, start_step=state["step"]):
-        loss = np.mean([float(run.accelerator.reduce(out.loss.detach(), "mean")) for out in done.outputs])
-        losses.append(float(loss))
+    for done in run.train(prepared, optimizer, None, loader, step_forward, start_step=state.step):
+        losses.append(float(np.mean([run.reduce_mean(out.loss.detach()) for out in done.outputs])))
+        state.step, state.position = done.step, state.position + run.plan.global_batch
+        state.epoch = state.position // len(train_clips)
         row = {"step": done.step, "train_loss": losses[-1]}
-        state = {"step": done.step, "position": state["position"] + run.plan.global_batch}
-        if done.step % settings.eval_every == 0 or done.step == total_steps:
+        state.extra["train_loss"] = float(np.mean(losses[-steps_per_epoch:]))
+        evaluating = done.step % settings.eval_every == 0 or done.step == total_steps
+        if evaluating:
             row |= validate(run, run.unwrap(prepared), tokenizer, valid_clips)
-            run.on_main(functools.partial(save_checkpoint, run.unwrap(prepared), optimizer, checkpoint, state, settings,
-                                          [*metrics, row]))
-        metrics.append(row)
+            state.last_eval = row
+        run.log(row)
+        if evaluating:
+            run.save_checkpoint(state)
         if run.is_main:
             on_progress(done.step, total_steps, row)
-    last_valid = next((r for r in reversed(metrics) if "valid_loss" in r), {})
-    recent = losses[-(-len(train_clips) // run.plan.global_batch):] or [r["train_loss"] for r in metrics[-1:]]
-    result = TrainResult(total_steps, trainable, total, float(np.mean(recent)) if recent else float("nan"),
+    last_valid = state.last_eval or {}
+    result = TrainResult(total_steps, trainable, total, state.extra.get("train_loss", float("nan")),
                          last_valid.get("valid_loss"), last_valid.get("valid_loss_per_codebook", []),
                          time.perf_counter() - started, start_step, run.describe())
-    return run.unwrap(prepared), result, metrics
+    return run.unwrap(prepared), result
 
 
 def validate(run, model, tokenizer, clips: Clips) -> dict:

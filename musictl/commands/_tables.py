@@ -1,4 +1,4 @@
-"""Rendering of the cross-style commands' results (tables, progress) — the library returns data only."""
+"""Rendering of the cross-style commands' results (tables, delayed progress bars) — the library returns data only."""
 
 from __future__ import annotations
 

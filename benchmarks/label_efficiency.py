@@ -1,0 +1,771 @@
+"""Label efficiency: does pre-training help when labels are few? Measured with musictl's command line.
+
+    python benchmarks/label_efficiency.py                   # the whole table (hours on 2 CPU cores; resumable)
+    python benchmarks/label_efficiency.py --seeds 3         # fewer fine-tuning seeds (said in the table)
+    python benchmarks/label_efficiency.py --smoke           # toy size in a temporary folder: the pipeline end to end
+    python benchmarks/label_efficiency.py --render          # rebuild label_efficiency.md from label_efficiency.json
+
+Columns: melody and velocity (POP909, per note) fine-tuned on 10, 30 and all training pieces; composer
+(Pianist8) and emotion (EMOPIA, on its standard MIDI-BERT split and on a split grouped by song with
+``musictl tokenize --group-by``) on 25% (per class) and all training pieces. The validation and test
+splits are always whole. Rows: no pre-training (the same architecture from scratch), MLM, adversarial,
+each fine-tuned with ``musictl finetune-mask``; and a frozen-encoder linear probe of each (mean-pooled
+hidden states for piece tasks, per-note hidden states for note tasks, sklearn LogisticRegression with C
+chosen on validation; the "no pre-training" probe reads a randomly initialised encoder). Each cell: test
+accuracy % averaged over fine-tuning seeds (the training subset is drawn per seed) with a 95% bootstrap
+interval over test pieces (benchmarks/stats.py); beside it the paired difference pre-trained minus none
+(same seed, same subset, same resamples) and the share of fine-tuning runs whose best validation epoch was
+their last (still improving when they stopped).
+
+Pre-training corpus: every piece of ../shared/datasets (POP909, Pianist8, EMOPIA, music21, Nottingham)
+whose content (the MIDI file's bytes) is not that of a piece in any fine-tuning validation or test split,
+the song-grouped EMOPIA split included; staged as symbolic links and tokenized with a split file, then
+checked again on the tokens artifact (:func:`leaks`). Each pre-trained model is cached in the work folder
+under a name made from its settings, each finished cell is written to the JSON at once, and a rerun skips
+what is done; ``--render`` only rebuilds the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import stats  # noqa: E402  (benchmarks/stats.py)
+
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+RESULTS = HERE / "results"
+LABELLED = ("pop909", "pianist8", "emopia")
+UNLABELLED = {"music21": SHARED / "music21", "nottingham": SHARED / "nottingham" / "midi"}
+# EMOPIA's file names are Q<quadrant>_<YouTube id>_<clip>.mid; the id may hold '_' and '-': it is what lies
+# between the first and the last underscore. docs/tokenize.md documents the same expression.
+EMOPIA_GROUP_BY = r"^Q[1-4]_(.+)_[0-9]+\.mid$"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    task: str  # finetune-mask --task
+    dataset: str  # pop909, pianist8, emopia, or emopia-grouped (EMOPIA split by song)
+    amounts: tuple  # training pieces: an int, a share "25%", or "all"
+
+    @property
+    def per_note(self) -> bool:
+        return self.task in ("melody", "velocity")
+
+
+COLUMNS = (
+    Column("melody", "melody", "pop909", (10, 30, "all")),
+    Column("velocity", "velocity", "pop909", (10, 30, "all")),
+    Column("composer", "composer", "pianist8", ("25%", "all")),
+    Column("emotion", "emotion", "emopia", ("25%", "all")),
+    Column("emotion (song-grouped)", "emotion", "emopia-grouped", ("25%", "all")),
+)
+OBJECTIVES = ("mlm", "adversarial")
+FINETUNED = ("none", *OBJECTIVES)
+ROWS = (*FINETUNED, *(f"probe {p}" for p in FINETUNED))
+ROW_NAMES = {"none": "no pre-training", "mlm": "MLM", "adversarial": "adversarial", "probe none": "probe: random encoder",
+             "probe mlm": "probe: MLM encoder", "probe adversarial": "probe: adversarial encoder"}
+PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0)
+# finetune-mask parameters kept with each run (from its manifest), so a table never mixes settings unseen
+FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "batch_size", "global_batch_size", "weight_decay", "dropout")
+PRETRAIN_VALID_SHARE = 0.02
+
+FULL = {
+    "pretrain_args": "--size tiny --max-steps 6000 --eval-every 500",
+    "adversarial_args": "--freeze-every 1",
+    "finetune_args": "",
+    "max_len": 256,
+    "limit": None,  # dataset -> (train, valid, test) pieces kept of its split (None: all)
+    "unlabelled_limit": None,
+    "grouped_split": "0.8,0.1,0.1",
+    "probe_notes": 30000,
+}
+SMOKE = {
+    "pretrain_args": "--size tiny --hidden-size 32 --layers 1 --heads 2 --field-embed-dim 8 --max-steps 8 --eval-every 4 "
+                     "--batch-size 4",
+    "adversarial_args": "--freeze-every 1",
+    "finetune_args": "--epochs 2 --patience 1 --batch-size 4",
+    "max_len": 64,
+    "limit": {"pop909": (4, 2, 2), "pianist8": (16, 8, 8), "emopia": (8, 4, 4)},
+    "unlabelled_limit": 4,
+    "grouped_split": "0.5,0.25,0.25",
+    "probe_notes": 2000,
+}
+SMOKE_AMOUNTS = {"melody": (2, "all"), "velocity": (2,), "composer": ("25%",), "emotion": ("all",),
+                 "emotion (song-grouped)": ("all",)}
+
+
+# ----- leak-free data ------------------------------------------------------------------------------
+def content_hash(path: Path) -> str:
+    """BLAKE2 of a file's bytes, as ``musictl tokenize`` records it in index.jsonl (``hash``)."""
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=12).hexdigest()
+
+
+def leaks(pretrain_tokens: Path, heldout: list[Path], splits: tuple[str, ...] = ("train", "valid", "test")
+          ) -> list[tuple[str, str]]:
+    """(pre-training piece, held-out file) pairs whose MIDI files have the same content: every piece of the
+    pre-training tokens artifact in ``splits`` is hashed from its file (names play no part)."""
+    held: dict[str, str] = {}
+    for path in heldout:
+        held.setdefault(content_hash(path), str(path))
+    rows = [json.loads(line) for line in (Path(pretrain_tokens) / "index.jsonl").read_text().splitlines() if line.strip()]
+    return [(row["path"], held[h]) for row in rows if row["split"] in splits and (h := content_hash(Path(row["path"]))) in held]
+
+
+def stage_pretraining(candidates: dict[str, tuple[Path, list[Path]]], heldout: list[Path], folder: Path, seed: int = 0,
+                      valid_share: float = PRETRAIN_VALID_SHARE) -> tuple[Path, dict]:
+    """Symbolic links ``folder/DATASET/NAME`` to every candidate (``dataset: (root folder, files)``) whose
+    content is no held-out file's (each content once), and a split file beside ``folder``: train, and a
+    seeded ``valid_share`` (at least 2 pieces) for pre-training's own validation. Returns the split file
+    and counts."""
+    banned = {content_hash(p) for p in heldout}
+    if folder.exists():
+        shutil.rmtree(folder)
+    entries, excluded, duplicates, seen = [], 0, 0, set()
+    for dataset, (root, paths) in sorted(candidates.items()):
+        for path in sorted(paths):
+            digest = content_hash(path)
+            if digest in banned:
+                excluded += 1
+            elif digest in seen:  # the same file twice (a copy in two collections): once is enough
+                duplicates += 1
+            else:
+                seen.add(digest)
+                name = f"{dataset}/{Path(path).relative_to(root).as_posix().replace('/', '__')}"
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).symlink_to(Path(path).resolve())
+                entries.append(name)
+    order = sorted(entries, key=lambda e: hashlib.blake2b(f"{seed}\0{e}".encode(), digest_size=8).digest())
+    n_valid = max(2, round(valid_share * len(order)))
+    split = {"train": sorted(order[n_valid:]), "valid": sorted(order[:n_valid]), "test": []}
+    split_file = write_json(folder.parent / f"{folder.name}-split.json", split)
+    return split_file, {"train": len(split["train"]), "valid": n_valid, "excluded_by_content": excluded,
+                        "duplicates_dropped": duplicates,
+                        "train_by_dataset": {d: sum(e.startswith(d + "/") for e in split["train"]) for d in candidates}}
+
+
+def midi_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi", ".kar") and p.is_file())
+
+
+def class_of(dataset: str, entry: str) -> str:
+    """The label an entry's name carries (composer folder, emotion quadrant), for subsets that keep every class."""
+    if dataset == "pianist8":
+        return entry.split("/")[0]
+    if dataset.startswith("emopia"):
+        return entry.split("_")[0]
+    return ""
+
+
+def training_subset(entries: list[str], amount, dataset: str, seed: int) -> list[str]:
+    """``amount`` training entries drawn with ``seed``: the first k of a seeded order, or a share of each
+    class (rounded up, so every class stays), or all."""
+    if amount == "all":
+        return list(entries)
+    rng = np.random.default_rng([seed, int(hashlib.blake2b(dataset.encode(), digest_size=4).hexdigest(), 16)])
+    if isinstance(amount, str) and amount.endswith("%"):
+        share, kept = float(amount[:-1]) / 100, []
+        for name in sorted({class_of(dataset, e) for e in entries}):
+            members = [e for e in entries if class_of(dataset, e) == name]
+            kept += [members[i] for i in rng.permutation(len(members))[: math.ceil(share * len(members))]]
+        return sorted(kept)
+    return sorted(entries[i] for i in rng.permutation(len(entries))[: int(amount)])
+
+
+# ----- the harness ---------------------------------------------------------------------------------
+class Harness:
+    """The run's settings, state (the JSON) and the commands it ran."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.preset = dict(SMOKE if args.smoke else FULL)
+        for key in ("pretrain_args", "finetune_args"):
+            if getattr(args, key) is not None:
+                self.preset[key] = getattr(args, key)
+        if args.max_len:
+            self.preset["max_len"] = args.max_len
+        self.work = Path(args.work)
+        self.json_path, self.md_path = Path(args.out) / "label_efficiency.json", Path(args.out) / "label_efficiency.md"
+        self.columns = [c for c in COLUMNS if c.name in args.columns]
+        if args.smoke:
+            self.columns = [Column(c.name, c.task, c.dataset, SMOKE_AMOUNTS[c.name]) for c in self.columns]
+        self.seeds = list(range(args.seeds))
+        self.data = json.loads(self.json_path.read_text()) if self.json_path.exists() and not args.fresh else {}
+        config = {"smoke": args.smoke, **{k: self.preset[k] for k in ("pretrain_args", "adversarial_args", "finetune_args",
+                                                                       "max_len", "limit", "unlabelled_limit",
+                                                                       "grouped_split", "probe_notes")}}
+        config = json.loads(json.dumps(config))
+        if self.data.get("config") and self.data["config"] != config:
+            raise SystemExit(f"{self.json_path} holds a run with other settings {self.data['config']}; "
+                             "pass --fresh to start again (pre-trained models with the same settings are reused)")
+        self.data["config"] = config
+        for key, empty in (("commands", []), ("pretrain", {}), ("runs", {}), ("data", {})):
+            self.data.setdefault(key, empty)
+        self.data["seeds"] = sorted(set(self.data.get("seeds", [])) | set(self.seeds))
+        columns = {**self.data.get("columns", {}),
+                   **{c.name: {"task": c.task, "dataset": c.dataset, "amounts": list(c.amounts)} for c in self.columns}}
+        self.data["columns"] = {c.name: columns[c.name] for c in COLUMNS if c.name in columns}
+        self.features: dict = {}
+
+    @property
+    def max_len(self) -> int:
+        return int(self.preset["max_len"])
+
+    def musictl(self, *args: str) -> float:
+        """Run ``python -m musictl ARGS``, record the exact command; seconds taken."""
+        started = time.perf_counter()
+        shown = "musictl " + self.show(shlex.join(args))
+        print(f"$ {shown}", file=sys.stderr, flush=True)
+        done = subprocess.run([sys.executable, "-m", "musictl", *args], cwd=ROOT, text=True,
+                              capture_output=self.args.smoke)
+        if done.returncode:
+            if self.args.smoke:
+                print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"failed (exit {done.returncode}): {shown}")
+        seconds = round(time.perf_counter() - started, 1)
+        self.data["commands"].append({"command": shown, "seconds": seconds})
+        self.save()
+        return seconds
+
+    def show(self, text: str) -> str:
+        """Paths as a reader can type them: ../shared/datasets, the work folder as WORK."""
+        return text.replace(str(SHARED), "../shared/datasets").replace(str(self.work), "WORK").replace(str(ROOT) + "/", "")
+
+    def save(self) -> None:
+        self.json_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.json_path)
+
+
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
+    return path
+
+
+def standard_split(h: Harness, dataset: str) -> dict[str, list[str]]:
+    """A labelled dataset's MIDI-BERT split (smoke: its first few entries of each split, every class in turn)."""
+    from table3 import round_robin
+
+    split = json.loads((SHARED / dataset / "splits.json").read_text())
+    limit = (h.preset["limit"] or {}).get(dataset)
+    if not limit:
+        return {s: list(split[s]) for s in ("train", "valid", "test")}
+    return {s: round_robin(split[s], n) for s, n in zip(("train", "valid", "test"), limit)}
+
+
+def prepare_data(h: Harness) -> dict[str, tuple[Path, dict[str, list[str]]]]:
+    """Tokenize each labelled dataset for fine-tuning (and EMOPIA grouped by song); per dataset its tokens
+    and split (entries as finetune-mask's --split-file takes them)."""
+    out = {}
+    for dataset in LABELLED:
+        split = standard_split(h, dataset)
+        tokens = h.work / f"tokens-{dataset}"
+        split_file = write_json(h.work / f"splits-{dataset}.json", split)
+        inputs = [str(SHARED / dataset / "midi")] if not h.preset["limit"] else \
+            [str(SHARED / dataset / "midi" / e) for s in split.values() for e in s]
+        if not (tokens / "manifest.json").exists():
+            h.musictl("tokenize", *inputs, "-o", str(tokens), "--split-file", str(split_file), "--overwrite")
+        out[dataset] = (tokens, split)
+    if any(c.dataset == "emopia-grouped" for c in COLUMNS):
+        tokens = h.work / "tokens-emopia-grouped"
+        inputs = [str(SHARED / "emopia" / "midi")] if not h.preset["limit"] else grouped_smoke_files()
+        if not (tokens / "manifest.json").exists():
+            h.musictl("tokenize", *inputs, "-o", str(tokens), "--group-by", EMOPIA_GROUP_BY, "--split", h.preset["grouped_split"],
+                      "--seed", "0", "--overwrite")
+        rows = [json.loads(line) for line in (tokens / "index.jsonl").read_text().splitlines() if line.strip()]
+        out["emopia-grouped"] = (tokens, {s: sorted(Path(r["path"]).name for r in rows if r["split"] == s)
+                                          for s in ("train", "valid", "test")})
+    overlap(h, out)
+    return out
+
+
+def grouped_smoke_files() -> list[str]:
+    """Smoke: every clip of the first 3 songs of each quadrant."""
+    import re
+
+    names = sorted(p.name for p in (SHARED / "emopia" / "midi").glob("*.mid"))
+    songs: dict[str, list[str]] = {}
+    for name in names:
+        songs.setdefault(name[:2], [])
+        song = re.match(EMOPIA_GROUP_BY, name).group(1)
+        if song not in songs[name[:2]]:
+            songs[name[:2]].append(song)
+    keep = {s for quadrant in songs.values() for s in quadrant[:3]}
+    return [str(SHARED / "emopia" / "midi" / n) for n in names if re.match(EMOPIA_GROUP_BY, n).group(1) in keep]
+
+
+def overlap(h: Harness, data: dict) -> None:
+    """How many EMOPIA valid/test clips share a song with training clips, in both splits."""
+    from musictl.midi.corpus import group_overlap
+
+    entries = lambda split: [(e, s) for s, names in split.items() for e in names]  # noqa: E731
+    h.data["data"]["emopia_song_overlap"] = {
+        "regex": EMOPIA_GROUP_BY,
+        "standard": group_overlap(entries(data["emopia"][1]), EMOPIA_GROUP_BY),
+        "song-grouped": group_overlap(entries(data["emopia-grouped"][1]), EMOPIA_GROUP_BY)}
+
+
+def heldout_files(data: dict) -> list[Path]:
+    """Every MIDI file of a fine-tuning validation or test split (any dataset, either EMOPIA split)."""
+    out = []
+    for dataset, (_, split) in data.items():
+        folder = SHARED / ("emopia" if dataset == "emopia-grouped" else dataset) / "midi"
+        out += [folder / e for s in ("valid", "test") for e in split[s]]
+    return sorted(set(out))
+
+
+def prepare_pretraining(h: Harness, data: dict) -> Path:
+    """The pre-training tokens: every available piece whose content is no held-out piece's, checked."""
+    tokens = h.work / "tokens-pretrain"
+    heldout = heldout_files(data)
+    if not (tokens / "manifest.json").exists():
+        candidates = {}
+        for dataset in LABELLED:
+            root = SHARED / dataset / "midi"
+            files = midi_files(root)
+            if h.preset["limit"]:  # smoke: the files of the smoke splits only
+                names = {e for s in data[dataset][1].values() for e in s}
+                files = [f for f in files if f.relative_to(root).as_posix() in names]
+            candidates[dataset] = (root, files)
+        for name, root in UNLABELLED.items():
+            candidates[name] = (root, midi_files(root)[: h.preset["unlabelled_limit"] or None])
+        split_file, counts = stage_pretraining(candidates, heldout, h.work / "pretrain-corpus")
+        h.data["data"]["pretraining_corpus"] = counts
+        h.musictl("tokenize", str(h.work / "pretrain-corpus"), "-o", str(tokens), "--split-file", str(split_file), "--overwrite")
+    found = leaks(tokens, heldout)
+    h.data["data"]["leak_check"] = {"heldout_files": len(heldout), "pretraining_pieces_checked": sum(
+        1 for line in (tokens / "index.jsonl").read_text().splitlines() if line.strip()), "same_content": len(found)}
+    h.save()
+    if found:
+        raise SystemExit(f"{len(found)} pre-training pieces have the content of a fine-tuning validation or test piece, "
+                         f"e.g. {found[0][0]} = {found[0][1]}; remove {tokens} and run again")
+    return tokens
+
+
+def pretrain(h: Harness, objective: str, tokens: Path) -> Path:
+    """The cached pre-trained model of ``objective`` (its folder name carries a hash of its settings)."""
+    extra = shlex.split(h.preset["pretrain_args"]) + (shlex.split(h.preset["adversarial_args"]) if objective == "adversarial" else [])
+    args = ["--objective", objective, *extra, "--max-len", str(h.max_len), "--seed", "0"]
+    key = hashlib.blake2b(json.dumps([args, str(tokens)]).encode(), digest_size=5).hexdigest()
+    out = h.work / "bert" / f"{objective}-{key}"
+    if not (out / "manifest.json").exists():
+        partial = out.exists() or (out.parent / f".{out.name}.staging").exists()
+        seconds = h.musictl("pretrain-bert", "--tokens", str(tokens), "-o", str(out), *args,
+                            *(["--resume"] if partial else ["--overwrite"]))
+        h.data["pretrain"][objective] = {"seconds": seconds, "dir": h.show(str(out))}
+    metrics = json.loads((out / "metrics.json").read_text())
+    h.data["pretrain"].setdefault(objective, {"dir": h.show(str(out))}).update({
+        k: metrics.get(k) for k in ("steps", "parameters", "train_pieces", "train_windows", "learned")},
+        best_valid=metrics.get("best_valid") or metrics.get("final_valid"))
+    h.save()
+    return out
+
+
+def cell_split(h: Harness, column: Column, amount, seed: int, split: dict[str, list[str]]) -> Path:
+    subset = training_subset(split["train"], amount, column.dataset, seed)
+    name = f"{column.dataset}-{amount}-s{seed}".replace("%", "pc")
+    return write_json(h.work / "splits" / f"{name}.json", {"train": subset, "valid": split["valid"], "test": split["test"]})
+
+
+def run_key(column: Column, amount, row: str, seed: int) -> str:
+    return f"{column.name}|{amount}|{row}|{seed}"
+
+
+def finetune(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path, split_file: Path,
+             models: dict[str, Path]) -> None:
+    key = run_key(column, amount, row, seed)
+    if key in h.data["runs"]:
+        return
+    out = h.work / "ft" / key.replace("|", "-").replace(" ", "_").replace("(", "").replace(")", "").replace("%", "pc")
+    model = models["mlm" if row == "none" else row]  # from scratch: the same architecture
+    seconds = h.musictl("finetune-mask", "--task", column.task, "--model", str(model), "--tokens", str(tokens), "-o", str(out),
+                        "--split-file", str(split_file), *(["--from-scratch"] if row == "none" else []),
+                        "--max-len", str(h.max_len), "--seed", str(seed), *shlex.split(h.preset["finetune_args"]),
+                        "--overwrite")
+    metrics = json.loads((out / "metrics.json").read_text())
+    parameters = json.loads((out / "manifest.json").read_text()).get("parameters", {})
+    names, pieces = score_model(out, tokens, split_file, column.task, h.max_len)
+    check = piece_accuracy(pieces)
+    if abs(check - metrics["test"]["accuracy"]) > 1e-3:
+        print(f"warning: {key}: test accuracy scored here {check:.4f} differs from finetune-mask's "
+              f"{metrics['test']['accuracy']}", file=sys.stderr, flush=True)
+    keep_test_pieces(h, column, names)
+    h.data["runs"][key] = {"pieces": pieces, "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+                           "train_pieces": metrics.get("pieces", {}).get("train"), "seconds": seconds,
+                           "finetune_test_accuracy": metrics["test"]["accuracy"],
+                           "settings": {k: parameters[k] for k in FINETUNE_SETTINGS if k in parameters}}
+    h.save()
+    shutil.rmtree(out, ignore_errors=True)  # the scores are kept; the models are not needed again
+
+
+def piece_accuracy(pieces: list[list[int]]) -> float:
+    return sum(c for c, _ in pieces) / max(1, sum(t for _, t in pieces))
+
+
+def keep_test_pieces(h: Harness, column: Column, names: list[str]) -> None:
+    saved = h.data["data"].setdefault("test_pieces", {}).setdefault(column.name, names)
+    if saved != names:
+        raise SystemExit(f"{column.name}: the test pieces differ from earlier runs'; pass --fresh")
+
+
+# ----- scoring and the linear probe ----------------------------------------------------------------
+def _windows(item, task: str, max_len: int, max_bars: int):
+    from musictl import constants
+    from musictl.bert.data import pad_batch, piece_windows
+
+    windows = piece_windows(item.tokens, max_len, max_bars)
+    ids, mask = pad_batch(windows)
+    if task == "velocity":  # the label is the velocity: hidden, as finetune-mask does
+        ids[..., constants.VELOCITY][mask.bool()] = constants.MASK_ID
+    return windows, ids, mask
+
+
+def score_model(model_dir: Path, tokens: Path, split_file: Path, task: str, max_len: int) -> tuple[list[str], list[list[int]]]:
+    """Each test piece's name and [right, scored]: a piece task's prediction sums its windows' probabilities
+    (as finetune-mask scores it); a note task counts its labelled notes."""
+    import torch
+    from table3 import labelled
+
+    from musictl.bert.model import load_midibert
+    from musictl.hf import quiet_transformers
+
+    quiet_transformers()
+    corpus, items = labelled(task, tokens, split_file, "test")
+    model = load_midibert(model_dir).eval()
+    label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
+    out = []
+    for item in items:
+        windows, ids, mask = _windows(item, task, max_len, corpus.config.max_bars)
+        with torch.no_grad():
+            probs = torch.softmax(model(ids, mask).float(), dim=-1).numpy()
+        if task in ("melody", "velocity"):
+            predicted = np.concatenate([probs[w, : len(win)].argmax(-1) for w, win in enumerate(windows)])
+            truth = np.asarray(item.label)
+            out.append([int(((predicted == truth) & (truth >= 0)).sum()), int((truth >= 0).sum())])
+        else:
+            out.append([int(probs.sum(0).argmax() == label2id[item.label]), 1])
+    return [piece_name(i.piece.path) for i in items], out
+
+
+def piece_name(path: str) -> str:
+    return f"{Path(path).parent.name}/{Path(path).name}"
+
+
+def encoder_of(h: Harness, row: str, seed: int, models: dict[str, Path]):
+    """The frozen encoder of a probe row: pre-trained, or (``probe none``) randomly initialised with ``seed``."""
+    import torch
+
+    from musictl.bert.model import MidiBertConfig, MidiBertModel, load_encoder
+
+    source = row.split(" ", 1)[1]
+    if source != "none":
+        return load_encoder(models[source])
+    torch.manual_seed(seed)
+    return MidiBertModel(MidiBertConfig.from_pretrained(models["mlm"])).eval()
+
+
+def features(h: Harness, encoder, cache_key: tuple, items, task: str, max_len: int, max_bars: int,
+             notes_per_piece: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per piece (x, y): its mean hidden state (1, H) and label for piece tasks; for note tasks the hidden
+    state and label of each labelled note, at most ``notes_per_piece`` of them (drawn by the piece's name,
+    the same for every probe). Kept in memory (float16) for the column being measured."""
+    import torch
+
+    out = []
+    for item in items:
+        key = (*cache_key, notes_per_piece, item.piece.path)
+        if key not in h.features:
+            windows, ids, mask = _windows(item, task, max_len, max_bars)
+            with torch.no_grad():
+                hidden = encoder(ids, mask).last_hidden_state.float().numpy()
+            notes = np.concatenate([hidden[w, : len(win)] for w, win in enumerate(windows)])
+            if task in ("melody", "velocity"):
+                labels = np.asarray(item.label)
+                keep = np.flatnonzero(labels >= 0)
+                if notes_per_piece and len(keep) > notes_per_piece:
+                    rng = np.random.default_rng(int(hashlib.blake2b(item.piece.path.encode(), digest_size=4).hexdigest(), 16))
+                    keep = np.sort(rng.choice(keep, notes_per_piece, replace=False))
+                h.features[key] = (notes[keep].astype(np.float16), labels[keep])
+            else:
+                h.features[key] = (notes.mean(0, keepdims=True).astype(np.float16), np.array([item.label]))
+        out.append(h.features[key])
+    return out
+
+
+def probe(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path, split_file: Path,
+          models: dict[str, Path]) -> None:
+    """A frozen-encoder linear probe: standardised hidden states, LogisticRegression with C chosen on
+    validation accuracy (at most ``probe_notes`` training and validation notes, drawn with ``seed``)."""
+    key = run_key(column, amount, row, seed)
+    if key in h.data["runs"]:
+        return
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from table3 import labelled
+
+    from musictl.hf import quiet_transformers
+
+    quiet_transformers()
+    started = time.perf_counter()
+    encoder = encoder_of(h, row, seed, models)
+    cache_key = (row, seed if row == "probe none" else None, str(tokens), column.task)
+    limit = h.preset["probe_notes"]
+    splits = {}
+    for split in ("train", "valid", "test"):
+        corpus, items = labelled(column.task, tokens, split_file, split)
+        per_piece = max(1, 2 * limit // max(1, len(items))) if column.per_note and split != "test" else None
+        splits[split] = (items, features(h, encoder, cache_key, items, column.task, h.max_len, corpus.config.max_bars, per_piece))
+    rng = np.random.default_rng(seed)
+
+    def stacked(split: str):
+        x = np.concatenate([x for x, _ in splits[split][1]]).astype(np.float32)
+        y = np.concatenate([y for _, y in splits[split][1]])
+        if len(y) > limit:
+            picked = rng.choice(len(y), limit, replace=False)
+            x, y = x[picked], y[picked]
+        return x, y
+
+    (x_train, y_train), (x_valid, y_valid) = stacked("train"), stacked("valid")
+    if len(set(y_train.tolist())) < 2:
+        raise SystemExit(f"{key}: a single class in the training subset; nothing to probe")
+    scaler = StandardScaler().fit(x_train)
+    best = None
+    for c in PROBE_C:
+        fitted = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x_train), y_train)
+        accuracy = float((fitted.predict(scaler.transform(x_valid)) == y_valid).mean())
+        if best is None or accuracy > best[0]:
+            best = (accuracy, c, fitted)
+    valid_accuracy, c, fitted = best
+    items, test = splits["test"]
+    pieces = [[int((fitted.predict(scaler.transform(x.astype(np.float32))) == y).sum()), len(y)] for x, y in test]
+    keep_test_pieces(h, column, [piece_name(i.piece.path) for i in items])
+    seconds = round(time.perf_counter() - started, 1)
+    h.data["runs"][key] = {"pieces": pieces, "C": c, "valid_accuracy": round(valid_accuracy, 4),
+                           "train_pieces": len(splits["train"][0]), "train_rows": len(y_train), "seconds": seconds}
+    source = row.split(" ", 1)[1]
+    h.data["commands"].append({"command": f"# {row} ({column.name}, {amount}, seed {seed}): in-process linear probe of "
+                                          f"{h.show(str(models['mlm' if source == 'none' else source]))}"
+                                          f"{' re-initialised with the seed' if source == 'none' else ''}, C={c} chosen on "
+                                          "validation", "seconds": seconds})
+    h.save()
+
+
+# ----- the table -----------------------------------------------------------------------------------
+def summarise(data: dict) -> dict:
+    """Per column, amount and row: the cell (mean, interval over pieces, seed spread), the paired difference
+    with the matching no-pre-training row, and how many fine-tuning runs ended at their best epoch."""
+    table: dict = {}
+    for name, column in data["columns"].items():
+        for amount in column["amounts"]:
+            runs = {row: {int(k.rsplit("|", 1)[1]): v for k, v in data["runs"].items() if k.startswith(f"{name}|{amount}|{row}|")}
+                    for row in ROWS}
+            for row, by_seed in runs.items():
+                if not by_seed:
+                    continue
+                seeds = sorted(by_seed)
+                correct = np.array([[c for c, _ in by_seed[s]["pieces"]] for s in seeds], dtype=float)
+                total = np.array([t for _, t in by_seed[seeds[0]]["pieces"]], dtype=float)
+                owners = list(range(len(total)))
+                entry = {"cell": stats.ratio_bootstrap(correct, total, owners)}
+                if "best_epoch" in by_seed[seeds[0]]:
+                    entry["last_epoch"] = [sum(by_seed[s]["best_epoch"] == by_seed[s]["epochs_run"] for s in seeds), len(seeds)]
+                base = "probe none" if row.startswith("probe") else "none"
+                paired = sorted(set(by_seed) & set(runs[base]))
+                if row != base and paired:
+                    other = np.array([[c for c, _ in runs[base][s]["pieces"]] for s in paired], dtype=float)
+                    mine = np.array([[c for c, _ in by_seed[s]["pieces"]] for s in paired], dtype=float)
+                    entry["minus_none"] = stats.paired_difference(mine, other, total, owners)
+                table[f"{name}|{amount}|{row}"] = entry
+    return table
+
+
+def amount_label(amount, train_pieces: int | None) -> str:
+    if isinstance(amount, int):
+        return f"{amount} pieces"
+    return f"{amount} ({train_pieces})" if train_pieces else str(amount)
+
+
+def render(data: dict) -> str:
+    """label_efficiency.md, from label_efficiency.json only."""
+    table = data["table"]
+    fmt = lambda c: f"{c['mean']:.1f} [{c['low']:.1f}, {c['high']:.1f}]" + (  # noqa: E731
+        f" ±{c['seed_sd']:.1f}" if c.get("seed_sd") is not None else "")
+    diff = lambda c: f"{c['mean']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"  # noqa: E731
+    config, d = data["config"], data["data"]
+    finetunes = [v for v in data["runs"].values() if "best_epoch" in v]
+    last = sum(v["best_epoch"] == v["epochs_run"] for v in finetunes)
+    seeds = data.get("seeds", [])
+    lines = ["# Label efficiency: pre-training with few labels, measured", "",
+             f"Made by `{data.get('harness_command', 'python benchmarks/label_efficiency.py')}` on {data.get('machine', '?')}"
+             + (" (**--smoke: toy sizes, the numbers mean nothing**)" if config.get("smoke") else "")
+             + "; every number comes from benchmarks/results/label_efficiency.json, rebuilt by "
+               "`python benchmarks/label_efficiency.py --render`.", "",
+             f"Cells: test accuracy % (note tasks: notes pooled per piece; piece tasks: one prediction per piece from its "
+             f"windows' summed probabilities), mean over {len(seeds)} fine-tuning seed{'s' * (len(seeds) != 1)} "
+             "(the training subset is drawn per seed) [95% bootstrap interval over test pieces, a piece's notes and windows "
+             "resampled together] ±standard deviation over seeds. Differences: the row minus the same-seed, same-subset "
+             "no-pre-training row (probes: minus the random-encoder probe), paired bootstrap 95% on the same resamples. "
+             "`last` = fine-tuning runs whose best validation epoch was their last (still improving when they stopped).", "",
+             f"**Fine-tuning runs whose best validation epoch was the last: {last} of {len(finetunes)}"
+             + (f" ({100 * last / len(finetunes):.0f}%)" if finetunes else "") + ".**", ""]
+    lines += data_lines(d, config)
+    used = {}
+    for run in finetunes:
+        text = ", ".join(f"{k} {v}" for k, v in run.get("settings", {}).items())
+        used[text] = used.get(text, 0) + 1
+    if used:
+        lines += ["Fine-tuning settings (finetune-mask's, from each run's manifest): " + "; ".join(
+            f"{text or 'not recorded'}" + (f" ({n} runs)" if len(used) > 1 else "") for text, n in used.items())
+            + f"; windows of {config.get('max_len')} notes. Probes: C from {list(PROBE_C)} on validation accuracy, at most "
+              f"{config.get('probe_notes')} training notes.", ""]
+    for name, column in data["columns"].items():
+        tests = len(d.get("test_pieces", {}).get(name, []))
+        lines += [f"## {name} ({column['task']}, {dataset_name(column['dataset'])}, {tests} test pieces)", ""]
+        amounts = column["amounts"]
+        trained = {a: next((v.get("train_pieces") for k, v in data["runs"].items() if k.startswith(f"{name}|{a}|none|")), None)
+                   for a in amounts}
+        lines += ["| row | " + " | ".join(amount_label(a, trained[a]) for a in amounts) + " | last |",
+                  "|---|" + "---:|" * len(amounts) + "---:|"]
+        for row in ROWS:
+            entries = [table.get(f"{name}|{a}|{row}") for a in amounts]
+            if not any(entries):
+                continue
+            ended = [e["last_epoch"] for e in entries if e and "last_epoch" in e]
+            last_cell = f"{sum(k for k, _ in ended)}/{sum(n for _, n in ended)}" if ended else "-"
+            lines.append(f"| {ROW_NAMES[row]} | " + " | ".join(fmt(e["cell"]) if e else "-" for e in entries) + f" | {last_cell} |")
+            if any(e and "minus_none" in e for e in entries):
+                base = "random-encoder probe" if row.startswith("probe") else "none"
+                lines.append(f"| {ROW_NAMES[row]} minus {base} | " + " | ".join(
+                    diff(e["minus_none"]) if e and "minus_none" in e else "-" for e in entries) + " | |")
+        lines.append("")
+    lines += pretrain_lines(data)
+    total = sum(c["seconds"] for c in data["commands"]) / 3600
+    lines += [f"## Commands ({len(data['commands'])} steps, {total:.2f} hours in all; WORK = the --work folder)", "",
+              "<details>", "", "```"]
+    lines += [f"{c['command']}   # {c['seconds']:.0f} s" for c in data["commands"]] + ["```", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def dataset_name(dataset: str) -> str:
+    return {"pop909": "POP909", "pianist8": "Pianist8", "emopia": "EMOPIA, MIDI-BERT split",
+            "emopia-grouped": "EMOPIA grouped by song with tokenize --group-by"}[dataset]
+
+
+def data_lines(d: dict, config: dict) -> list[str]:
+    out = []
+    overlap_ = d.get("emopia_song_overlap")
+    if overlap_:
+        s, g = overlap_["standard"], overlap_["song-grouped"]
+        out += [f"EMOPIA's song overlap (song = group 1 of `{overlap_['regex']}` on the file name): on the standard split "
+                f"{s['test']['shared']} of {s['test']['files']} test clips and {s['valid']['shared']} of {s['valid']['files']} "
+                f"validation clips share a song with training clips; on the song-grouped split (`tokenize --group-by`, "
+                f"`--split {config.get('grouped_split')}`, seed 0) {g['test']['shared']} of {g['test']['files']} and "
+                f"{g['valid']['shared']} of {g['valid']['files']}.", ""]
+    corpus, check = d.get("pretraining_corpus"), d.get("leak_check")
+    if corpus and check:
+        by = ", ".join(f"{k} {v}" for k, v in corpus["train_by_dataset"].items())
+        out += [f"Pre-training corpus: {corpus['train']} training pieces ({by}) and {corpus['valid']} validation pieces; "
+                f"{corpus['excluded_by_content']} files left out because their content is that of a fine-tuning validation "
+                f"or test piece. Checked on the tokens artifact: {check['same_content']} of its "
+                f"{check['pretraining_pieces_checked']} pieces share content with the {check['heldout_files']} held-out files.",
+                ""]
+    return out
+
+
+def pretrain_lines(data: dict) -> list[str]:
+    if not data["pretrain"]:
+        return []
+    out = ["## Pre-training runs", "", "| objective | steps | minutes | parameters | best valid masked accuracy | model |",
+           "|---|---:|---:|---:|---:|---|"]
+    for objective, p in data["pretrain"].items():
+        best = (p.get("best_valid") or {}).get("accuracy")
+        minutes = f"{p['seconds'] / 60:.1f}" if p.get("seconds") else "-"
+        out.append(f"| {objective} | {p.get('steps')} | {minutes} | {p.get('parameters') or 0:,} | "
+                   f"{best if best is None else f'{best:.3f}'} | {p.get('dir')} |")
+        if p.get("learned"):
+            out.append(f"| | | | | learned: `{json.dumps(p['learned'])}` | |")
+    return [*out, ""]
+
+
+# ----- main ----------------------------------------------------------------------------------------
+def run(h: Harness) -> dict:
+    h.data.update(harness_command="python benchmarks/label_efficiency.py " + shlex.join(sys.argv[1:]), machine=machine())
+    data = prepare_data(h)
+    tokens = prepare_pretraining(h, data)
+    models = {objective: pretrain(h, objective, tokens) for objective in OBJECTIVES}
+    for seed in h.seeds:  # seed by seed: a run stopped early still fills every cell
+        for column in h.columns:
+            tokens_c, split = data[column.dataset]
+            for amount in column.amounts:
+                split_file = cell_split(h, column, amount, seed, split)
+                for row in ROWS:
+                    if row.startswith("probe"):
+                        probe(h, column, amount, row, seed, tokens_c, split_file, models)
+                    else:
+                        finetune(h, column, amount, row, seed, tokens_c, split_file, models)
+            h.features.clear()  # one column's hidden states at a time
+    return h.data
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores, {gpu}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5, help="fine-tuning seeds per cell (0..N-1); more later extends")
+    parser.add_argument("--columns", nargs="+", choices=[c.name for c in COLUMNS], default=[c.name for c in COLUMNS])
+    parser.add_argument("--pretrain-args", default=None, help=f"pretrain-bert flags [default: '{FULL['pretrain_args']}']")
+    parser.add_argument("--finetune-args", default=None, help="extra finetune-mask flags, e.g. '--device cuda' "
+                                                              "[default: none: finetune-mask's own defaults]")
+    parser.add_argument("--max-len", type=int, default=None, help=f"notes per window [default: {FULL['max_len']}]")
+    parser.add_argument("--work", default=None, help="artifacts and cached pre-trained models "
+                                                     "[default: benchmarks/.work/label_efficiency]")
+    parser.add_argument("--out", default=None, help="folder of label_efficiency.json/.md [default: benchmarks/results]")
+    parser.add_argument("--fresh", action="store_true", help="forget the JSON's runs (cached models are kept)")
+    parser.add_argument("--render", action="store_true", help="only rebuild the .md from the JSON")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, 1 seed, into a temporary folder")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        temporary = tempfile.mkdtemp(prefix="label-efficiency-smoke-")
+        args.work, args.out, args.seeds = args.work or temporary, args.out or temporary, 1
+    args.work = args.work or str(HERE / ".work" / "label_efficiency")
+    args.out = args.out or str(RESULTS)
+    json_path, md_path = Path(args.out) / "label_efficiency.json", Path(args.out) / "label_efficiency.md"
+    if args.render:
+        data = json.loads(json_path.read_text())
+    else:
+        started = time.perf_counter()
+        data = run(Harness(args))
+        print(f"finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    data["table"] = summarise(data)
+    text = render(data)
+    json_path.write_text(json.dumps(data, indent=1))
+    md_path.write_text(text)
+    print(text)
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""benchmarks/label_efficiency.py without training: pre-training never sees a fine-tuning validation or
+test piece (by content, not name), subsets keep their classes, and the table pairs rows by seed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import label_efficiency as le
+
+from tests.midi_factory import style_piece
+
+
+@pytest.fixture
+def datasets(tmp_path) -> dict[str, Path]:
+    """Two small 'datasets': pop (labelled: train/test) and folk (unlabelled), where folk holds a renamed
+    copy of a pop test piece, a file named like a pop test piece with other content, and a duplicate."""
+    pop, folk = tmp_path / "pop", tmp_path / "folk" / "reels"
+    pop.mkdir(parents=True)
+    folk.mkdir(parents=True)
+    for i in range(4):
+        (pop / f"{i:03d}.mid").write_bytes(style_piece("march", seed=i, bars=4))
+    (folk / "tune_a.mid").write_bytes((pop / "003.mid").read_bytes())  # a test piece under another name
+    (folk / "003.mid").write_bytes(style_piece("waltz", seed=7, bars=4))  # a test piece's name, other content
+    (folk / "tune_b.mid").write_bytes(style_piece("blues", seed=8, bars=4))
+    (folk / "tune_b_copy.mid").write_bytes((folk / "tune_b.mid").read_bytes())
+    return {"pop": pop, "folk": tmp_path / "folk", "heldout": [pop / "003.mid"]}
+
+
+def _tokenize(folder: Path, split_file: Path, out: Path) -> Path:
+    from musictl.midi.pipeline import prepare_tokenize
+    from musictl.midi.settings import TokenizeSettings
+
+    prepare_tokenize([folder], out, TokenizeSettings(workers=1), split_file, overwrite=True).run()
+    return out
+
+
+def test_content_hash_is_the_tokens_index_hash(datasets, tmp_path):
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["000.mid", "001.mid"], "valid": ["002.mid"], "test": ["003.mid"]}))
+    tokens = _tokenize(datasets["pop"], split, tmp_path / "tokens")
+    rows = [json.loads(line) for line in (tokens / "index.jsonl").read_text().splitlines()]
+    assert all(row["hash"] == le.content_hash(Path(row["path"])) for row in rows)
+
+
+def test_pretraining_corpus_leaves_out_heldout_content_whatever_its_name(datasets, tmp_path):
+    candidates = {"pop": (datasets["pop"], le.midi_files(datasets["pop"])),
+                  "folk": (datasets["folk"], le.midi_files(datasets["folk"]))}
+    split_file, counts = le.stage_pretraining(candidates, datasets["heldout"], tmp_path / "corpus")
+    staged = {p.relative_to(tmp_path / "corpus").as_posix() for p in (tmp_path / "corpus").rglob("*.mid")}
+    assert "pop/003.mid" not in staged and "folk/reels__tune_a.mid" not in staged  # the test piece and its renamed copy
+    assert "folk/reels__003.mid" in staged  # same name as a test piece, other content: kept
+    assert counts["excluded_by_content"] == 2 and counts["duplicates_dropped"] == 1
+    split = json.loads(split_file.read_text())
+    assert sorted(split["train"] + split["valid"]) == sorted(staged) and len(split["valid"]) >= 2
+    tokens = _tokenize(tmp_path / "corpus", split_file, tmp_path / "tokens")
+    assert le.leaks(tokens, datasets["heldout"]) == []
+
+
+def test_the_leak_check_finds_a_renamed_copy(datasets, tmp_path):
+    """Tokenized without the exclusion, the folk collection's renamed copy of a test piece is caught."""
+    split = tmp_path / "split.json"
+    names = sorted(p.relative_to(datasets["folk"]).as_posix() for p in le.midi_files(datasets["folk"]))
+    split.write_text(json.dumps({"train": names, "valid": [], "test": []}))
+    tokens = _tokenize(datasets["folk"], split, tmp_path / "tokens")
+    found = le.leaks(tokens, datasets["heldout"])
+    assert [(Path(a).name, Path(b).name) for a, b in found] == [("tune_a.mid", "003.mid")]
+    assert le.leaks(tokens, datasets["heldout"], splits=("valid",)) == []
+
+
+def test_training_subsets_are_seeded_and_keep_every_class():
+    entries = [f"{c}/{c}_{i}.mid" for c in ("Bethel", "Yiruma", "Hancock") for i in range(9 if c == "Bethel" else 3)]
+    quarter = le.training_subset(entries, "25%", "pianist8", 0)
+    assert {e.split("/")[0] for e in quarter} == {"Bethel", "Yiruma", "Hancock"}
+    assert len(quarter) == 3 + 1 + 1  # ceil(25% of each class)
+    assert le.training_subset(entries, "25%", "pianist8", 0) == quarter
+    assert le.training_subset(entries, "25%", "pianist8", 1) != quarter
+    ten = le.training_subset(entries, 10, "pop909", 2)
+    assert len(ten) == 10 and set(ten) <= set(entries)
+    assert le.training_subset(entries, "all", "pop909", 5) == entries
+
+
+def _data(diffs: dict[str, float]) -> dict:
+    """A label_efficiency.json with 3 seeds of every row on one column, 40 test pieces of 20 notes."""
+    rng = np.random.default_rng(0)
+    hard = rng.random(40)
+    runs = {}
+    for row in le.ROWS:
+        for seed in range(3):
+            right = (hard + diffs.get(row, 0) > 0.5).astype(int) * 20
+            run = {"pieces": [[int(r), 20] for r in right], "train_pieces": 10}
+            if not row.startswith("probe"):
+                run.update(best_epoch=3 if seed == 0 else 2, epochs_run=3)
+            runs[f"melody|10|{row}|{seed}"] = run
+    return {"config": {"smoke": False, "grouped_split": "0.8,0.1,0.1"}, "seeds": [0, 1, 2], "runs": runs, "commands": [],
+            "pretrain": {}, "data": {"test_pieces": {"melody": [f"midi/{i:03d}.mid" for i in range(40)]}},
+            "columns": {"melody": {"task": "melody", "dataset": "pop909", "amounts": [10]}}}
+
+
+def test_table_pairs_rows_with_no_pretraining_and_counts_last_epochs():
+    data = _data({"mlm": 0.2, "adversarial": 0.0, "probe mlm": 0.1})
+    table = le.summarise(data)
+    mlm = table["melody|10|mlm"]
+    assert mlm["minus_none"]["low"] > 0 and mlm["minus_none"]["pairs"] == 3
+    assert table["melody|10|adversarial"]["minus_none"]["mean"] == 0
+    assert table["melody|10|probe mlm"]["minus_none"]["mean"] > 0  # probes are compared with the random-encoder probe
+    assert "minus_none" not in table["melody|10|none"] and "last_epoch" not in table["melody|10|probe none"]
+    assert mlm["last_epoch"] == [1, 3] and mlm["cell"]["resampled"] == "pieces" and mlm["cell"]["pieces"] == 40
+    data["table"] = table
+    text = le.render(data)
+    assert "best validation epoch was the last: 3 of 9 (33%)" in text
+    assert "| MLM minus none |" in text and "| probe: MLM encoder minus random-encoder probe |" in text
+    assert "## melody (melody, POP909, 40 test pieces)" in text and "| row | 10 pieces | last |" in text
