@@ -45,6 +45,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import results_json  # noqa: E402  (benchmarks/results_json.py)
 import stats  # noqa: E402  (benchmarks/stats.py)
 
 ROOT = HERE.parent
@@ -83,7 +84,8 @@ ROW_NAMES = {"none": "no pre-training", "mlm": "MLM", "adversarial": "adversaria
              "probe mlm": "probe: MLM encoder", "probe adversarial": "probe: adversarial encoder"}
 PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0)
 # finetune-mask parameters kept with each run (from its manifest), so a table never mixes settings unseen
-FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "batch_size", "global_batch_size", "weight_decay", "dropout")
+FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "pitch_shift", "batch_size", "global_batch_size", "weight_decay",
+                     "dropout")
 PRETRAIN_VALID_SHARE = 0.02
 
 FULL = {
@@ -250,7 +252,7 @@ class Harness:
     def save(self) -> None:
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.write_text(results_json.dumps(self.data) + "\n")
         os.replace(tmp, self.json_path)
 
 
@@ -710,6 +712,8 @@ def run(h: Harness) -> dict:
     h.data.update(harness_command="python benchmarks/label_efficiency.py " + shlex.join(sys.argv[1:]), machine=machine())
     data = prepare_data(h)
     tokens = prepare_pretraining(h, data)
+    if h.args.data_only:
+        return h.data
     models = {objective: pretrain(h, objective, tokens) for objective in OBJECTIVES}
     for seed in h.seeds:  # seed by seed: a run stopped early still fills every cell
         for column in h.columns:
@@ -741,16 +745,19 @@ def main(argv: list[str] | None = None) -> None:
                                                               "[default: none: finetune-mask's own defaults]")
     parser.add_argument("--max-len", type=int, default=None, help=f"notes per window [default: {FULL['max_len']}]")
     parser.add_argument("--work", default=None, help="artifacts and cached pre-trained models "
-                                                     "[default: benchmarks/.work/label_efficiency]")
+                                                     "[default: $MUSICTL_BENCH_WORK or ~/.cache/musictl-bench, /label_efficiency]")
     parser.add_argument("--out", default=None, help="folder of label_efficiency.json/.md [default: benchmarks/results]")
     parser.add_argument("--fresh", action="store_true", help="forget the JSON's runs (cached models are kept)")
     parser.add_argument("--render", action="store_true", help="only rebuild the .md from the JSON")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, 1 seed, into a temporary folder")
+    parser.add_argument("--data-only", action="store_true", help="only tokenize the datasets and the pre-training corpus "
+                                                                 "(WORK/tokens-pretrain, e.g. for benchmarks/pretrain_sweep.py)")
     args = parser.parse_args(argv)
     if args.smoke:
         temporary = tempfile.mkdtemp(prefix="label-efficiency-smoke-")
         args.work, args.out, args.seeds = args.work or temporary, args.out or temporary, 1
-    args.work = args.work or str(HERE / ".work" / "label_efficiency")
+    args.work = args.work or str(Path(os.environ.get("MUSICTL_BENCH_WORK", Path.home() / ".cache" / "musictl-bench"))
+                                 / "label_efficiency")  # outside the work tree: cached models outlive a fresh checkout
     args.out = args.out or str(RESULTS)
     json_path, md_path = Path(args.out) / "label_efficiency.json", Path(args.out) / "label_efficiency.md"
     if args.render:
@@ -761,7 +768,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     data["table"] = summarise(data)
     text = render(data)
-    json_path.write_text(json.dumps(data, indent=1))
+    results_json.write(json_path, data)
     md_path.write_text(text)
     print(text)
     print(f"wrote {md_path} and {json_path}", file=sys.stderr)

@@ -71,7 +71,7 @@ KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
     ArtifactKind(EMBEDDINGS, "embeddings", ("embeddings.safetensors",), "musictl embed",
                  "token and positional embeddings of a model"),
     ArtifactKind(GRAPH, "graph/{name}", ("graph.npz", "nodes.npy"), "musictl adjacency --style {name}",
-                 "the token co-occurrence graph of one style"),
+                 "the token graph of one style (transitions or co-occurrence)"),
     ArtifactKind(GCN, "gcn/{name}", ("model.safetensors", "config.json", "node_embeddings.safetensors"),
                  "musictl train-gcn --style {name}", "a GCN link predictor of one style"),
     ArtifactKind(VIOLIN_DATA, "violin/data", ("metadata.jsonl",), "musictl lora-violin prepare",

@@ -166,3 +166,24 @@ def test_finetune_errors(tokens_dir, tmp_path):
     result = runner.invoke(app, ["finetune-mask", "--task", "label", "--labels", str(labels), "--tokens", str(tokens_dir),
                                  "--from-scratch", "--out", str(tmp_path / "l"), *TINY])
     assert result.exit_code == 1 and "no training examples" in result.output
+
+
+def test_pitch_shift_moves_pitched_notes_and_keeps_drums_and_the_range():
+    from musictl import constants as C
+    from musictl.bert.finetune import transpose
+
+    window = np.full((4, C.N_FIELDS), C.N_SPECIAL, dtype=np.int64)
+    window[:, C.PITCH] = C.N_SPECIAL + np.array([60, 64, 67, 36])
+    window[3, C.INSTRUMENT] = C.N_SPECIAL + C.DRUM_PROGRAM
+    shifts = set()
+    for seed in range(40):
+        moved = transpose(window, torch.Generator().manual_seed(seed), 5)
+        delta = moved[:3, C.PITCH] - window[:3, C.PITCH]
+        assert len(set(delta.tolist())) == 1 and abs(int(delta[0])) <= 5  # one shift for the window
+        assert moved[3, C.PITCH] == window[3, C.PITCH]  # drums stay
+        assert (np.delete(moved, C.PITCH, axis=1) == np.delete(window, C.PITCH, axis=1)).all()
+        shifts.add(int(delta[0]))
+    assert len(shifts) > 5
+    high = window.copy()
+    high[0, C.PITCH] = C.N_SPECIAL + 127
+    assert all((transpose(high, torch.Generator().manual_seed(s), 5)[0, C.PITCH] <= C.N_SPECIAL + 127) for s in range(20))

@@ -77,7 +77,7 @@ def test_masking_never_touches_padding(tokens_dir):
         assert torch.equal(chosen.sum(1), budget(mask, 0.15))
 
 
-def test_adversarial_selection_follows_the_masker(tokens_dir):
+def test_hard_mining_selection_follows_the_masker(tokens_dir):
     _, mask = padded_batch(tokens_dir)
     scores = torch.arange(mask.shape[1], dtype=torch.float).expand(mask.shape).clone()  # later notes score higher
     chosen = hard_mining_selection(scores, mask, 0.2, 0.0, torch.Generator().manual_seed(0))

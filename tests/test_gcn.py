@@ -180,3 +180,11 @@ def test_similarity_graph_is_symmetric_knn():
     x = np.array([[1.0, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
     graph = gcn.similarity_graph(x, 1)
     assert isinstance(graph, sp.csr_matrix) and graph[0, 1] > 0 and graph[2, 3] > 0 and graph[0, 2] == 0
+
+
+def test_the_same_seed_gives_the_same_scores(waltz):
+    """The split, both negative sets and training are seeded (PyG's negative sampling uses Python's random too)."""
+    corpus, graph = waltz
+    first, second = (_train(graph, corpus, GcnSettings(**TINY)).to_dict() for _ in range(2))
+    assert first == second
+    assert _train(graph, corpus, GcnSettings(**{**TINY, "seed": 1})).to_dict() != first

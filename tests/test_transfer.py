@@ -246,11 +246,15 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert report["walk"]["gcn"] and 0 <= report["walk"]["mix"] <= 1
     ablation = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "2", "--no-gcn", "--mix", "0.5").stdout)
     assert ablation["walk"] == {"mix": 0.5, "gcn": False, "temperature": 1.0}
-    ok("adjacency", "--style", "waltz", "--nodes", "all", "--edges", "cooccurrence", "--overwrite")  # the old graph
+    ok("adjacency", "--style", "waltz", "--nodes", "all", "--edges", "cooccurrence", "--pieces", "all",
+       "--overwrite")  # the graph of earlier versions
     assert json.loads((ws / "graph" / "waltz" / "graph.json").read_text())["edges"] == "cooccurrence"
+    assert json.loads((ws / "graph" / "waltz" / "manifest.json").read_text())["metrics"]["pieces"] == 8
     ok("train-gcn", "--style", "waltz", "--epochs", "5", "--hidden", "16", "--out-dim", "8", "--no-baselines",
        "--negatives", "uniform", "--device", "cpu", "--overwrite")
     ok("generate-rwr", "-n", "2", "-o", str(tmp_path / "old.mid"))
+    seen = json.loads(ok("generate-rwr", "-n", "2", "--evaluate", "2").stdout)["reference"]["split"]
+    assert "the graph counted them too" in seen
     assert runner.invoke(app, ["generate-rwr", "-n", "0", *w]).exit_code == 2
 
     ok("finetune-mask", "--task", "style", "--epochs", "1", "--max-len", "64", "--device", "cpu")

@@ -177,9 +177,25 @@ def collate_train(samples: list[training.Sample], split: Split, per_note: bool, 
                   batch_size: int) -> dict[str, torch.Tensor]:
     """One training micro-batch; its masks come from its place in the stream (any number of processes)."""
     generator = torch.Generator().manual_seed(settings.seed * 7919 + training.micro_batch_of(samples, batch_size))
-    inputs, attention, target = _batch(split.windows, split.labels, [s.index for s in samples], per_note, settings.task,
+    windows = split.windows
+    if settings.pitch_shift and not per_note:
+        windows = {s.index: transpose(split.windows[s.index], generator, settings.pitch_shift) for s in samples}
+    inputs, attention, target = _batch(windows, split.labels, [s.index for s in samples], per_note, settings.task,
                                        generator, settings.mask_ratio, "cpu")
     return {"inputs": inputs, "attention_mask": attention, "target": target}
+
+
+def transpose(window: np.ndarray, generator: torch.Generator, most: int) -> np.ndarray:
+    """``window`` moved by a random whole number of semitones in [-most, most] (drums stay; a shift that
+    would leave the MIDI range is not applied): pitch-shift augmentation for the piece-level tasks."""
+    shift = int(torch.randint(-most, most + 1, (1,), generator=generator))
+    pitched = window[:, C.INSTRUMENT] != C.N_SPECIAL + C.DRUM_PROGRAM
+    pitches = window[pitched, C.PITCH] - C.N_SPECIAL + shift
+    if shift == 0 or not pitched.any() or pitches.min() < 0 or pitches.max() > 127:
+        return window
+    moved = window.copy()
+    moved[pitched, C.PITCH] += shift
+    return moved
 
 
 def collate_eval(samples: list[training.Sample], task: str, mask_ratio: float, seed: int) -> dict[str, torch.Tensor]:

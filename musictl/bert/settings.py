@@ -84,6 +84,8 @@ class FinetuneSettings(RunSettings):
     patience: int = setting(3, "Stop once validation accuracy and validation loss have both gone N epochs without improving "
                                "(each counted from its own best, as the reference code).", min=1)
     eval_masked: bool = setting(False, "Also report test accuracy on masked input.")
+    pitch_shift: int = setting(0, "Piece-level tasks: transpose each training window by a random shift in [-N, N] "
+                                  "semitones (0: no augmentation).", min=0, max=12)
     max_len: int = setting(512, "Notes per window.", min=8)
     lr: float = setting(3e-4, "AdamW learning rate.", min=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases, norms, embeddings).", min=0.0)

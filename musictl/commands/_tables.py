@@ -39,31 +39,40 @@ def progress_after(description: str, delay: float = 1.0,
 
 
 def gcn_table(result):
-    """The test scores of the GCN beside its baselines, best first (a rich Table)."""
+    """The test scores of the GCN beside its baselines on both kinds of negatives, best first (a rich Table)."""
     from rich.table import Table
 
     table = Table(title=f"train-gcn --style {result.style} --model {result.model} ({result.features} + {result.graph}): "
-                        "test edges")
-    table.add_column("model")
-    table.add_column("ROC-AUC", justify="right")
-    table.add_column("AP", justify="right")
-    rows = [(f"GCN (best validation epoch {result.best_epoch})", result.test_auc, result.test_ap)]
-    rows += [(BASELINE_NAMES.get(name, name), s["auc"], s["ap"]) for name, s in result.baselines.items()]
-    for name, auc, ap in sorted(rows, key=lambda r: -r[1]):
-        table.add_row(f"[bold]{name}[/]" if name.startswith("GCN (") else name, f"{auc:.4f}", f"{ap:.4f}")
+                        "test edges against same-field and uniform negatives")
+    for column, justify in (("model", "left"), ("AUC same-field", "right"), ("AP same-field", "right"),
+                            ("AUC uniform", "right"), ("AP uniform", "right")):
+        table.add_column(column, justify=justify)
+    rows = [(f"GCN (best validation epoch {result.best_epoch})", result.test_auc_same_field, result.test_ap_same_field,
+             result.test_auc, result.test_ap)]
+    rows += [(BASELINE_NAMES.get(name, name), s.get("auc_same_field"), s.get("ap_same_field"), s["auc"], s["ap"])
+             for name, s in result.baselines.items()]
+    for name, *scores in sorted(rows, key=lambda r: -(r[1] if r[1] is not None else r[3])):
+        table.add_row(f"[bold]{name}[/]" if name.startswith("GCN (") else name,
+                      *("-" if v is None else f"{v:.4f}" for v in scores))
     return table
 
 
 def gcn_verdict(result) -> str:
-    """One line: what the GCN adds over its best baseline."""
-    best = result.best_baseline
-    if best is None:
-        return f"test ROC-AUC {result.test_auc:.4f}  AP {result.test_ap:.4f}"
-    name, auc = best
-    gain = result.test_auc - auc
-    word = "beats" if gain > 0 else "does not beat"
-    return (f"the GCN {word} its best baseline, {BASELINE_NAMES.get(name, name)}: ROC-AUC {result.test_auc:.4f} vs "
-            f"{auc:.4f} ({gain:+.4f})")
+    """One line per kind of negatives: what the GCN adds over its best baseline."""
+    lines = []
+    for label, key, score in (("same-field negatives", "auc_same_field", result.test_auc_same_field),
+                              ("uniform negatives", "auc", result.test_auc)):
+        best = result.best_baseline_on(key)
+        if score is None:
+            continue
+        if best is None:
+            lines.append(f"{label}: test ROC-AUC {score:.4f}")
+            continue
+        name, auc = best
+        word = "beats" if score > auc else "does not beat"
+        lines.append(f"{label}: the GCN {word} its best baseline, {BASELINE_NAMES.get(name, name)}: ROC-AUC {score:.4f} vs "
+                     f"{auc:.4f} ({score - auc:+.4f})")
+    return "\n".join(lines)
 
 
 def demo_table(result):
@@ -76,15 +85,26 @@ def demo_table(result):
     table.add_row("MidiBert valid masked accuracy", f"{result.bert_accuracy:.3f} (tiny, {result.steps} steps)")
     table.add_row(f"graph '{result.style}'", f"{result.graph.nodes} nodes, {result.graph.edges} edges")
     gcn = result.gcn
-    table.add_row("GCN link prediction (test)", f"ROC-AUC {gcn.test_auc:.3f}, AP {gcn.test_ap:.3f}")
-    if gcn.best_baseline:
-        name, auc = gcn.best_baseline
-        table.add_row("best baseline (test)", f"{BASELINE_NAMES.get(name, name)}: ROC-AUC {auc:.3f}")
+    same = f"same-field negatives ROC-AUC {gcn.test_auc_same_field:.3f}; " if gcn.test_auc_same_field is not None else ""
+    table.add_row("GCN link prediction (test)", f"{same}uniform ROC-AUC {gcn.test_auc:.3f}, AP {gcn.test_ap:.3f}")
+    for key, label in (("auc_same_field", "same-field"), ("auc", "uniform")):
+        best = gcn.best_baseline_on(key)
+        if best:
+            table.add_row(f"best baseline (test, {label})", f"{BASELINE_NAMES.get(best[0], best[0])}: ROC-AUC {best[1]:.3f}")
     fidelity = result.fidelity
     own, other = fidelity["divergence_own_style"], fidelity.get("divergence_other_styles_mean", {})
     for key in own:
         table.add_row(f"{key} divergence own / others", f"{own[key]:.3f} / {other.get(key, float('nan')):.3f}")
-    table.add_row("novelty (4-grams not in the corpus)", f"{fidelity['novelty']:.2f}")
+    table.add_row("novelty (4-grams not in the training pieces)", f"{fidelity['novelty']:.2f}")
+    listening = fidelity.get("listening")
+    if listening:
+        made, real = listening["generated"], listening["held_out"]
+        table.add_row("silence share generated / held-out", f"{made['silence_share']:.3f} / {real['silence_share']:.3f}")
+        table.add_row("median duration / next onset generated / held-out",
+                      f"{made['duration_ratio']:.2f} / {real['duration_ratio']:.2f}")
+    judge = fidelity.get("judge") or {}
+    if judge.get("accuracy") is not None:
+        table.add_row("judge: real vs generated (balanced accuracy)", f"{judge['accuracy']:.2f} (0.50: cannot tell them apart)")
     table.add_row("generated", f"{result.midi_path} ({result.notes} notes in {result.bars} bars), {result.png_path}")
     table.add_row("artifacts", str(result.root))
     return table

@@ -138,6 +138,7 @@ def finetune_mask(
     epochs: int = option(FinetuneSettings, "epochs"),
     patience: int = option(FinetuneSettings, "patience"),
     eval_masked: bool = option(FinetuneSettings, "eval_masked"),
+    pitch_shift: int = option(FinetuneSettings, "pitch_shift"),
     max_len: int = option(FinetuneSettings, "max_len"),
     batch_size: int = option(FinetuneSettings, "batch_size"),
     grad_accum: int = option(FinetuneSettings, "grad_accum"),

@@ -68,5 +68,6 @@ def train_gcn(
                           embeddings or artifacts.artifact_dir(workdir, artifacts.EMBEDDINGS), resolve_device(device), overwrite,
                           on_progress)
     err.print(gcn_table(result))
-    err.print(f"{gcn_verdict(result)}; validation AUC {result.val_auc:.4f}, {result.nodes} nodes")
+    err.print(gcn_verdict(result))
+    err.print(f"validation AUC {result.val_auc:.4f}, {result.nodes} nodes")
     print(out_dir)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from musictl.commands._common import OutOpt, Overwrite, TokensOpt, Workdir, option, reports_errors, tokens_dir
-from musictl.transfer.settings import Edges, EmbedMode, EmbedSettings, Export, GraphSettings, Normalize
+from musictl.transfer.settings import Edges, EmbedMode, EmbedSettings, Export, GraphPieces, GraphSettings, Normalize
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"embed": (EmbedSettings,), "adjacency": (GraphSettings,)}
@@ -47,6 +47,7 @@ def adjacency(
     nodes: str = option(GraphSettings, "nodes"),
     edges: Edges = option(GraphSettings, "edges"),
     window: int = option(GraphSettings, "window"),
+    pieces: GraphPieces = option(GraphSettings, "pieces"),
     normalize: Normalize = option(GraphSettings, "normalize"),
     export: Optional[Export] = option(GraphSettings, "export"),
     tokens: TokensOpt = None,
@@ -58,7 +59,7 @@ def adjacency(
     training pieces: by default directed note-to-next-note transitions of each part.
 
     Example: musictl adjacency --style fiddle-tunes   |   the graph of earlier versions:
-    musictl adjacency --style fiddle-tunes --nodes all --edges cooccurrence --window 2
+    musictl adjacency --style fiddle-tunes --nodes all --edges cooccurrence --window 2 --pieces all
     """
     from musictl import artifacts
     from musictl.commands._tables import progress_after

@@ -8,7 +8,7 @@ bar, instrument; bar numbers, metre and tempo are opt-in) that occur in the styl
   evidence a Markov chain uses. ``adjacency[i, j]`` counts ``i -> j``.
 - ``cooccurrence``: the tokens of a note link to each other (weight 1), and every token of a note
   links to every token of the notes up to ``window`` places later (weight 1/distance); symmetric.
-  ``--nodes all --edges cooccurrence --window 2`` is the graph of earlier versions.
+  ``--nodes all --edges cooccurrence --window 2 --pieces all`` is the graph of earlier versions.
 
 A token that recurs (a repeated pitch, the same duration again) is a self-loop: the adjacency keeps
 an empty diagonal (link prediction has nothing to learn there) and the loops' weights are kept

@@ -111,7 +111,7 @@ def run_demo(workdir, settings: DemoSettings, out: Path, overwrite: bool = False
                                                 eval_every=max(1, steps // 4), seed=seed, device="cpu"), overwrite=True))
     stages.run("embed", "embed its token and positional tables",
                lambda: make_embeddings(where(artifacts.BERT), tokens, where(artifacts.EMBEDDINGS), overwrite=True))
-    graph = stages.run("adjacency", f"build the co-occurrence graph of '{style}'",
+    graph = stages.run("adjacency", f"build the musical graph of '{style}'",
                        lambda: make_graph(tokens, style, where(artifacts.GRAPH, style), overwrite=True))
     gcn = stages.run("train-gcn", "train the GCN link predictor and its baselines", lambda: make_gcn(
         style, where(artifacts.GCN, style), GcnSettings(seed=seed, epochs=settings.gcn_epochs), tokens,

@@ -22,16 +22,17 @@ import scipy.sparse as sp
 from musictl import constants as C
 from musictl.errors import ArtifactError, UsageError
 from musictl.midi.tokens import TokenCorpus
-from musictl.transfer.adjacency import graph_ids
+from musictl.transfer.adjacency import graph_ids, style_split
 from musictl.transfer.settings import GcnSettings
 
 
 def mean_positions(corpus: TokenCorpus, style: str, nodes: np.ndarray, n_positions: int) -> np.ndarray:
-    """The mean sequence index (within ``n_positions``-note windows) at which each node occurs."""
+    """The mean sequence index (within ``n_positions``-note windows) at which each node occurs in the style's
+    training pieces (those its graph is built from)."""
     config = corpus.config
     total = np.zeros(config.n_graph_tokens)
     count = np.zeros(config.n_graph_tokens)
-    for piece in corpus.select(style=style):
+    for piece in style_split(corpus, style)[0]:
         ids = graph_ids(corpus.piece_tokens(piece), config)
         index = np.arange(len(ids)) % n_positions
         np.add.at(total, ids.ravel(), np.repeat(index, C.N_FIELDS))
@@ -57,7 +58,8 @@ def node_features(table: np.ndarray, positions: np.ndarray, nodes: np.ndarray, c
 
 
 def model_graph(settings: GcnSettings, features: np.ndarray, style_graph: sp.csr_matrix) -> sp.csr_matrix:
-    """The graph the GCN learns: the style's co-occurrence graph, or the similarity graph of the features."""
+    """The model's graph: the style graph (``--graph cooccurrence``: whatever adjacency built), or the similarity
+    graph of the features."""
     from musictl.transfer.gcn import similarity_graph
 
     if settings.graph == "cooccurrence":

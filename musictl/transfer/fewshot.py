@@ -272,6 +272,14 @@ def run_fewshot(corpus: TokenCorpus, style: str, table: np.ndarray, config: FewS
 
 
 # ----- summary ---------------------------------------------------------------------------------
+def _ratio(group: list[dict], draws: np.ndarray, key: str, method: str, name: str, denominator: str) -> np.ndarray:
+    """``(1 + BOOTSTRAP,)``: sum of ``key`` over sum of ``denominator`` on the test pieces as they are, then on
+    each resample (rows of ``draws``), averaged over the seeds of ``group``."""
+    num = np.array([c[key][method][name] for c in group])[:, draws].sum(-1)
+    den = np.array([c[denominator][name] for c in group])[:, draws].sum(-1)
+    return (num / np.maximum(den, 1e-12)).mean(0)
+
+
 def _interval(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(values[0]), "low": float(np.percentile(values[1:], 2.5)),
             "high": float(np.percentile(values[1:], 97.5))}
@@ -289,17 +297,12 @@ def summarise(cells: list[dict], seed: int = 0) -> dict:
         rng = np.random.default_rng(seed)
         draws = np.vstack([np.arange(n_pieces), rng.integers(0, n_pieces, size=(BOOTSTRAP, n_pieces))])
 
-        def ratio(key: str, method: str, name: str, denominator: str) -> np.ndarray:
-            """(1 + BOOTSTRAP,) the statistic on the pieces as they are, then on each resample; mean over seeds."""
-            num = np.array([c[key][method][name] for c in group])[:, draws].sum(-1)
-            den = np.array([c[denominator][name] for c in group])[:, draws].sum(-1)
-            return (num / np.maximum(den, 1e-12)).mean(0)
-
         stats = {}
         for method in METHODS:
-            pitch, duration = ratio("nll", method, "pitch", "notes"), ratio("nll", method, "duration", "notes")
+            pitch = _ratio(group, draws, "nll", method, "pitch", "notes")
+            duration = _ratio(group, draws, "nll", method, "duration", "notes")
             stats[method] = {"pitch_nll": pitch, "duration_nll": duration, "note_nll": pitch + duration,
-                             **{f"{n}_{m}": ratio(key, method, n, "new") for n in SCORED
+                             **{f"{n}_{m}": _ratio(group, draws, key, method, n, "new") for n in SCORED
                                 for m, key in (("mrr", "rr"), (f"hits{HITS_AT}", "hits"))}}
         best = min(BASELINES, key=lambda m: stats[m]["note_nll"][0])
         rows = {}

@@ -115,10 +115,12 @@ def judge(generated: list[np.ndarray], real: list[np.ndarray], config: Tokenizer
             "generated": len(generated), "held_out": len(real)}
 
 
-def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str, seed: int = 0) -> dict:
+def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str, seed: int = 0,
+                   graph_saw_held_out: bool = False) -> dict:
     """Divergences of ``generated`` from the style's held-out pieces and from every other style, the share of
     n-grams copied from the training pieces, listener metrics and the judge (see the module docstring). A style
-    without held-out pieces is compared with its training pieces, and the report says so."""
+    without held-out pieces is compared with its training pieces, and the report says so, as it does when the
+    graph counted every piece (``graph_saw_held_out``: ``adjacency --pieces all``)."""
     config = corpus.config
     train, held_out = style_split(corpus, style)
     reference = held_out or train
@@ -136,8 +138,9 @@ def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str,
         "style": style,
         "pieces": len(generated),
         "notes": int(sum(len(t) for t in generated)),
-        "reference": {"split": "valid+test" if held_out else "train (the style has no held-out pieces)",
-                      "pieces": len(reference)},
+        "reference": {"split": ("valid+test" + (" (the graph counted them too: adjacency --pieces all)"
+                                                if graph_saw_held_out else "")) if held_out
+                      else "train (the style has no held-out pieces)", "pieces": len(reference)},
         "divergence_own_style": own,
         "divergence_other_styles": others,
         f"copied_{NGRAM}gram_share": round(copied, 4),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,7 +231,8 @@ def split_edges(data, device: str = "cpu", seed: int = 0, message=None):
     if n_edges < 20 or data.num_nodes < 5:
         raise MusictlError(
             f"the graph is too small to split into train/validation/test edges ({data.num_nodes} nodes, {n_edges} edges); "
-            "use more pieces of the style or a larger --window in musictl adjacency"
+            "use more pieces of the style, or more node fields (musictl adjacency --nodes) or edges (--edges cooccurrence "
+            "--window N)"
         )
     split = transforms.RandomLinkSplit(num_val=VAL_SHARE, num_test=TEST_SHARE, is_undirected=True,
                                        add_negative_train_samples=False, split_labels=False)
@@ -358,6 +360,7 @@ def fit_and_test(encoder_cls, x: torch.Tensor, split, settings: GcnSettings, dev
                  on_progress: Progress | None = None, score_test: bool = True, name: str = "gcn"):
     """Build a fresh (seeded) encoder + decoder, fit on validation, score the test split once."""
     train_graph, val, test_split = split
+    random.seed(settings.seed)  # PyG's negative_sampling draws with Python's random
     torch.manual_seed(settings.seed)
     encoder = encoder_cls(x.shape[1], settings).to(device)
     decoder = LinkDecoder(settings.out_dim, settings.decoder).to(device)
@@ -367,7 +370,7 @@ def fit_and_test(encoder_cls, x: torch.Tensor, split, settings: GcnSettings, dev
 
 
 @torch.no_grad()
-def link_probabilities(decoder: nn.Module, z: torch.Tensor, chunk: int = 1 << 20) -> np.ndarray:
+def link_probabilities(decoder: nn.Module, z: torch.Tensor, chunk: int = 1 << 18) -> np.ndarray:
     """``(n, n)`` sigmoid of the decoder's logit for every node pair (float32): what the walk mixes with counts."""
     decoder.eval()
     n = z.size(0)

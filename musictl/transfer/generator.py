@@ -87,6 +87,7 @@ class StyleGenerator:
         self.style = style
         self.corpus = corpus
         self.walker = walker
+        self.graph_pieces = "train"  # which of the style's pieces its graph counted (graph manifest: pieces)
 
     @property
     def config(self):
@@ -117,7 +118,9 @@ class StyleGenerator:
         links = link_probabilities(gcn_dir, stored["embeddings"])
         walker = RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links, graph.directed)
         walker.choose_mix([corpus.piece_tokens(p) for p in corpus.select(style=style, split="valid")])
-        return cls(style, corpus, walker)
+        generator = cls(style, corpus, walker)
+        generator.graph_pieces = artifacts.read_manifest(graph_dir).parameters.get("pieces", "all")
+        return generator
 
     @staticmethod
     def _pieces(corpus: TokenCorpus, style: str):
@@ -190,7 +193,8 @@ def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settin
     pieces = generator.generate_many(count, settings, prompt, on_progress)
     fidelity = None
     if evaluate:
-        fidelity = judge.style_fidelity(pieces, generator.corpus, generator.style, settings.seed)
+        fidelity = judge.style_fidelity(pieces, generator.corpus, generator.style, settings.seed,
+                                        graph_saw_held_out=generator.graph_pieces == "all")
         fidelity["walk"] = {"mix": generator.walker.mix if settings.mix is None else settings.mix, "gcn": settings.gcn,
                             "temperature": settings.temperature}
         if classifier_model is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,9 +68,10 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
     ``fields``: the Octuple field of each node (for same-field negatives; default: one field). ``message``: a
     graph over the same nodes that carries the messages instead (models 1 and 2: their similarity graph), so
     the edges of ``adjacency`` are only predicted. ``encoder_cls``: :class:`~musictl.transfer.gcn.Encoder` (message
-    passing) or :class:`~musictl.transfer.gcn.MlpEncoder` (the node features alone). ``score_test=False`` (a sweep choosing on validation) leaves the
-    test edges untouched: test scores are None.
+    passing) or :class:`~musictl.transfer.gcn.MlpEncoder` (the node features alone). ``score_test=False`` (a sweep
+    choosing on validation) leaves the test edges untouched: test scores are None.
     """
+    random.seed(settings.seed)  # PyG's negative_sampling draws with Python's random
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)
     data = to_data(features, adjacency, settings.edge_weight, fields)

@@ -97,11 +97,11 @@ def make_embeddings(model: str | Path | None, tokens_path: Path, out: Path, sett
 def make_graph(tokens_path: Path, style: str, out: Path, settings: GraphSettings | None = None, overwrite: bool = False,
                on_progress: Progress | None = None) -> GraphResult:
     """Write ``graph/<style>/``: the style's weighted graph, counted over its training pieces (held-out pieces stay
-    unseen, for fidelity), or over every piece when the style has no train split."""
+    unseen, for fidelity; every piece when the style has no train split), or over all pieces (``--pieces all``)."""
     settings = settings or GraphSettings()
     corpus = TokenCorpus.open(tokens_path)
     corpus.require_style(artifacts.safe_name(style, "style"))
-    pieces, _ = graphs.style_split(corpus, style)
+    pieces = graphs.style_split(corpus, style)[0] if settings.pieces == "train" else corpus.select(style=style)
     with artifacts.staging(out, overwrite) as tmp:
         graph = graphs.build_graph(corpus, pieces, window=settings.window, normalize=settings.normalize,
                                    on_progress=on_progress, fields=settings.fields, edges=settings.edges)

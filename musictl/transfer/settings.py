@@ -27,21 +27,22 @@ Features = Literal["token", "token-pos", "position-profile"]
 GraphKind = Literal["cooccurrence", "similarity"]
 EdgeWeight = Literal["log", "linear"]
 Edges = Literal["cooccurrence", "transition"]
+GraphPieces = Literal["train", "all"]
 Negatives = Literal["uniform", "same-field"]
 LinkTarget = Literal["style", "own"]
 
 # The fields that carry the music: the default nodes of a style graph. Bar numbers, metre and tempo
 # only book the place (a bar-number token meets every note of its bar), so they are opt-in.
 MUSICAL_FIELDS = ("position", "instrument", "pitch", "duration", "velocity")
-# The graph of musictl <= 0.x (every field a node, co-occurrence edges within --window): reproduced by
-# ``--nodes all --edges cooccurrence --window 2``.
+# The graph of earlier versions (every field a node, co-occurrence edges within --window, every piece):
+# reproduced by ``--nodes all --edges cooccurrence --window 2 --pieces all``.
 ALL_FIELDS = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
 
 # The study's three models (Hanxi-002/Token-Transfer-Learning, code/gcn.py): node features and graph.
 MODELS: dict[int, tuple[str, str]] = {
     1: ("token", "similarity"),  # token embeddings; graph of their cosine similarity
     2: ("position-profile", "similarity"),  # token x positional embeddings; graph of their similarity
-    3: ("token", "cooccurrence"),  # token embeddings; the style's co-occurrence graph
+    3: ("token", "cooccurrence"),  # token embeddings; the style graph of musictl adjacency
 }
 SEED_HELP = "Random seed: the same seed gives the same result."
 
@@ -80,6 +81,8 @@ class GraphSettings(Settings):
                                          "next --window notes (symmetric).")
     window: int = setting(2, "With --edges cooccurrence: link each note to the next N notes (weight 1/distance).",
                           min=0, max=64)
+    pieces: GraphPieces = setting("train", "Count the style's training pieces (held-out ones stay unseen, for fidelity), "
+                                           "or all of them (as earlier versions did).")
     normalize: Normalize = setting("none", "none: raw counts; sym: D^-1/2 A D^-1/2; row: transition matrix.")
     export: Optional[Export] = setting(None, "Also write the graph as graphml (networkx).")
 
@@ -97,7 +100,7 @@ class GcnSettings(Settings):
     """``musictl train-gcn``: the model, its training and the edge split."""
 
     model: int = setting(3, "The study's model: 1 token embeddings + their similarity graph; 2 token x positional "
-                            "embeddings + their similarity graph; 3 token embeddings + the style's co-occurrence graph.",
+                            "embeddings + their similarity graph; 3 token embeddings + the style graph (musictl adjacency).",
                          min=1, max=3)
     features: Optional[Features] = setting(None, "Node features [default: the --model's]: token, token-pos (token + "
                                                  "positional embedding at the token's mean index), position-profile.")
