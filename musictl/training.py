@@ -596,7 +596,7 @@ class Run:
             path = Path(input_dir) / (f"model_{i}.safetensors" if i else "model.safetensors")
             if path.is_file():
                 model_unwrapped = self.unwrap(model)
-                weights = load_file(str(path), device=str(self.device))
+                weights = load_file(str(path))  # on the CPU: loading copies each tensor to the model's device
                 if hasattr(model_unwrapped, "peft_config"):
                     from peft import set_peft_model_state_dict
 

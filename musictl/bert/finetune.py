@@ -386,7 +386,7 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
                 on_progress(epoch, settings.epochs, row)
             if stop:
                 break
-        unwrapped.load_state_dict(load_weights(run.best_dir(), run.device))
+        unwrapped.load_state_dict(load_weights(run.best_dir()))
         test = evaluate_split(run, unwrapped, data["test"], classes, settings)
         masked = evaluate_split(run, unwrapped, data["test"], classes, settings, masked=True) if settings.eval_masked else None
         history = state.extra.get("history", [])
@@ -400,11 +400,12 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
     return result
 
 
-def load_weights(directory: Path, device) -> dict:
-    """The ``model.safetensors`` state dict of a ``save_pretrained`` directory."""
+def load_weights(directory: Path) -> dict:
+    """The ``model.safetensors`` state dict of a ``save_pretrained`` directory (on the CPU: ``load_state_dict``
+    copies each tensor to the model's device)."""
     from safetensors.torch import load_file
 
-    return load_file(str(Path(directory) / "model.safetensors"), device=str(device))
+    return load_file(str(Path(directory) / "model.safetensors"))
 
 
 def _save(tmp: Path, model, result: FinetuneResult, settings: FinetuneSettings, model_dir: Path, split_file: Path | None,
