@@ -191,15 +191,17 @@ def _hf_model(tmp_path, names):
 def test_embed_maps_a_hugging_face_model_by_token_names(tokens_dir, tmp_path):
     from musictl.transfer.embed import load_embeddings
     from musictl.transfer.pipeline import make_embeddings
+    from musictl.transfer.settings import EmbedSettings
 
     names = [f"Pitch_{p}" for p in range(21, 109)] + [f"Velocity_{v}" for v in range(3, 128, 8)] + ["Program_0"]
-    metrics = make_embeddings(str(_hf_model(tmp_path, names)), tokens_dir, tmp_path / "emb")
+    static = EmbedSettings(mode="static")  # the default, contextual, needs a MidiBert
+    metrics = make_embeddings(str(_hf_model(tmp_path, names)), tokens_dir, tmp_path / "emb", static)
     assert metrics.mapped_tokens == 88 + 16 + 1 and metrics.dim == 16
     table = load_embeddings(tmp_path / "emb")
     assert table["token"].shape == (CFG.n_graph_tokens, 16) and table["position"].shape == (64, 16)
 
     with pytest.raises(ArtifactError, match="Pitch_60"):
-        make_embeddings(str(_hf_model(tmp_path / "words", ["hello", "world"])), tokens_dir, tmp_path / "emb2")
+        make_embeddings(str(_hf_model(tmp_path / "words", ["hello", "world"])), tokens_dir, tmp_path / "emb2", static)
 
 
 def test_cli_chain_end_to_end(tokens_dir, tmp_path):

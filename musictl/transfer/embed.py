@@ -45,8 +45,9 @@ def static_midibert(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor, Tokeni
 
 
 @torch.no_grad()
-def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str, max_len: int = 512, batch_size: int = 8):
-    """Mean last hidden state of every graph token over a style's pieces (zeros where unseen).
+def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str | None = None, max_len: int = 512, batch_size: int = 8):
+    """Mean last hidden state of every graph token over a style's pieces, or over every training piece of the
+    corpus when ``style`` is None (zeros where a token never occurs: ``counts`` says which).
 
     Returns (table, counts, position table, vocabulary).
     """
@@ -57,7 +58,8 @@ def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str, max_le
     encoder.check_tokens(corpus.config, str(corpus.path))
     config = corpus.config
     max_len = min(max_len, encoder.config.max_position_embeddings)
-    windows, _ = cut_windows(corpus, corpus.require_style(style), max_len)
+    pieces = corpus.require_style(style) if style else (corpus.select(split="train") or corpus.pieces)
+    windows, _ = cut_windows(corpus, pieces, max_len)
     table = torch.zeros(config.n_graph_tokens, encoder.config.hidden_size)
     counts = torch.zeros(config.n_graph_tokens)
     offsets = torch.from_numpy(config.field_offsets)

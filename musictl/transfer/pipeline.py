@@ -50,7 +50,12 @@ def embedding_tables(model, is_midibert: bool, corpus: TokenCorpus, settings: Em
     """(token table, position table, mapped mask) of ``model`` over the corpus's vocabulary."""
     if not is_midibert:
         if settings.mode == "contextual":
-            raise UsageError("--mode contextual needs a MidiBert model (musictl pretrain-bert); other models: --mode static")
+            from musictl.hf import looks_like_path
+
+            if looks_like_path(model) and not Path(str(model)).expanduser().exists():
+                raise ArtifactError(f"no model at {model}: no such directory")
+            raise UsageError(f"{model} is not a MidiBert: contextual embeddings (the default) need one (musictl "
+                             "pretrain-bert); for another model's input tables pass --mode static")
         return embedding.static_hf(str(model), corpus.config)
     if settings.mode == "static":
         table, positions, vocab = embedding.static_midibert(model)

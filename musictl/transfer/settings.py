@@ -51,12 +51,11 @@ SEED_HELP = "Random seed: the same seed gives the same result."
 class EmbedSettings(Settings):
     """``musictl embed``: which table to take from the model."""
 
-    mode: EmbedMode = setting("static", "static: the embedding tables; contextual: mean last hidden state over --style.")
-    style: Optional[str] = setting(None, "Style whose pieces give contextual embeddings.")
-
-    def validate(self) -> None:
-        if self.mode == "contextual" and not self.style:
-            raise UsageError("--mode contextual needs --style (the style whose pieces give the hidden states)")
+    mode: EmbedMode = setting(
+        "contextual", "contextual: each token's mean last hidden state over the pieces it occurs in (a MidiBert); static: "
+                      "the input embedding tables (any model).")
+    style: Optional[str] = setting(None, "contextual: average over this style's pieces only [default: every training piece "
+                                         "of the tokens].")
 
 
 def parse_fields(text: str) -> tuple[str, ...]:
