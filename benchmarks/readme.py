@@ -59,6 +59,8 @@ SCRIPTS = [  # (script, what it measures, reference it is compared with, tables)
     ("label_efficiency.py", "melody, velocity (10, 30, all pieces), composer, emotion (25%, all; EMOPIA standard and "
      "song-grouped splits) after no / MLM / adversarial pre-training, fine-tuned and as frozen-encoder probes",
      "no pre-training with the same seed and subset (paired), majority class", ("label_efficiency",)),
+    ("embedding_probe.py", "whether pitch embeddings (static, contextual) put octaves and fifths near each other; a "
+     "pitch-class probe with whole octaves held out", "random vectors of the same size, chance", ("embedding_probe",)),
     ("transfer.py --few-shot", "held-out next-note likelihood and edge recovery of an unseen style built from k pieces",
      "smoothed counts (add-alpha, Witten-Bell, interval bigram, other styles' counts)", ("transfer_fewshot",)),
 ]
@@ -105,7 +107,7 @@ TARGETS = [
 
 SECTIONS = ["tokenize.md", "roundtrip.md", "pretrain_tiny.md", "pretrain_small.md", "pretrain_quality.md", "pretrain_sweep.md",
             "distributed.md", "adversarial.md", "table3.md", "label_efficiency.md", "downstream.md", "transfer.md",
-            "transfer_fewshot.md", "lora.md"]
+            "transfer_fewshot.md", "embedding_probe.md", "lora.md"]
 
 
 def demote(markdown: str) -> str:
