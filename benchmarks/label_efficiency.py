@@ -28,6 +28,7 @@ what is done; ``--render`` only rebuilds the Markdown.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import math
@@ -88,9 +89,10 @@ FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "pitch_shift", "b
                      "dropout")
 PRETRAIN_VALID_SHARE = 0.02
 
-FULL = {
-    "pretrain_args": "--size tiny --max-steps 6000 --eval-every 500",
-    "adversarial_args": "--freeze-every 1",
+FULL = {  # pre-training chosen by benchmarks/pretrain_sweep.py (tiny, lr 1e-3); about 45 minutes of one core each:
+    # the adversarial objective's steps cost about 2.2 MLM steps, so it gets fewer at the same budget
+    "pretrain_args": "--size tiny --lr 1e-3 --warmup 0.05 --max-steps 36000 --eval-every 3000",
+    "adversarial_args": "--freeze-every 1 --max-steps 16000",
     "finetune_args": "",
     "max_len": 256,
     "limit": None,  # dataset -> (train, valid, test) pieces kept of its split (None: all)
@@ -250,10 +252,20 @@ class Harness:
         return text.replace(str(SHARED), "../shared/datasets").replace(str(self.work), "WORK").replace(str(ROOT) + "/", "")
 
     def save(self) -> None:
+        """Write the JSON, merged with what another process of the same run (e.g. ``--pretrain-only``) wrote meanwhile."""
         self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.json_path.with_suffix(".json.tmp")
-        tmp.write_text(results_json.dumps(self.data) + "\n")
-        os.replace(tmp, self.json_path)
+        with open(self.json_path.with_suffix(".json.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.json_path.exists():
+                disk = json.loads(self.json_path.read_text())
+                if disk.get("config") == self.data["config"]:
+                    for key in ("pretrain", "runs", "data"):
+                        self.data[key] = {**disk.get(key, {}), **self.data[key]}
+                    seen = {c["command"] for c in self.data["commands"]}
+                    self.data["commands"] = [c for c in disk.get("commands", []) if c["command"] not in seen] + self.data["commands"]
+            tmp = self.json_path.with_suffix(f".json.{os.getpid()}.tmp")
+            tmp.write_text(results_json.dumps(self.data) + "\n")
+            os.replace(tmp, self.json_path)
 
 
 def write_json(path: Path, data) -> Path:
@@ -687,6 +699,9 @@ def run(h: Harness) -> dict:
     tokens = prepare_pretraining(h, data)
     if h.args.data_only:
         return h.data
+    if h.args.pretrain_only:  # one objective's pre-training (two can run side by side, one core each)
+        pretrain(h, h.args.pretrain_only, tokens)
+        return h.data
     models = {objective: pretrain(h, objective, tokens) for objective in OBJECTIVES}
     for seed in h.seeds:  # seed by seed: a run stopped early still fills every cell
         for column in h.columns:
@@ -723,6 +738,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="forget the JSON's runs (cached models are kept)")
     parser.add_argument("--render", action="store_true", help="only rebuild the .md from the JSON")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, 1 seed, into a temporary folder")
+    parser.add_argument("--pretrain-only", choices=OBJECTIVES, help="only pre-train this objective's model (cached)")
     parser.add_argument("--data-only", action="store_true", help="only tokenize the datasets and the pre-training corpus "
                                                                  "(WORK/tokens-pretrain, e.g. for benchmarks/pretrain_sweep.py)")
     args = parser.parse_args(argv)

@@ -452,7 +452,8 @@ def main(argv: list[str] | None = None) -> None:
     few.add_argument("--shots", default="1,2,4,8,all", help="k training pieces per cell")
     few.add_argument("--split", default="0.6,0.1,0.3", help="train,valid,test fractions per style")
     few.add_argument("--fewshot-epochs", type=int, default=200, help="link predictor epochs (early stopping)")
-    few.add_argument("--work", default=str(ROOT / "benchmarks" / ".work" / "fewshot"), help="cache, kept for resuming")
+    few.add_argument("--work", default=str(Path(os.environ.get("MUSICTL_BENCH_WORK", Path.home() / ".cache" / "musictl-bench"))
+                                           / "fewshot"), help="cache, kept for resuming (outside the work tree)")
     few.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where --write puts the tables")
     args = parser.parse_args(argv)
     if args.few_shot:
