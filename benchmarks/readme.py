@@ -56,6 +56,8 @@ SCRIPTS = [  # (script, what it measures, reference it is compared with, tables)
      "majority class, no pre-training, MLM, the paper's published rows", ("table3",)),
     ("pretrain_sweep.py", "validation masked accuracy on pitch, position and duration of pre-training configurations",
      "each field's trivial predictors (unigram, window mode, previous note)", ("pretrain_sweep",)),
+    ("finetune_lr.py", "fine-tuning learning rate and length on validation (from the pre-trained model and from "
+     "scratch), and how often the best epoch is the last", "the other learning rates", ("finetune_lr",)),
     ("label_efficiency.py", "melody, velocity (10, 30, all pieces), composer, emotion (25%, all; EMOPIA standard and "
      "song-grouped splits) after no / MLM / adversarial pre-training, fine-tuned and as frozen-encoder probes",
      "no pre-training with the same seed and subset (paired), majority class", ("label_efficiency",)),
@@ -106,7 +108,7 @@ TARGETS = [
 ]
 
 SECTIONS = ["tokenize.md", "roundtrip.md", "pretrain_tiny.md", "pretrain_small.md", "pretrain_quality.md", "pretrain_sweep.md",
-            "distributed.md", "adversarial.md", "table3.md", "label_efficiency.md", "downstream.md", "transfer.md",
+            "finetune_lr.md", "distributed.md", "adversarial.md", "table3.md", "label_efficiency.md", "downstream.md", "transfer.md",
             "transfer_fewshot.md", "embedding_probe.md", "lora.md"]
 
 

@@ -1,0 +1,120 @@
+"""Fine-tuning learning rate and length, chosen on validation: what finetune-mask's defaults follow.
+
+For a pre-trained MidiBert (default: the label-efficiency benchmark's cached MLM model) and each task,
+``musictl finetune-mask`` runs with every learning rate of ``--lrs`` for up to ``--epochs`` epochs with
+the reference patience rule (validation accuracy and loss both ``--patience`` epochs without improving),
+from the pre-trained model and from scratch. Reported per run: the best validation accuracy (what
+chooses the learning rate; the test split is not looked at), its epoch and the epochs run, and whether
+the best epoch was the last (the run was still improving). Resumable: each run is written to the JSON
+as it finishes and skipped when run again.
+
+    python benchmarks/finetune_lr.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+WORK = Path(os.environ.get("MUSICTL_BENCH_WORK", Path.home() / ".cache" / "musictl-bench"))
+LABEL_WORK = WORK / "label_efficiency"
+TASKS = {  # task: (tokens folder in the label-efficiency work folder, split file, training pieces kept (None: all))
+    "composer": ("tokens-pianist8", "splits-pianist8.json", None),
+    "melody": ("tokens-pop909", "splits-pop909.json", 30),
+}
+
+
+def split_file(work: Path, task: str) -> Path:
+    """The task's split, its training part cut to the first N pieces where the table says so."""
+    _, name, keep = TASKS[task]
+    split = json.loads((LABEL_WORK / name).read_text())
+    if keep:
+        split["train"] = split["train"][:keep]
+    out = work / f"split-{task}.json"
+    out.write_text(json.dumps(split))
+    return out
+
+
+def run(task: str, lr: str, start: str, model: Path, work: Path, args) -> dict:
+    out = work / f"{task}-{start}-lr{lr}"
+    tokens = LABEL_WORK / TASKS[task][0]
+    command = ["musictl", "finetune-mask", "--task", task, "--tokens", str(tokens), "--model", str(model), "--out", str(out),
+               "--split-file", str(split_file(work, task)), "--lr", lr, "--epochs", str(args.epochs), "--patience",
+               str(args.patience), "--max-len", "256", "--seed", "0", *(["--from-scratch"] if start == "scratch" else [])]
+    started = time.perf_counter()
+    subprocess.run([*command, "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"task": task, "lr": lr, "start": start, "command": shlex.join(command).replace(str(WORK), "WORK"),
+            "valid_accuracy": metrics["valid"]["accuracy"], "valid_loss": metrics["valid"]["loss"],
+            "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+            "best_is_last": metrics["best_epoch_is_last"], "train_pieces": metrics["pieces"]["train"],
+            "minutes": round((time.perf_counter() - started) / 60, 1)}
+
+
+def render(data: dict) -> str:
+    runs = list(data["runs"].values())
+    last = sum(r["best_is_last"] for r in runs)
+    lines = ["# Fine-tuning learning rate and length, chosen on validation", "",
+             f"Model: `{data['model']}` (MLM pre-training of benchmarks/label_efficiency.py) or the same architecture from "
+             f"scratch; up to {data['epochs']} epochs, patience {data['patience']} (validation accuracy and loss both "
+             "without improvement), 256-note windows, seed 0. Validation accuracy only: the test split is not looked at.",
+             "", f"Runs whose best epoch was their last (still improving): {last} of {len(runs)}.", "",
+             "| task | start | lr | train pieces | best valid accuracy | best epoch / epochs run | minutes |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: (r["task"], r["start"], float(r["lr"]))):
+        lines.append(f"| {r['task']} | {r['start']} | {r['lr']} | {r['train_pieces']} | {r['valid_accuracy']:.4f} | "
+                     f"{r['best_epoch']} / {r['epochs_run']}{' (last)' if r['best_is_last'] else ''} | {r['minutes']} |")
+    best = {}
+    for r in runs:
+        key = (r["task"], r["start"])
+        if key not in best or r["valid_accuracy"] > best[key]["valid_accuracy"]:
+            best[key] = r
+    lines += ["", "Best learning rate on validation: " + "; ".join(f"{t} from {s}: {r['lr']}" for (t, s), r in sorted(best.items())),
+              "", "Commands:", "", "```", *[r["command"] for r in runs], "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, help="pre-trained MidiBert [default: the label-efficiency MLM model]")
+    parser.add_argument("--tasks", default="composer,melody")
+    parser.add_argument("--lrs", default="1e-4,3e-4,1e-3")
+    parser.add_argument("--starts", default="pretrained,scratch")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--render", action="store_true")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    json_path = RESULTS / "finetune_lr.json"
+    data = json.loads(json_path.read_text()) if json_path.is_file() else {"runs": {}}
+    if not args.render:
+        model = args.model or next(iter(sorted((LABEL_WORK / "bert").glob("mlm-*"))), None)
+        if model is None or not (model / "manifest.json").is_file():
+            raise SystemExit("no pre-trained model: run python benchmarks/label_efficiency.py --pretrain-only mlm, or pass --model")
+        data.update(model=str(model).replace(str(WORK), "WORK"), epochs=args.epochs, patience=args.patience)
+        work = WORK / "finetune-lr"
+        work.mkdir(parents=True, exist_ok=True)
+        for task in args.tasks.split(","):
+            for start in args.starts.split(","):
+                for lr in args.lrs.split(","):
+                    key = f"{task}|{start}|{lr}"
+                    if key in data["runs"]:
+                        continue
+                    print(f"{key}", file=sys.stderr, flush=True)
+                    data["runs"][key] = run(task, lr, start, model, work, args)
+                    if args.write:
+                        json_path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
+                        (RESULTS / "finetune_lr.md").write_text(render(data))
+    print(render(data))
+
+
+if __name__ == "__main__":
+    main()
