@@ -72,7 +72,8 @@ def build_workspace(ws: Path, corpus_dir: Path, args, bert_styles: list[str] | N
         tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, bert_tokens, TokenizerConfig(), os.cpu_count() or 1)
     t0 = time.perf_counter()
     bert = pretrain(bert_tokens, ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps,
-                                                               eval_every=args.bert_steps, seed=seed, device="cpu"))
+                                                               lr=args.bert_lr, warmup=0.05, eval_every=args.bert_steps,
+                                                               seed=seed, device="cpu"))
     seconds = time.perf_counter() - t0
     make_embeddings(ws / "bert", ws / "tokens", ws / "embeddings")
     return {"parameters": bert.parameters, "seconds": seconds, "accuracy": bert.final_valid["accuracy"]}
@@ -359,8 +360,9 @@ def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -
         return ws / "embeddings"
     kept = [f for f in find_midi_files([corpus_dir]) if f.style != style]
     tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, ws / "tokens", TokenizerConfig(), 1, overwrite=True)
-    pretrain(ws / "tokens", ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps,
-                                                          eval_every=args.bert_steps, seed=0, device="cpu"), overwrite=True)
+    pretrain(ws / "tokens", ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps, lr=args.bert_lr,
+                                                          warmup=0.05, eval_every=args.bert_steps, seed=0, device="cpu"),
+             overwrite=True)
     make_embeddings(ws / "bert", work / "tokens", ws / "embeddings", overwrite=True)
     return ws / "embeddings"
 
@@ -386,7 +388,7 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
     command = "python benchmarks/transfer.py " + " ".join(sys.argv[1:] if argv is None else argv)
     corpus_dir = few_shot_corpus(args)
     ratios = tuple(float(v) for v in args.split.split(","))
-    key = hashlib.sha1(f"{corpus_dir}|{ratios}|{args.bert_steps}|{args.per_style}".encode()).hexdigest()[:10]
+    key = hashlib.sha1(f"{corpus_dir}|{ratios}|{args.bert_steps}|{args.bert_lr}|{args.per_style}".encode()).hexdigest()[:10]
     work = Path(args.work) / key
     files = find_midi_files([corpus_dir])
     splits = assign_splits(files, ratios, 0)
@@ -434,6 +436,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-style", type=int, default=80)
     parser.add_argument("--bert-steps", type=int, default=300)
+    parser.add_argument("--bert-lr", type=float, default=1e-3, help="pre-training learning rate (benchmarks/pretrain_sweep.py)")
     parser.add_argument("--gcn-epochs", type=int, default=GCN_MAX_EPOCHS, help="train-gcn --epochs")
     parser.add_argument("--walks", type=int, default=10)
     parser.add_argument("--classifier-epochs", type=int, default=6, help="finetune-mask --task style --epochs")
