@@ -89,11 +89,11 @@ FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "pitch_shift", "b
                      "dropout")
 PRETRAIN_VALID_SHARE = 0.02
 
-FULL = {  # pre-training chosen by benchmarks/pretrain_sweep.py (tiny, lr 1e-3); about 45 minutes of one core each
-    # (the two objectives side by side on 2 cores): an adversarial step costs about 4 MLM steps there (its masker pass,
-    # the all-notes loss, the freezes), so it gets fewer steps at the same budget
+FULL = {  # pre-training chosen by benchmarks/pretrain_sweep.py (tiny, lr 1e-3); about 32 minutes of one core each
+    # (the two objectives side by side on 2 cores): an adversarial step costs about 2.5 MLM steps there (its masker
+    # pass and all-notes loss, plus the freezes), so it gets fewer steps at the same budget
     "pretrain_args": "--size tiny --lr 1e-3 --warmup 0.05 --max-steps 27000 --eval-every 3000",
-    "adversarial_args": "--freeze-every 1 --max-steps 6500 --eval-every 650",
+    "adversarial_args": "--freeze-every 1 --max-steps 11000 --eval-every 1100",
     "finetune_args": "",
     "max_len": 256,
     "limit": None,  # dataset -> (train, valid, test) pieces kept of its split (None: all)
