@@ -249,6 +249,9 @@ class TrainerState:
     @classmethod
     def read(cls, checkpoint: Path) -> TrainerState:
         data = json.loads((Path(checkpoint) / STATE_FILE).read_text())
+        if "windows_seen" in data:  # a pre-training checkpoint written before TrainerState: its stream position
+            data.setdefault("position", data["windows_seen"])
+            data.setdefault("inputs", {"tokens": data["tokens"]} if "tokens" in data else {})
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
     def improved(self, row: dict, metric: str = "accuracy") -> bool:

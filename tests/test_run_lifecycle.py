@@ -233,3 +233,11 @@ def test_disk_errors_turn_wrapped_enospc_back_into_oserror():
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == "x"
     with pytest.raises(ValueError), artifacts.disk_errors():
         raise ValueError("something else")
+
+
+def test_a_checkpoint_from_before_the_trainer_state_still_resumes_where_it_stood(tmp_path):
+    old = {"step": 40, "windows_seen": 320, "best": {"accuracy": 0.5, "step": 40}, "last_eval": {"accuracy": 0.5, "loss": 1.0},
+           "tokens": {"path": "../tokens", "kind": "tokens", "fingerprint": "abc"}}
+    (tmp_path / artifacts.STATE_FILE).write_text(__import__("json").dumps(old))
+    state = training.TrainerState.read(tmp_path)
+    assert (state.step, state.position, state.inputs["tokens"]["fingerprint"]) == (40, 320, "abc")
