@@ -624,6 +624,10 @@ def render(data: dict) -> str:
     for name, column in data["columns"].items():
         tests = len(d.get("test_pieces", {}).get(name, []))
         lines += [f"## {name} ({column['task']}, {dataset_name(column['dataset'])}, {tests} test pieces)", ""]
+        if not any(key.startswith(f"{name}|") for key in table):
+            lines += ["Not run yet: the benchmark fills its cells seed by seed and continues where it stopped when the "
+                      "command at the top is run again.", ""]
+            continue
         amounts = column["amounts"]
         trained = {a: next((v.get("train_pieces") for k, v in data["runs"].items() if k.startswith(f"{name}|{a}|none|")), None)
                    for a in amounts}
@@ -679,17 +683,29 @@ def data_lines(d: dict, config: dict) -> list[str]:
 
 
 def pretrain_lines(data: dict) -> list[str]:
+    """The pre-trained models: what they learned, field by field, beside each field's best trivial predictor."""
     if not data["pretrain"]:
         return []
-    out = ["## Pre-training runs", "", "| objective | steps | minutes | parameters | best valid masked accuracy | model |",
-           "|---|---:|---:|---:|---:|---|"]
-    for objective, p in data["pretrain"].items():
-        best = (p.get("best_valid") or {}).get("accuracy")
+    fields = ("pitch", "position", "duration")
+    out = ["## Pre-training runs", "",
+           "Validation masked accuracy at the best evaluation; per field: the model / the best trivial predictor of the same "
+           "masked notes (the field's most frequent value in the training split, in the window, or the previous note's).", "",
+           "| objective | steps | minutes | parameters | mean masked accuracy | " + " | ".join(fields) + " | model |",
+           "|---|---:|---:|---:|---:|" + "---|" * len(fields) + "---|"]
+    for objective, p in sorted(data["pretrain"].items()):
+        best = p.get("best_valid") or {}
         minutes = f"{p['seconds'] / 60:.1f}" if p.get("seconds") else "-"
+        cells = []
+        for name in fields:
+            row = best.get("fields", {}).get(name)
+            if row and "unigram" in row:
+                trivial = max(row[t] for t in ("unigram", "window", "previous"))
+                cells.append(f"{row['accuracy']:.3f} / {trivial:.3f} ({row['accuracy'] - trivial:+.3f})")
+            else:
+                cells.append("-")
+        accuracy = best.get("accuracy")
         out.append(f"| {objective} | {p.get('steps')} | {minutes} | {p.get('parameters') or 0:,} | "
-                   f"{best if best is None else f'{best:.3f}'} | {p.get('dir')} |")
-        if p.get("learned"):
-            out.append(f"| | | | | learned: `{json.dumps(p['learned'])}` | |")
+                   f"{'-' if accuracy is None else f'{accuracy:.3f}'} | " + " | ".join(cells) + f" | {p.get('dir')} |")
     return [*out, ""]
 
 
