@@ -346,8 +346,8 @@ def few_shot_corpus(args) -> Path:
 
 
 def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -> Path:
-    """embeddings/ of a tiny MidiBert pre-trained on every style but ``style`` (training pieces only), over the
-    vocabulary of ``work/tokens``; made once and kept."""
+    """embeddings/ of a tiny MidiBert pre-trained on every style but ``style`` (training pieces only): contextual,
+    averaged over those pre-training pieces, never over the target style's; made once and kept."""
     from musictl.bert.pretrain import pretrain
     from musictl.bert.settings import PretrainSettings
     from musictl.midi.corpus import find_midi_files
@@ -363,7 +363,9 @@ def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -
     pretrain(ws / "tokens", ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps, lr=args.bert_lr,
                                                           warmup=0.05, eval_every=args.bert_steps, seed=0, device="cpu"),
              overwrite=True)
-    make_embeddings(ws / "bert", work / "tokens", ws / "embeddings", overwrite=True)
+    # contextual embeddings over the pre-training pieces only: the target style's pieces (beyond the k a cell
+    # uses) must not reach its features; the same tokenizer, so the same graph-token vocabulary as work/tokens
+    make_embeddings(ws / "bert", ws / "tokens", ws / "embeddings", overwrite=True)
     return ws / "embeddings"
 
 
