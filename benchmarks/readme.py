@@ -75,7 +75,8 @@ TARGETS = [
      "(index, hashing, writing)"),
     ("tokenize: memory flat on 100k files", "main process 384 MiB at both 10k and 100k files", "met"),
     ("pretrain: MidiBert-mlm within 1.15x of a plain BertForMaskedLM", "0.92x (tiny), 1.03x (small)", "met"),
-    ("pretrain: hard-mining within 1.6x of MLM (measured when hard-mining was called adversarial)",
+    ("pretrain: hard-mining within 1.6x of MLM (measured when hard-mining was called adversarial: the "
+     "'adversarial' columns of pretrain_tiny, pretrain_small and pretrain_quality below are hard-mining)",
      "1.60x (tiny), 1.43x (small)", "met (tiny at the limit: the masker's extra no-grad encoder pass)"),
     ("pretrain: the published adversarial objective's cost", "2.6x MLM's time for the same 6000 steps in Table 3's "
      "runs (26.7 vs 10.2 min)", "as expected: it runs a second forward and backward pass (the masker's), about 2x, "
