@@ -411,7 +411,8 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
         f"Command: `{command}`", "",
         f"Corpus: {args.corpus} ({corpus_dir.name}), split {args.split} (train, valid, test) per style, seed 0. For each "
         f"target style a tiny MidiBert is pre-trained for {args.bert_steps} steps on the other styles' training pieces "
-        "only, and its token table gives the `bert` node features. k training pieces of the style are drawn per seed "
+        "only, and its contextual embeddings (each token's mean hidden state over those pre-training pieces, never the "
+        "target style's) give the `bert` node features. k training pieces of the style are drawn per seed "
         "(all: every one); the style graph (musical node fields, transitions) and the counts come from them; the "
         "smoothing and mixing weights are chosen on the style's validation pieces; the test pieces are scored. "
         f"Link predictors: at most {args.fewshot_epochs} epochs, same-field negatives, early stopping on validation "
