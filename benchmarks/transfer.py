@@ -410,7 +410,8 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
         "# Few-shot unseen styles", "",
         f"Command: `{command}`", "",
         f"Corpus: {args.corpus} ({corpus_dir.name}), split {args.split} (train, valid, test) per style, seed 0. For each "
-        f"target style a tiny MidiBert is pre-trained for {args.bert_steps} steps on the other styles' training pieces "
+        f"target style a tiny MidiBert is pre-trained (the default objective, adversarial; lr {args.bert_lr}) for "
+        f"{args.bert_steps} steps on the other styles' training pieces "
         "only, and its contextual embeddings (each token's mean hidden state over those pre-training pieces, never the "
         "target style's) give the `bert` node features. k training pieces of the style are drawn per seed "
         "(all: every one); the style graph (musical node fields, transitions) and the counts come from them; the "
