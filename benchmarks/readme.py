@@ -84,6 +84,9 @@ TARGETS = [
     ("pre-training learns the fields that carry music (beats every trivial predictor on pitch, position, duration)",
      "MLM, tiny, 27k steps (35 min): +0.098 / +0.204 / +0.089; adversarial at the same time (11k steps): +0.049 / "
      "-0.106 / +0.031 (label_efficiency, pre-training runs)", "met by MLM; not by the adversarial objective at this budget"),
+    ("few-shot transfer: an unseen style's next-note likelihood improves with the pre-trained embeddings",
+     "Bach chorales: the link-predictor mix gains 0.11 nats/note at k = 8 over Witten-Bell, but equally with random "
+     "features or no graph; loses at k = 1, 2", "not met: the gain is smoothing, not transfer (one style of three run)"),
     ("label efficiency: pre-training helps with few labels", "pre-trained models made; fine-tuning cells not run yet",
      "open"),
     ("transfer: style-graph AUC >= 0.98", "model 3: 0.964 / 0.889 / 0.913 (40 pieces per style, tiny BERT, 300 epochs)",
