@@ -348,14 +348,15 @@ class Run:
     # --- the lifecycle: checks, lock, staging, resume, interrupts
     @contextlib.contextmanager
     def staged(self, out: artifacts.Resumable, resume: bool = False, overwrite: bool = False,
-               inputs: dict[str, Any] | None = None) -> Iterator[TrainerState]:
+               inputs: dict[str, Any] | None = None, resume_keys: Sequence[str] = ()) -> Iterator[TrainerState]:
         """The run's whole stay on disk: yields its :class:`TrainerState` (fresh, or the checkpoint's).
 
         Before any work: the target, ``--overwrite`` / ``--resume`` and the folder's permissions are
         checked and the artifact's lock is taken (a second writer is refused). The run writes into
         ``out.staging`` (checkpoints, metrics.jsonl, tracker logs); :meth:`finish` swaps it in. Ctrl-C
         and SIGTERM become :class:`musictl.errors.Interrupted`, which says what was kept; a full disk
-        is an ``OSError`` whatever library hit it.
+        is an ``OSError`` whatever library hit it. A checkpoint made with other values of ``resume_keys``
+        (the settings that shape what it holds) is refused.
         """
         self.on_main(lambda: out.check(resume, overwrite))
         with self.main_context(lambda: artifacts.locked(out.target)):
@@ -367,6 +368,8 @@ class Run:
             state.stopped_early = None  # a resumed run stops again only if it runs out of patience again
             self.on_main(lambda: self._truncate_log(state.step))
             try:
+                if source:
+                    state.check_resume(self.settings, resume_keys, source)
                 with artifacts.disk_errors(out.staging):
                     self._start_trackers(out)
                     yield state

@@ -348,9 +348,7 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
     corpus = TokenCorpus.open(tokens_path)
     run = training.Run(settings, clip=settings.clip)
     output = artifacts.resumable(out, KIND, settings.task, what=f"{settings.task} fine-tuning run")
-    with run.staged(output, resume, overwrite) as state:
-        if run.resumed_from:
-            state.check_resume(settings, RESUME_KEYS, run.resumed_from)
+    with run.staged(output, resume, overwrite, resume_keys=RESUME_KEYS) as state:
         by_split, classes, missing = labelled_pieces(corpus, spec, split_file, tokens_path)
         model, inputs = build_model(model_dir, corpus, tokens_path, classes, spec, settings)
         max_len = min(settings.max_len, model.config.max_position_embeddings)

@@ -282,9 +282,9 @@ def pretrain(
     unigram = unigram_values(data.train_windows)
     run = training.Run(settings, clip=settings.clip)
     output = artifacts.resumable(out, KIND, what="pre-training run")
-    with run.staged(output, resume, overwrite, inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}) as state:
+    with run.staged(output, resume, overwrite, inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)},
+                    resume_keys=RESUME_KEYS) as state:
         if run.resumed_from:
-            state.check_resume(settings, RESUME_KEYS, run.resumed_from)
             artifacts.check_input(output.target, artifacts.Manifest(kind=KIND, inputs=state.inputs), "tokens", corpus.manifest)
         config = build_config(corpus, settings, run.resumed_from)
         model = MidiBertForPreTraining(config)

@@ -131,9 +131,8 @@ def train(settings: LoraTrainSettings, data_dir: Path, out: Path, workdir=None, 
     data_manifest = artifacts.require(data_dir, DATA_KIND)
     run = Run(settings, clip=None, find_unused_parameters=False)
     output = artifacts.resumable(out, LORA_KIND, what="LoRA training run")
-    with run.staged(output, resume, overwrite, inputs={"data": artifacts.input_ref(data_dir, data_manifest)}) as state:
-        if run.resumed_from:
-            state.check_resume(settings, RESUME_KEYS, run.resumed_from)
+    with run.staged(output, resume, overwrite, inputs={"data": artifacts.input_ref(data_dir, data_manifest)},
+                    resume_keys=RESUME_KEYS) as state:
         quiet_transformers()
         base_ref = run.on_main(lambda: resolve_base(settings.base, _violin_dir(workdir)))  # the tiny base is built once
         random_base = settings.base == TINY or is_random_base(base_ref)
