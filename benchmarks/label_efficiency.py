@@ -88,6 +88,7 @@ PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0)
 FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "pitch_shift", "batch_size", "global_batch_size", "weight_decay",
                      "dropout")
 PRETRAIN_VALID_SHARE = 0.02
+FINETUNE_CONFIG = ("finetune_args", "finetune_lr", "probe_notes")  # settings that leave the pre-trained models alone
 
 FULL = {  # pre-training chosen by benchmarks/pretrain_sweep.py (tiny, lr 1e-3); about 32 minutes of one core each
     # (the two objectives side by side on 2 cores): an adversarial step costs about 2.5 MLM steps there (its masker
@@ -95,6 +96,8 @@ FULL = {  # pre-training chosen by benchmarks/pretrain_sweep.py (tiny, lr 1e-3);
     "pretrain_args": "--size tiny --lr 1e-3 --warmup 0.05 --max-steps 27000 --eval-every 3000",
     "adversarial_args": "--freeze-every 1 --max-steps 11000 --eval-every 1100",
     "finetune_args": "",
+    # chosen on validation by benchmarks/finetune_lr.py (finetune_lr.md): per start, as finetune-mask's default does
+    "finetune_lr": {"pretrained": "1e-3", "scratch": "3e-4"},
     "max_len": 256,
     "limit": None,  # dataset -> (train, valid, test) pieces kept of its split (None: all)
     "unlabelled_limit": None,
@@ -106,6 +109,7 @@ SMOKE = {
                      "--batch-size 4",
     "adversarial_args": "--freeze-every 1",
     "finetune_args": "--epochs 2 --patience 1 --batch-size 4",
+    "finetune_lr": {"pretrained": "1e-3", "scratch": "3e-4"},
     "max_len": 64,
     "limit": {"pop909": (4, 2, 2), "pianist8": (16, 8, 8), "emopia": (8, 4, 4)},
     "unlabelled_limit": 4,
@@ -213,11 +217,14 @@ class Harness:
         self.seeds = list(range(args.seeds))
         self.data = json.loads(self.json_path.read_text()) if self.json_path.exists() and not args.fresh else {}
         config = {"smoke": args.smoke, **{k: self.preset[k] for k in ("pretrain_args", "adversarial_args", "finetune_args",
-                                                                       "max_len", "limit", "unlabelled_limit",
+                                                                       "finetune_lr", "max_len", "limit", "unlabelled_limit",
                                                                        "grouped_split", "probe_notes")}}
         config = json.loads(json.dumps(config))
-        if self.data.get("config") and self.data["config"] != config:
-            raise SystemExit(f"{self.json_path} holds a run with other settings {self.data['config']}; "
+        saved = self.data.get("config")
+        # fine-tuning settings may change while no fine-tuning has been measured under the old ones
+        compared = [k for k in config if k not in FINETUNE_CONFIG or self.data.get("runs")]
+        if saved and any(saved.get(k) != config[k] for k in compared):
+            raise SystemExit(f"{self.json_path} holds a run with other settings {saved}; "
                              "pass --fresh to start again (pre-trained models with the same settings are reused)")
         self.data["config"] = config
         for key, empty in (("commands", []), ("pretrain", {}), ("runs", {}), ("data", {})):
@@ -413,7 +420,9 @@ def finetune(h: Harness, column: Column, amount, row: str, seed: int, tokens: Pa
     model = models["mlm" if row == "none" else row]  # from scratch: the same architecture
     seconds = h.musictl("finetune-mask", "--task", column.task, "--model", str(model), "--tokens", str(tokens), "-o", str(out),
                         "--split-file", str(split_file), *(["--from-scratch"] if row == "none" else []),
-                        "--max-len", str(h.max_len), "--seed", str(seed), "--eval-masked", *shlex.split(h.preset["finetune_args"]),
+                        "--max-len", str(h.max_len), "--seed", str(seed), "--eval-masked",
+                        "--lr", h.preset["finetune_lr"]["scratch" if row == "none" else "pretrained"],
+                        *shlex.split(h.preset["finetune_args"]),
                         "--overwrite")
     metrics = json.loads((out / "metrics.json").read_text())
     parameters = json.loads((out / "manifest.json").read_text()).get("parameters", {})
@@ -467,7 +476,8 @@ def features(h: Harness, encoder, cache_key: tuple, items, task: str, max_len: i
              notes_per_piece: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per piece (x, y): its mean hidden state (1, H) and label for piece tasks; for note tasks the hidden
     state and label of each labelled note, at most ``notes_per_piece`` of them (drawn by the piece's name,
-    the same for every probe). Kept in memory (float16) for the column being measured."""
+    the same for every probe). Kept in memory (float16) for the whole run: validation and test pieces are the
+    same at every amount (tens of MB at the tiny size)."""
     import torch
 
     out = []
@@ -720,18 +730,25 @@ def run(h: Harness) -> dict:
         pretrain(h, h.args.pretrain_only, tokens)
         return h.data
     models = {objective: pretrain(h, objective, tokens) for objective in OBJECTIVES}
-    for seed in h.seeds:  # seed by seed: a run stopped early still fills every cell
-        for column in h.columns:
-            tokens_c, split = data[column.dataset]
-            for amount in column.amounts:
-                split_file = cell_split(h, column, amount, seed, split)
-                for row in ROWS:
-                    if row.startswith("probe"):
-                        probe(h, column, amount, row, seed, tokens_c, split_file, models)
-                    else:
-                        finetune(h, column, amount, row, seed, tokens_c, split_file, models)
-            h.features.clear()  # one column's hidden states at a time
+    for column, amount, seed in schedule(h.columns, h.seeds):
+        tokens_c, split = data[column.dataset]
+        split_file = cell_split(h, column, amount, seed, split)
+        for row in ROWS:
+            if row.startswith("probe"):
+                probe(h, column, amount, row, seed, tokens_c, split_file, models)
+            else:
+                finetune(h, column, amount, row, seed, tokens_c, split_file, models)
     return h.data
+
+
+def schedule(columns, seeds) -> list[tuple[Column, object, int]]:
+    """The order cells are measured in: the fewest labels first (where pre-training should show, and the
+    cheapest runs), each amount seed by seed across the columns, "all" last; a run stopped early leaves
+    whole few-label columns rather than one seed of everything."""
+    tiers = max(len(c.amounts) for c in columns) if columns else 0
+    tier = lambda c, i: tiers - 1 if c.amounts[i] == "all" else i  # noqa: E731  ("all" is always the last tier)
+    return [(c, c.amounts[i], seed) for t in range(tiers) for seed in seeds for c in columns
+            for i in range(len(c.amounts)) if tier(c, i) == t]
 
 
 def machine() -> str:

@@ -82,3 +82,11 @@ def test_option_defaults_equal_settings_fields(command):
             assert param.help and help_text.split("[")[0].strip()[:30] in param.help, f"{command} --{name}: help not from {cls.__name__}"
         matched += 1
     assert matched >= 1, f"{command}: no option reads a settings field"
+
+
+def test_finetune_learning_rate_defaults_to_the_one_measured_for_its_start():
+    from musictl.bert.settings import FINETUNE_LR_PRETRAINED, FINETUNE_LR_SCRATCH, FinetuneSettings
+
+    assert FinetuneSettings(task="melody").lr == FINETUNE_LR_PRETRAINED == 1e-3
+    assert FinetuneSettings(task="melody", from_scratch=True).lr == FINETUNE_LR_SCRATCH == 3e-4
+    assert FinetuneSettings(task="melody", from_scratch=True, lr=2e-5).lr == 2e-5  # a given rate is kept

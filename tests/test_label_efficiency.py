@@ -116,3 +116,36 @@ def test_table_pairs_rows_with_no_pretraining_and_counts_last_epochs():
     assert "best validation epoch was the last: 3 of 9 (33%)" in text
     assert "| MLM minus none |" in text and "| probe: MLM encoder minus random-encoder probe |" in text
     assert "## melody (melody, POP909, 40 test pieces)" in text and "| row | 10 pieces | last |" in text
+
+
+def test_cells_are_measured_fewest_labels_first_and_all_last():
+    columns = [le.Column("melody", "melody", "pop909", (10, 30, "all")), le.Column("composer", "composer", "pianist8", ("25%", "all"))]
+    order = [(c.name, amount, seed) for c, amount, seed in le.schedule(columns, [0, 1])]
+    assert order[:4] == [("melody", 10, 0), ("composer", "25%", 0), ("melody", 10, 1), ("composer", "25%", 1)]
+    assert order[4:6] == [("melody", 30, 0), ("melody", 30, 1)]
+    assert order[6:] == [("melody", "all", 0), ("composer", "all", 0), ("melody", "all", 1), ("composer", "all", 1)]
+    assert len(set(order)) == len(order) == 2 * 5
+
+
+def _harness(tmp_path, **changes):
+    import argparse
+
+    args = dict(smoke=False, pretrain_args=None, finetune_args=None, max_len=None, work=str(tmp_path), out=str(tmp_path),
+                columns=[c.name for c in le.COLUMNS], seeds=1, fresh=False)
+    return le.Harness(argparse.Namespace(**{**args, **changes}))
+
+
+def test_fine_tuning_settings_change_only_while_nothing_was_fine_tuned(tmp_path):
+    h = _harness(tmp_path)
+    h.save()
+    assert _harness(tmp_path, finetune_args="--epochs 40").data["config"]["finetune_args"] == "--epochs 40"
+    h.data["runs"]["melody|10|none|0"] = {"pieces": [[1, 2]]}
+    h.save()
+    with pytest.raises(SystemExit, match="other settings"):
+        _harness(tmp_path, finetune_args="--epochs 40")
+    pretrained = le.FULL["pretrain_args"].replace("27000", "100")
+    h.data["runs"].clear()
+    h.save()
+    with pytest.raises(SystemExit, match="other settings"):  # the pre-trained models' settings are always compared
+        _harness(tmp_path, pretrain_args=pretrained)
+

@@ -143,7 +143,7 @@ def finetune_mask(
     batch_size: int = option(FinetuneSettings, "batch_size"),
     grad_accum: int = option(FinetuneSettings, "grad_accum"),
     global_batch_size: Optional[int] = option(FinetuneSettings, "global_batch_size"),
-    lr: float = option(FinetuneSettings, "lr"),
+    lr: Optional[float] = option(FinetuneSettings, "lr"),
     weight_decay: float = option(FinetuneSettings, "weight_decay"),
     clip: float = option(FinetuneSettings, "clip"),
     dropout: Optional[float] = option(FinetuneSettings, "dropout"),
