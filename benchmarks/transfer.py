@@ -369,6 +369,46 @@ def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -
     return ws / "embeddings"
 
 
+def encoder_quality(bert: Path) -> dict:
+    """What the target style's MidiBert learned: per field, its best validation masked accuracy and the best of
+    the trivial predictors of the same masked notes (from its metrics.json)."""
+    import json
+
+    metrics = json.loads((bert / "metrics.json").read_text())
+    fields = (metrics.get("best_valid") or metrics.get("final_valid") or {}).get("fields", {})
+    return {"steps": metrics.get("steps"), "train_pieces": metrics.get("train_pieces"),
+            "fields": {name: {"model": row["accuracy"], "trivial": max(row[t] for t in ("unigram", "window", "previous"))}
+                       for name, row in fields.items() if name in ("pitch", "position", "duration") and "unigram" in row}}
+
+
+def few_shot_summary(summaries: dict, encoders: dict) -> list[str]:
+    """The page's first table: per style and k, each link-predictor mix minus the best count model (nats per note,
+    paired 95% interval), so BERT features, random features and no graph stand side by side; then what each
+    target style's MidiBert learned."""
+    methods = (("predictor_bert", "BERT features"), ("predictor_random", "random features"), ("predictor_none", "no graph"))
+    lines = ["## Summary: what the pre-trained embeddings buy, per k", "",
+             "Note NLL of Witten-Bell mixed with the link predictor minus the best count model at that k (nats per note, "
+             "below 0: better; paired 95% bootstrap interval over test pieces). Transfer would show as the BERT column "
+             "below both the random-features and the no-graph columns.", "",
+             "| style | k | best count model | " + " | ".join(name for _, name in methods) + " |",
+             "|---|---:|---|" + "---:|" * len(methods)]
+    for style, summary in summaries.items():
+        for k, block in summary.items():
+            cells = []
+            for method, _ in methods:
+                d = block["rows"][method]["note_nll_minus_best"]
+                cells.append(f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+            lines.append(f"| {style} | {k} | {block['best_baseline']} | " + " | ".join(cells) + " |")
+    lines += ["", "What each target style's MidiBert learned (validation masked accuracy at its best evaluation / the "
+              "best trivial predictor of the same notes: the field's most frequent value, the window's, the previous "
+              "note's):", ""]
+    for style, encoder in encoders.items():
+        learned = ", ".join(f"{name} {v['model']:.3f} / {v['trivial']:.3f} ({v['model'] - v['trivial']:+.3f})"
+                            for name, v in encoder["fields"].items())
+        lines.append(f"- without {style} ({encoder['steps']} steps, {encoder['train_pieces']} pieces): {learned or 'not recorded'}")
+    return [*lines, ""]
+
+
 def _report_cell(done: int, total: int, row: dict) -> None:
     cached = " (cached)" if row["cached"] else ""
     print(f"few-shot cell {done}/{total}: k={row['k'] or 'all'} seed {row['seed']}{cached}", file=sys.stderr, flush=True)
@@ -400,9 +440,10 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
     styles = args.styles.split(",") if args.styles else corpus.styles
     config = fewshot.FewShotConfig(shots=tuple(0 if k == "all" else int(k) for k in args.shots.split(",")),
                                    seeds=args.seeds, epochs=args.fewshot_epochs)
-    summaries, sections = {}, []
+    summaries, sections, encoders = {}, [], {}
     for style in styles:
         table = load_embeddings(bert_without(work, corpus_dir, splits, style, args))["token"].numpy()
+        encoders[style] = encoder_quality(work / f"bert-without-{style}" / "bert")
         cells = fewshot.run_fewshot(corpus, style, table, config, work / "cells", _report_cell)
         summaries[style] = fewshot.summarise(cells)
         sections.append(fewshot.render(summaries[style], style, command))
@@ -417,7 +458,7 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
         "(all: every one); the style graph (musical node fields, transitions) and the counts come from them; the "
         "smoothing and mixing weights are chosen on the style's validation pieces; the test pieces are scored. "
         f"Link predictors: at most {args.fewshot_epochs} epochs, same-field negatives, early stopping on validation "
-        "edges.", "", *sections])
+        "edges.", "", *few_shot_summary(summaries, encoders), *sections])
     if args.write:
         import results_json
 
@@ -425,7 +466,7 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         (out / "transfer_fewshot.md").write_text(page + "\n")
         results_json.write(out / "transfer_fewshot.json", {"command": command, "config": vars(args) | {"few_shot": True},
-                                                            "styles": json.loads(json.dumps(summaries))})
+                                                            "encoders": encoders, "styles": json.loads(json.dumps(summaries))})
     else:
         print(page)
     return summaries
