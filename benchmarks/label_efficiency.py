@@ -600,13 +600,14 @@ def amount_label(amount, train_pieces: int | None) -> str:
 def render(data: dict) -> str:
     """label_efficiency.md, from label_efficiency.json only."""
     table = data["table"]
+    seeds = data.get("seeds", [])
     fmt = lambda c: f"{c['mean']:.1f} [{c['low']:.1f}, {c['high']:.1f}]" + (  # noqa: E731
-        f" ±{c['seed_sd']:.1f}" if c.get("seed_sd") is not None else "")
+        f" ±{c['seed_sd']:.1f}" if c.get("seed_sd") is not None else "") + (
+        f" ({c['seeds']} seed{'s' * (c['seeds'] != 1)})" if c.get("seeds", len(seeds)) < len(seeds) else "")
     diff = lambda c: f"{c['mean']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"  # noqa: E731
     config, d = data["config"], data["data"]
     finetunes = [v for v in data["runs"].values() if "best_epoch" in v]
     last = sum(v["best_epoch"] == v["epochs_run"] for v in finetunes)
-    seeds = data.get("seeds", [])
     lines = ["# Label efficiency: pre-training with few labels, measured", "",
              f"Made by `{data.get('harness_command', 'python benchmarks/label_efficiency.py')}` on {data.get('machine', '?')}"
              + (" (**--smoke: toy sizes, the numbers mean nothing**)" if config.get("smoke") else "")
@@ -615,8 +616,8 @@ def render(data: dict) -> str:
              f"Cells: test accuracy % (note tasks: notes pooled per piece; piece tasks: one prediction per piece from its "
              f"windows' averaged probabilities; clean test input unless the row says masked), "
              f"mean over {len(seeds)} fine-tuning seed{'s' * (len(seeds) != 1)} "
-             "(the training subset is drawn per seed) [95% bootstrap interval over test pieces, a piece's notes and windows "
-             "resampled together] ±standard deviation over seeds. Differences: the row minus the same-seed, same-subset "
+             "(the training subset is drawn per seed; a cell measured with fewer says how many) [95% bootstrap interval over "
+             "test pieces, a piece's notes and windows resampled together] ±standard deviation over seeds. Differences: the row minus the same-seed, same-subset "
              "no-pre-training row (probes: minus the random-encoder probe), paired bootstrap 95% on the same resamples. "
              "`last` = fine-tuning runs whose best validation epoch was their last (still improving when they stopped).", "",
              f"**Fine-tuning runs whose best validation epoch was the last: {last} of {len(finetunes)}"

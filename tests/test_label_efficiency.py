@@ -149,3 +149,12 @@ def test_fine_tuning_settings_change_only_while_nothing_was_fine_tuned(tmp_path)
     with pytest.raises(SystemExit, match="other settings"):  # the pre-trained models' settings are always compared
         _harness(tmp_path, pretrain_args=pretrained)
 
+
+
+def test_a_cell_with_fewer_seeds_says_how_many():
+    data = _data({"mlm": 0.2})
+    del data["runs"]["melody|10|mlm|2"]
+    data["table"] = le.summarise(data)
+    rows = {line.split(" |")[0]: line for line in le.render(data).splitlines() if line.startswith("| ")}
+    assert rows["| MLM"].endswith("(2 seeds) | 1/2 |") and "seed" not in rows["| no pre-training"]
+    assert data["table"]["melody|10|mlm"]["minus_none"]["pairs"] == 2  # paired on the seeds both rows have
