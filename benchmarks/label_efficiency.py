@@ -617,8 +617,9 @@ def render(data: dict) -> str:
              f"windows' averaged probabilities; clean test input unless the row says masked), "
              f"mean over {len(seeds)} fine-tuning seed{'s' * (len(seeds) != 1)} "
              "(the training subset is drawn per seed; a cell measured with fewer says how many) [95% bootstrap interval over "
-             "test pieces, a piece's notes and windows resampled together] ±standard deviation over seeds. Differences: the row minus the same-seed, same-subset "
-             "no-pre-training row (probes: minus the random-encoder probe), paired bootstrap 95% on the same resamples. "
+             "test pieces, a piece's notes and windows resampled together] ±standard deviation over seeds. Differences: "
+             "the row minus the same-seed, same-subset no-pre-training row (probes: minus the random-encoder probe), "
+             "paired bootstrap 95% on the same resamples. "
              "`last` = fine-tuning runs whose best validation epoch was their last (still improving when they stopped).", "",
              f"**Fine-tuning runs whose best validation epoch was the last: {last} of {len(finetunes)}"
              + (f" ({100 * last / len(finetunes):.0f}%)" if finetunes else "") + ".**", ""]
