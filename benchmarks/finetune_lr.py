@@ -43,16 +43,17 @@ def split_file(work: Path, task: str) -> Path:
     return out
 
 
-def run(task: str, lr: str, start: str, model: Path, work: Path, args) -> dict:
-    out = work / f"{task}-{start}-lr{lr}"
+def run(task: str, lr: str, start: str, model: Path, work: Path, args, shift: int = 0) -> dict:
+    out = work / f"{task}-{start}-lr{lr}" if not shift else work / f"{task}-{start}-lr{lr}-shift{shift}"
     tokens = LABEL_WORK / TASKS[task][0]
     command = ["musictl", "finetune-mask", "--task", task, "--tokens", str(tokens), "--model", str(model), "--out", str(out),
                "--split-file", str(split_file(work, task)), "--lr", lr, "--epochs", str(args.epochs), "--patience",
-               str(args.patience), "--max-len", "256", "--seed", "0", *(["--from-scratch"] if start == "scratch" else [])]
+               str(args.patience), "--max-len", "256", "--seed", "0", *(["--from-scratch"] if start == "scratch" else []),
+               *(["--pitch-shift", str(shift)] if shift else [])]
     started = time.perf_counter()
     subprocess.run([*command, "--overwrite"], check=True, stdout=subprocess.DEVNULL)
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"task": task, "lr": lr, "start": start, "command": shlex.join(command).replace(str(WORK), "WORK"),
+    return {"task": task, "lr": lr, "start": start, "pitch_shift": shift, "command": shlex.join(command).replace(str(WORK), "WORK"),
             "valid_accuracy": metrics["valid"]["accuracy"], "valid_loss": metrics["valid"]["loss"],
             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
             "best_is_last": metrics["best_epoch_is_last"], "train_pieces": metrics["pieces"]["train"],
@@ -67,18 +68,27 @@ def render(data: dict) -> str:
              f"scratch; up to {data['epochs']} epochs, patience {data['patience']} (validation accuracy and loss both "
              "without improvement), 256-note windows, seed 0. Validation accuracy only: the test split is not looked at.",
              "", f"Runs whose best epoch was their last (still improving): {last} of {len(runs)}.", "",
-             "| task | start | lr | train pieces | best valid accuracy | best epoch / epochs run | minutes |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(runs, key=lambda r: (r["task"], r["start"], float(r["lr"]))):
-        lines.append(f"| {r['task']} | {r['start']} | {r['lr']} | {r['train_pieces']} | {r['valid_accuracy']:.4f} | "
+             "| task | start | lr | pitch shift | train pieces | best valid accuracy | best epoch / epochs run | minutes |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(runs, key=lambda r: (r["task"], r["start"], float(r["lr"]), r.get("pitch_shift", 0))):
+        shift = f"±{r['pitch_shift']}" if r.get("pitch_shift") else "-"
+        lines.append(f"| {r['task']} | {r['start']} | {r['lr']} | {shift} | {r['train_pieces']} | {r['valid_accuracy']:.4f} | "
                      f"{r['best_epoch']} / {r['epochs_run']}{' (last)' if r['best_is_last'] else ''} | {r['minutes']} |")
     best = {}
-    for r in runs:
+    for r in (r for r in runs if not r.get("pitch_shift")):  # the learning rate is chosen without augmentation
         key = (r["task"], r["start"])
         if key not in best or r["valid_accuracy"] > best[key]["valid_accuracy"]:
             best[key] = r
-    lines += ["", "Best learning rate on validation: " + "; ".join(f"{t} from {s}: {r['lr']}" for (t, s), r in sorted(best.items())),
-              "", "Commands:", "", "```", *[r["command"] for r in runs], "```", ""]
+    lines += ["", "Best learning rate on validation: " + "; ".join(f"{t} from {s}: {r['lr']}" for (t, s), r in sorted(best.items()))]
+    shifted = [r for r in runs if r.get("pitch_shift")]
+    for r in shifted:  # each augmented run beside the same run without augmentation
+        plain = next((p for p in runs if not p.get("pitch_shift") and (p["task"], p["start"], p["lr"]) == (r["task"], r["start"], r["lr"])),
+                     None)
+        if plain:
+            gain = r["valid_accuracy"] - plain["valid_accuracy"]
+            lines.append(f"- {r['task']} from {r['start']}, lr {r['lr']}: --pitch-shift {r['pitch_shift']} "
+                         f"{r['valid_accuracy']:.4f} vs {plain['valid_accuracy']:.4f} without ({gain:+.4f}, one seed, validation)")
+    lines += ["", "Commands:", "", "```", *[r["command"] for r in runs], "```", ""]
     return "\n".join(lines)
 
 
@@ -88,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tasks", default="composer,melody")
     parser.add_argument("--lrs", default="1e-4,3e-4,1e-3")
     parser.add_argument("--starts", default="pretrained,scratch")
+    parser.add_argument("--pitch-shifts", default="0", help="--pitch-shift values to run (piece tasks), e.g. 0,3")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--render", action="store_true")
@@ -104,12 +115,12 @@ def main(argv: list[str] | None = None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         for task in args.tasks.split(","):
             for start in args.starts.split(","):
-                for lr in args.lrs.split(","):
-                    key = f"{task}|{start}|{lr}"
+                for lr, shift in ((lr, int(shift)) for lr in args.lrs.split(",") for shift in args.pitch_shifts.split(",")):
+                    key = f"{task}|{start}|{lr}" + (f"|shift{shift}" if shift else "")
                     if key in data["runs"]:
                         continue
                     print(f"{key}", file=sys.stderr, flush=True)
-                    data["runs"][key] = run(task, lr, start, model, work, args)
+                    data["runs"][key] = run(task, lr, start, model, work, args, shift)
                     if args.write:
                         json_path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
                         (RESULTS / "finetune_lr.md").write_text(render(data))

@@ -47,3 +47,10 @@ def test_finetune_lr_table_names_the_best_learning_rate_per_task_and_counts_unfi
     assert "1 of 3" in text  # the 1e-3 run ended at its best epoch: still improving
     assert "melody from pretrained: 1e-3" in text and "composer from pretrained: 3e-4" in text
     assert "30 / 30 (last)" in text
+    # a pitch-shifted run is reported beside the same run without it and never chooses the learning rate
+    data["runs"]["d"] = {**run("composer", "1e-3", 0.9, 4, 9), "pitch_shift": 3}
+    text = finetune_lr.render(data)
+    assert "composer from pretrained: 3e-4" in text
+    assert "| composer | pretrained | 1e-3 | ±3 |" in text and "--pitch-shift 3" not in text  # no plain 1e-3 run to compare
+    data["runs"]["e"] = run("composer", "1e-3", 0.6, 4, 9)
+    assert "--pitch-shift 3 0.9000 vs 0.6000 without (+0.3000" in finetune_lr.render(data)
