@@ -24,6 +24,10 @@
 
        python benchmarks/transfer.py --few-shot --write
 
+   ``--bert-model MODEL`` gives every target style the same pre-trained MidiBert instead (e.g. the 27k-step MLM
+   model of benchmarks/label_efficiency.py, whose corpus holds the target styles): an optimistic bound on what a
+   better encoder could give, written to transfer_fewshot_given.md, its cells cached apart.
+
 Styles: Nottingham jigs, Bach chorales (music21), O'Neill's Irish fiddle tunes (music21), each capped
 at --per-style pieces.
 """
@@ -369,6 +373,15 @@ def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -
     return ws / "embeddings"
 
 
+def given_embeddings(model: Path, tokens: Path, out: Path) -> Path:
+    """Contextual embeddings of a given MidiBert averaged over ``tokens`` (made once and kept)."""
+    from musictl.transfer.pipeline import make_embeddings
+
+    if not (out / "manifest.json").is_file():
+        make_embeddings(model, tokens, out, overwrite=True)
+    return out
+
+
 def encoder_quality(bert: Path) -> dict:
     """What the target style's MidiBert learned: per field, its best validation masked accuracy and the best of
     the trivial predictors of the same masked notes (from its metrics.json)."""
@@ -440,21 +453,31 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
     styles = args.styles.split(",") if args.styles else corpus.styles
     config = fewshot.FewShotConfig(shots=tuple(0 if k == "all" else int(k) for k in args.shots.split(",")),
                                    seeds=args.seeds, epochs=args.fewshot_epochs)
+    given = Path(args.bert_model).resolve() if args.bert_model else None
+    cells_dir = work / "cells" if given is None else work / f"cells-given-{hashlib.sha1(str(given).encode()).hexdigest()[:10]}"
     summaries, sections, encoders = {}, [], {}
     for style in styles:
-        table = load_embeddings(bert_without(work, corpus_dir, splits, style, args))["token"].numpy()
-        encoders[style] = encoder_quality(work / f"bert-without-{style}" / "bert")
-        cells = fewshot.run_fewshot(corpus, style, table, config, work / "cells", _report_cell)
+        embeddings = bert_without(work, corpus_dir, splits, style, args)
+        if given is not None:  # the same tokens (every style but the target), another encoder
+            embeddings = given_embeddings(given, work / f"bert-without-{style}" / "tokens", cells_dir / f"embeddings-{style}")
+        table = load_embeddings(embeddings)["token"].numpy()
+        encoders[style] = encoder_quality(given or work / f"bert-without-{style}" / "bert")
+        cells = fewshot.run_fewshot(corpus, style, table, config, cells_dir, _report_cell)
         summaries[style] = fewshot.summarise(cells)
         sections.append(fewshot.render(summaries[style], style, command))
+    encoder = (f"For each target style a tiny MidiBert is pre-trained (the default objective, adversarial; lr {args.bert_lr}) "
+               f"for {args.bert_steps} steps on the other styles' training pieces only, and its contextual embeddings")
+    if given is not None:
+        shown = str(given).replace(str(Path.home()), "~")
+        encoder = (f"**One given MidiBert for every target style (`--bert-model {shown}`), whose pre-training corpus may "
+                   "contain the target styles' pieces, test pieces included: an optimistic bound on what an encoder can "
+                   "give, not a held-out test.** Its contextual embeddings")
     page = "\n".join([
-        "# Few-shot unseen styles", "",
+        "# Few-shot unseen styles" + (" with a given encoder (optimistic bound)" if given else ""), "",
         f"Command: `{command}`", "",
-        f"Corpus: {args.corpus} ({corpus_dir.name}), split {args.split} (train, valid, test) per style, seed 0. For each "
-        f"target style a tiny MidiBert is pre-trained (the default objective, adversarial; lr {args.bert_lr}) for "
-        f"{args.bert_steps} steps on the other styles' training pieces "
-        "only, and its contextual embeddings (each token's mean hidden state over those pre-training pieces, never the "
-        "target style's) give the `bert` node features. k training pieces of the style are drawn per seed "
+        f"Corpus: {args.corpus} ({corpus_dir.name}), split {args.split} (train, valid, test) per style, seed 0. {encoder} "
+        "(each token's mean hidden state over the other styles' training pieces, never the target style's) give the "
+        "`bert` node features. k training pieces of the style are drawn per seed "
         "(all: every one); the style graph (musical node fields, transitions) and the counts come from them; the "
         "smoothing and mixing weights are chosen on the style's validation pieces; the test pieces are scored. "
         f"Link predictors: at most {args.fewshot_epochs} epochs, same-field negatives, early stopping on validation "
@@ -464,9 +487,10 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
 
         out = Path(args.results)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "transfer_fewshot.md").write_text(page + "\n")
-        results_json.write(out / "transfer_fewshot.json", {"command": command, "config": vars(args) | {"few_shot": True},
-                                                            "encoders": encoders, "styles": json.loads(json.dumps(summaries))})
+        name = "transfer_fewshot" if given is None else "transfer_fewshot_given"
+        (out / f"{name}.md").write_text(page + "\n")
+        results_json.write(out / f"{name}.json", {"command": command, "config": vars(args) | {"few_shot": True},
+                                                   "encoders": encoders, "styles": json.loads(json.dumps(summaries))})
     else:
         print(page)
     return summaries
@@ -500,6 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     few.add_argument("--shots", default="1,2,4,8,all", help="k training pieces per cell")
     few.add_argument("--split", default="0.6,0.1,0.3", help="train,valid,test fractions per style")
     few.add_argument("--fewshot-epochs", type=int, default=200, help="link predictor epochs (early stopping)")
+    few.add_argument("--bert-model", default=None, help="one pre-trained MidiBert for every target style instead of one "
+                                                         "pre-trained without it (its corpus may hold the style: an optimistic "
+                                                         "bound); written to transfer_fewshot_given.md")
     few.add_argument("--work", default=str(Path(os.environ.get("MUSICTL_BENCH_WORK", Path.home() / ".cache" / "musictl-bench"))
                                            / "fewshot"), help="cache, kept for resuming (outside the work tree)")
     few.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where --write puts the tables")

@@ -84,3 +84,12 @@ def test_few_shot_smoke_run_writes_every_row_and_resumes(bench, tmp_path, monkey
     bench.main(_args(tmp_path))  # resumes: only the missing cell runs again, the BERT is not pre-trained again
     assert len(calls) == 1
     assert json.loads((tmp_path / "results" / "transfer_fewshot.json").read_text())["styles"] == data["styles"]
+
+    # a given encoder (--bert-model): its own cells and page, labelled as an optimistic bound; the per-style ones kept
+    given = next((tmp_path / "work").rglob("bert-without-fiddle-tunes/bert"))
+    calls.clear()
+    bench.main([*_args(tmp_path), "--bert-model", str(given)])
+    assert len(calls) == 4  # new cells: a different feature table must not read the held-out encoder's cells
+    page = (tmp_path / "results" / "transfer_fewshot_given.md").read_text()
+    assert "optimistic bound" in page and "| fiddle-tunes | 1 |" in page
+    assert json.loads((tmp_path / "results" / "transfer_fewshot.json").read_text())["styles"] == data["styles"]
