@@ -6,23 +6,25 @@
     python benchmarks/label_efficiency.py --render          # rebuild label_efficiency.md from label_efficiency.json
 
 Columns: melody and velocity (POP909, per note) fine-tuned on 10, 30 and all training pieces; composer
-(Pianist8) and emotion (EMOPIA, on its standard MIDI-BERT split and on a split grouped by song with
-``musictl tokenize --group-by``) on 25% (per class) and all training pieces. The validation and test
-splits are always whole. Rows: no pre-training (the same architecture from scratch), MLM, adversarial,
-each fine-tuned with ``musictl finetune-mask``; and a frozen-encoder linear probe of each (mean-pooled
-hidden states for piece tasks, per-note hidden states for note tasks, sklearn LogisticRegression with C
-chosen on validation; the "no pre-training" probe reads a randomly initialised encoder). Each cell: test
-accuracy % averaged over fine-tuning seeds (the training subset is drawn per seed) with a 95% bootstrap
-interval over test pieces (benchmarks/stats.py); beside it the paired difference pre-trained minus none
-(same seed, same subset, same resamples) and the share of fine-tuning runs whose best validation epoch was
-their last (still improving when they stopped).
+(Pianist8) and emotion (EMOPIA, on its standard MIDI-BERT split and on a split grouped by song with ``musictl
+tokenize --group-by``) on 25% (per class) and all training pieces. The validation and test splits are always
+whole. Rows: no pre-training (the same architecture from scratch), MLM, adversarial, each fine-tuned with
+``musictl finetune-mask`` at its defaults (30 epochs, patience 5, the learning rate chosen on validation for
+its start by benchmarks/finetune_lr.py: 1e-3 pre-trained, 3e-4 from scratch); and a frozen-encoder linear
+probe of each (mean-pooled hidden states for piece tasks, per-note hidden states for note tasks, sklearn
+LogisticRegression with C chosen on validation; the "no pre-training" probe reads a randomly initialised
+encoder). Each cell: test accuracy % averaged over fine-tuning seeds (the training subset is drawn per seed)
+with a 95% bootstrap interval over test pieces (benchmarks/stats.py); beside it the paired difference pre-
+trained minus none (same seed, same subset, same resamples) and the share of fine-tuning runs whose best
+validation epoch was their last (still improving when they stopped).
 
 Pre-training corpus: every piece of ../shared/datasets (POP909, Pianist8, EMOPIA, music21, Nottingham)
 whose content (the MIDI file's bytes) is not that of a piece in any fine-tuning validation or test split,
 the song-grouped EMOPIA split included; staged as symbolic links and tokenized with a split file, then
 checked again on the tokens artifact (:func:`leaks`). Each pre-trained model is cached in the work folder
 under a name made from its settings, each finished cell is written to the JSON at once, and a rerun skips
-what is done; ``--render`` only rebuilds the Markdown.
+what is done; ``--render`` only rebuilds the Markdown. Cells run the fewest labels first (:func:`schedule`),
+so a run stopped early leaves whole few-label columns; two processes may share the work by ``--columns``.
 """
 
 from __future__ import annotations
