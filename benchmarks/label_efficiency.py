@@ -14,8 +14,8 @@ its start by benchmarks/finetune_lr.py: 1e-3 pre-trained, 3e-4 from scratch); an
 probe of each (mean-pooled hidden states for piece tasks, per-note hidden states for note tasks, sklearn
 LogisticRegression with C chosen on validation; the "no pre-training" probe reads a randomly initialised
 encoder). Each cell: test accuracy % averaged over fine-tuning seeds (the training subset is drawn per seed)
-with a 95% bootstrap interval over test pieces (benchmarks/stats.py); beside it the paired difference pre-
-trained minus none (same seed, same subset, same resamples) and the share of fine-tuning runs whose best
+with a 95% bootstrap interval over test pieces (benchmarks/stats.py); beside it the paired difference
+pre-trained minus none (same seed, same subset, same resamples) and the share of fine-tuning runs whose best
 validation epoch was their last (still improving when they stopped).
 
 Pre-training corpus: every piece of ../shared/datasets (POP909, Pianist8, EMOPIA, music21, Nottingham)
