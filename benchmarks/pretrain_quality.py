@@ -67,11 +67,12 @@ def main() -> None:
         raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
     torch.set_num_threads(os.cpu_count() or 1)
     tokens = build_tokens(WORK)
-    results = {}
+    results, load = {}, [os.getloadavg()[0]]
     for objective in OBJECTIVES:
         settings = PretrainSettings(size=args.size, objective=objective, max_len=args.max_len, batch_size=args.batch_size,
                                     max_steps=args.steps, eval_every=max(1, args.steps // 4), seed=0, device="cpu")
         results[objective] = pretrain(tokens, WORK / f"bert-{objective}", settings, overwrite=True).to_dict()
+        load.append(os.getloadavg()[0])
     first = results["mlm"]
     lines = [
         f"Machine: {os.cpu_count()} CPU cores, no GPU. MidiBert `{args.size}` ({first['parameters']:,} parameters), "
@@ -95,7 +96,9 @@ def main() -> None:
                  " | " + " | ".join(f"{results[o]['final_valid']['loss']:.3f}" for o in OBJECTIVES) + " |")
     times = ", ".join(f"{o} {results[o]['seconds_this_run']:.0f} s ({results[o]['notes_per_s']:,.0f} notes/s)" for o in OBJECTIVES)
     lines += ["", f"Wall time: {times}. The adversarial objective runs a second forward and backward pass (the masker's) "
-                  "per step, about twice MLM's work."]
+                  "per step, about twice MLM's work." + (
+                      f" The machine was busy (1-minute load average up to {max(load):.1f} on {os.cpu_count()} cores): these "
+                      "wall times are not a speed measurement." if max(load) > (os.cpu_count() or 1) + 0.5 else "")]
     table = "\n".join(lines)
     print(table)
     if args.write:
