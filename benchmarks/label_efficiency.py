@@ -420,12 +420,16 @@ def finetune(h: Harness, column: Column, amount, row: str, seed: int, tokens: Pa
         return
     out = h.work / "ft" / key.replace("|", "-").replace(" ", "_").replace("(", "").replace(")", "").replace("%", "pc")
     model = models["mlm" if row == "none" else row]  # from scratch: the same architecture
+    from musictl import artifacts
+
+    # an interrupted cell continues from its last whole checkpoint (the same weights as a run never stopped)
+    partial = artifacts.checkpoint_step(artifacts.resumable(out).checkpoint) is not None
     seconds = h.musictl("finetune-mask", "--task", column.task, "--model", str(model), "--tokens", str(tokens), "-o", str(out),
                         "--split-file", str(split_file), *(["--from-scratch"] if row == "none" else []),
                         "--max-len", str(h.max_len), "--seed", str(seed), "--eval-masked",
                         "--lr", h.preset["finetune_lr"]["scratch" if row == "none" else "pretrained"],
                         *shlex.split(h.preset["finetune_args"]),
-                        "--overwrite")
+                        "--resume" if partial else "--overwrite")
     metrics = json.loads((out / "metrics.json").read_text())
     parameters = json.loads((out / "manifest.json").read_text()).get("parameters", {})
     keep_test_pieces(h, column, [piece_name(path) for path, _, _ in metrics["test"]["pieces"]])

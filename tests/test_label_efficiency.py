@@ -158,3 +158,31 @@ def test_a_cell_with_fewer_seeds_says_how_many():
     rows = {line.split(" |")[0]: line for line in le.render(data).splitlines() if line.startswith("| ")}
     assert rows["| MLM"].endswith("(2 seeds) | 1/2 |") and "seed" not in rows["| no pre-training"]
     assert data["table"]["melody|10|mlm"]["minus_none"]["pairs"] == 2  # paired on the seeds both rows have
+
+
+def test_an_interrupted_cell_resumes_its_checkpoint(tmp_path):
+    h = _harness(tmp_path)
+    column = le.COLUMNS[0]
+    calls = []
+
+    def musictl(*args):
+        calls.append(args)
+        out = Path(args[args.index("-o") + 1])
+        out.mkdir(parents=True)
+        pieces = {"pieces": [["midi/001.mid", 3, 4]], "accuracy": 0.75}
+        (out / "metrics.json").write_text(json.dumps({"test": pieces, "test_masked": pieces, "best_epoch": 2, "epochs_run": 5}))
+        (out / "manifest.json").write_text(json.dumps({"parameters": {"lr": 1e-3}}))
+        return 1.0
+
+    h.musictl = musictl
+    models = {"mlm": tmp_path / "mlm", "adversarial": tmp_path / "adversarial"}
+    le.finetune(h, column, 10, "mlm", 0, tmp_path / "tokens", tmp_path / "split.json", models)
+    assert "--overwrite" in calls[-1] and "--resume" not in calls[-1]
+    assert calls[-1][calls[-1].index("--lr") + 1] == "1e-3"  # the rate measured for a pre-trained start
+    staging = tmp_path / "ft" / ".melody-10-none-0.staging" / "checkpoints" / "last"
+    staging.mkdir(parents=True)
+    (staging / "trainer_state.json").write_text(json.dumps({"step": 40}))
+    le.finetune(h, column, 10, "none", 0, tmp_path / "tokens", tmp_path / "split.json", models)
+    assert "--resume" in calls[-1] and "--overwrite" not in calls[-1] and "--from-scratch" in calls[-1]
+    assert calls[-1][calls[-1].index("--lr") + 1] == "3e-4"
+    assert h.data["runs"]["melody|10|none|0"]["pieces"] == [[3, 4]]
