@@ -615,7 +615,8 @@ def render(data: dict) -> str:
     finetunes = [v for v in data["runs"].values() if "best_epoch" in v]
     last = sum(v["best_epoch"] == v["epochs_run"] for v in finetunes)
     lines = ["# Label efficiency: pre-training with few labels, measured", "",
-             f"Made by `{data.get('harness_command', 'python benchmarks/label_efficiency.py')}` on {data.get('machine', '?')}"
+             f"Made by `{shown_command(data)}` (the work may be shared by "
+             f"processes given disjoint `--columns`) on {data.get('machine', '?')}"
              + (" (**--smoke: toy sizes, the numbers mean nothing**)" if config.get("smoke") else "")
              + "; every number comes from benchmarks/results/label_efficiency.json, rebuilt by "
                "`python benchmarks/label_efficiency.py --render`.", "",
@@ -629,6 +630,10 @@ def render(data: dict) -> str:
              "`last` = fine-tuning runs whose best validation epoch was their last (still improving when they stopped).", "",
              f"**Fine-tuning runs whose best validation epoch was the last: {last} of {len(finetunes)}"
              + (f" ({100 * last / len(finetunes):.0f}%)" if finetunes else "") + ".**", ""]
+    short = sorted({key.rsplit("|", 1)[0] for key, e in table.items() if e["cell"].get("seeds", len(seeds)) < len(seeds)})
+    if short:
+        lines += [f"{len(short)} (task, amount) columns have fewer than {len(seeds)} seeds (said in each cell): the run stopped before them "
+                  "and continues there when the command above is run again.", ""]
     lines += data_lines(d, config)
     used = {}
     for run in finetunes:
@@ -729,7 +734,8 @@ def pretrain_lines(data: dict) -> list[str]:
 
 # ----- main ----------------------------------------------------------------------------------------
 def run(h: Harness) -> dict:
-    h.data.update(harness_command="python benchmarks/label_efficiency.py " + shlex.join(sys.argv[1:]), machine=machine())
+    h.data.update(harness_command="python benchmarks/label_efficiency.py " + shlex.join(without_columns(sys.argv[1:])),
+                  machine=machine())
     data = prepare_data(h)
     tokens = prepare_pretraining(h, data)
     if h.args.data_only:
@@ -757,6 +763,25 @@ def schedule(columns, seeds) -> list[tuple[Column, object, int]]:
     tier = lambda c, i: tiers - 1 if c.amounts[i] == "all" else i  # noqa: E731  ("all" is always the last tier)
     return [(c, c.amounts[i], seed) for t in range(tiers) for seed in seeds for c in columns
             for i in range(len(c.amounts)) if tier(c, i) == t]
+
+
+def shown_command(data: dict) -> str:
+    words = shlex.split(data.get("harness_command", "python benchmarks/label_efficiency.py"))
+    return shlex.join([*words[:2], *without_columns(words[2:])])
+
+
+def without_columns(argv: list[str]) -> list[str]:
+    """The command line without ``--columns``: processes that share the work by columns fill one table."""
+    out, skipping = [], False
+    for arg in argv:
+        if arg == "--columns":
+            skipping = True
+        elif skipping and not arg.startswith("--"):
+            continue
+        else:
+            skipping = False
+            out.append(arg)
+    return out
 
 
 def machine() -> str:

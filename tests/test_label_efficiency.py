@@ -186,3 +186,9 @@ def test_an_interrupted_cell_resumes_its_checkpoint(tmp_path):
     assert "--resume" in calls[-1] and "--overwrite" not in calls[-1] and "--from-scratch" in calls[-1]
     assert calls[-1][calls[-1].index("--lr") + 1] == "3e-4"
     assert h.data["runs"]["melody|10|none|0"]["pieces"] == [[3, 4]]
+
+
+def test_the_table_names_the_command_without_the_columns_a_process_took():
+    assert le.without_columns(["--seeds", "3", "--columns", "melody", "emotion (song-grouped)", "--fresh"]) == ["--seeds", "3",
+                                                                                                            "--fresh"]
+    assert le.without_columns(["--columns", "melody"]) == []
