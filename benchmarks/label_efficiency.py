@@ -632,8 +632,8 @@ def render(data: dict) -> str:
              + (f" ({100 * last / len(finetunes):.0f}%)" if finetunes else "") + ".**", ""]
     short = sorted({key.rsplit("|", 1)[0] for key, e in table.items() if e["cell"].get("seeds", len(seeds)) < len(seeds)})
     if short:
-        lines += [f"{len(short)} (task, amount) columns have fewer than {len(seeds)} seeds (said in each cell): the run stopped before them "
-                  "and continues there when the command above is run again.", ""]
+        lines += [f"{len(short)} (task, amount) columns have fewer than {len(seeds)} seeds (said in each cell): the run stopped before them"
+                  " and continues there when the command above is run again.", ""]
     lines += data_lines(d, config)
     used = {}
     for run in finetunes:
