@@ -709,6 +709,8 @@ def pretrain_lines(data: dict) -> list[str]:
     """The pre-trained models: what they learned, field by field, beside each field's best trivial predictor."""
     if not data["pretrain"]:
         return []
+    from musictl.bert.pretrain import best_trivial
+
     fields = ("pitch", "position", "duration")
     out = ["## Pre-training runs", "",
            "Validation masked accuracy at the best evaluation; per field: the model / the best trivial predictor of the same "
@@ -722,7 +724,7 @@ def pretrain_lines(data: dict) -> list[str]:
         for name in fields:
             row = best.get("fields", {}).get(name)
             if row and "unigram" in row:
-                trivial = max(row[t] for t in ("unigram", "window", "previous"))
+                trivial = best_trivial(row)
                 cells.append(f"{row['accuracy']:.3f} / {trivial:.3f} ({row['accuracy'] - trivial:+.3f})")
             else:
                 cells.append("-")

@@ -53,7 +53,7 @@ def main() -> None:
     import torch
 
     from musictl import constants as C
-    from musictl.bert.pretrain import pretrain
+    from musictl.bert.pretrain import best_trivial, pretrain
     from musictl.bert.settings import PretrainSettings
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,7 +89,7 @@ def main() -> None:
     ]
     for name in C.FIELDS:
         rows = [results[o]["final_valid"]["fields"][name] for o in OBJECTIVES]
-        trivial = max(rows[0][t] for t in ("unigram", "window", "previous"))
+        trivial = best_trivial(rows[0])
         lines.append(f"| {name} | {trivial:.4f} | " + " | ".join(f"{r['accuracy']:.4f}" for r in rows) + " | " +
                      " | ".join(f"{r['loss']:.3f}" for r in rows) + " |")
     lines.append("| **mean** | | " + " | ".join(f"**{results[o]['final_valid']['accuracy']:.4f}**" for o in OBJECTIVES) +

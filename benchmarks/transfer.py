@@ -387,10 +387,12 @@ def encoder_quality(bert: Path) -> dict:
     the trivial predictors of the same masked notes (from its metrics.json)."""
     import json
 
+    from musictl.bert.pretrain import best_trivial
+
     metrics = json.loads((bert / "metrics.json").read_text())
     fields = (metrics.get("best_valid") or metrics.get("final_valid") or {}).get("fields", {})
     return {"steps": metrics.get("steps"), "train_pieces": metrics.get("train_pieces"),
-            "fields": {name: {"model": row["accuracy"], "trivial": max(row[t] for t in ("unigram", "window", "previous"))}
+            "fields": {name: {"model": row["accuracy"], "trivial": best_trivial(row)}
                        for name, row in fields.items() if name in ("pitch", "position", "duration") and "unigram" in row}}
 
 

@@ -85,13 +85,18 @@ class PretrainResult:
         return field_verdicts(self.best_valid or self.final_valid)
 
 
+def best_trivial(row: dict) -> float:
+    """The accuracy of a field's best trivial predictor (one field's row of an evaluation's ``fields``)."""
+    return max(row[t] for t in TRIVIAL)
+
+
 def field_verdicts(evaluation: dict) -> list[str]:
     """``pitch 0.41 vs 0.12 unigram / 0.15 window / 0.19 previous note: learned`` for every field."""
     lines = []
     for name, row in evaluation.get("fields", {}).items():
         if "unigram" not in row:
             continue
-        best = max(row[t] for t in TRIVIAL)
+        best = best_trivial(row)
         verdict = "learned" if row["accuracy"] > best else "NOT learned (a trivial predictor does as well)"
         lines.append(f"{name} {row['accuracy']:.3f} vs {row['unigram']:.3f} unigram / {row['window']:.3f} window / "
                      f"{row['previous']:.3f} previous note: {verdict}")
@@ -100,7 +105,7 @@ def field_verdicts(evaluation: dict) -> list[str]:
 
 def learned_fields(evaluation: dict) -> dict[str, float]:
     """Per field, the margin of the model's accuracy over its best trivial predictor (> 0: learned)."""
-    return {name: round(row["accuracy"] - max(row[t] for t in TRIVIAL), 5)
+    return {name: round(row["accuracy"] - best_trivial(row), 5)
             for name, row in evaluation.get("fields", {}).items() if "unigram" in row}
 
 
