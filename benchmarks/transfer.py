@@ -349,27 +349,36 @@ def few_shot_corpus(args) -> Path:
     return folder
 
 
+def tokens_without(work: Path, corpus_dir: Path, splits: dict, style: str) -> Path:
+    """The tokens of every style but ``style`` (with their splits): what an encoder of ``style`` may see; made once."""
+    from musictl.midi.corpus import find_midi_files
+    from musictl.midi.pipeline import tokenize_corpus
+    from musictl.midi.vocab import TokenizerConfig
+
+    tokens = work / f"bert-without-{style}" / "tokens"
+    if not (tokens / "manifest.json").is_file():
+        kept = [f for f in find_midi_files([corpus_dir]) if f.style != style]
+        tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, tokens, TokenizerConfig(), 1, overwrite=True)
+    return tokens
+
+
 def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -> Path:
     """embeddings/ of a tiny MidiBert pre-trained on every style but ``style`` (training pieces only): contextual,
     averaged over those pre-training pieces, never over the target style's; made once and kept."""
     from musictl.bert.pretrain import pretrain
     from musictl.bert.settings import PretrainSettings
-    from musictl.midi.corpus import find_midi_files
-    from musictl.midi.pipeline import tokenize_corpus
-    from musictl.midi.vocab import TokenizerConfig
     from musictl.transfer.pipeline import make_embeddings
 
     ws = work / f"bert-without-{style}"
     if (ws / "embeddings" / "manifest.json").is_file():
         return ws / "embeddings"
-    kept = [f for f in find_midi_files([corpus_dir]) if f.style != style]
-    tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, ws / "tokens", TokenizerConfig(), 1, overwrite=True)
-    pretrain(ws / "tokens", ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps, lr=args.bert_lr,
-                                                          warmup=0.05, eval_every=args.bert_steps, seed=0, device="cpu"),
+    tokens = tokens_without(work, corpus_dir, splits, style)
+    pretrain(tokens, ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps, lr=args.bert_lr,
+                                                   warmup=0.05, eval_every=args.bert_steps, seed=0, device="cpu"),
              overwrite=True)
     # contextual embeddings over the pre-training pieces only: the target style's pieces (beyond the k a cell
     # uses) must not reach its features; the same tokenizer, so the same graph-token vocabulary as work/tokens
-    make_embeddings(ws / "bert", ws / "tokens", ws / "embeddings", overwrite=True)
+    make_embeddings(ws / "bert", tokens, ws / "embeddings", overwrite=True)
     return ws / "embeddings"
 
 
@@ -462,9 +471,10 @@ def few_shot(args, argv: list[str] | None = None) -> dict:
     cells_dir = work / "cells" if given is None else work / f"cells-given-{hashlib.sha1(str(given).encode()).hexdigest()[:10]}"
     summaries, sections, encoders = {}, [], {}
     for style in styles:
-        embeddings = bert_without(work, corpus_dir, splits, style, args)
-        if given is not None:  # the same tokens (every style but the target), another encoder
-            embeddings = given_embeddings(given, work / f"bert-without-{style}" / "tokens", cells_dir / f"embeddings-{style}")
+        if given is None:
+            embeddings = bert_without(work, corpus_dir, splits, style, args)
+        else:  # averaged over the same pieces (every style but the target), no encoder of its own to pre-train
+            embeddings = given_embeddings(given, tokens_without(work, corpus_dir, splits, style), cells_dir / f"embeddings-{style}")
         table = load_embeddings(embeddings)["token"].numpy()
         encoders[style] = encoder_quality(given or work / f"bert-without-{style}" / "bert")
         cells = fewshot.run_fewshot(corpus, style, table, config, cells_dir, _report_cell)

@@ -88,8 +88,11 @@ def test_few_shot_smoke_run_writes_every_row_and_resumes(bench, tmp_path, monkey
     # a given encoder (--bert-model): its own cells and page, labelled as an optimistic bound; the per-style ones kept
     given = next((tmp_path / "work").rglob("bert-without-fiddle-tunes/bert"))
     calls.clear()
-    bench.main([*_args(tmp_path), "--bert-model", str(given)])
+    args = _args(tmp_path)
+    args[args.index("--work") + 1] = str(tmp_path / "work-given")
+    bench.main([*args, "--bert-model", str(given)])
     assert len(calls) == 4  # new cells: a different feature table must not read the held-out encoder's cells
+    assert not list((tmp_path / "work-given").rglob("bert-without-*/bert"))  # no per-style encoder pre-trained for it
     page = (tmp_path / "results" / "transfer_fewshot_given.md").read_text()
     assert "optimistic bound" in page and "| fiddle-tunes | 1 |" in page
     assert json.loads((tmp_path / "results" / "transfer_fewshot.json").read_text())["styles"] == data["styles"]
