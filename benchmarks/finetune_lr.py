@@ -44,7 +44,7 @@ def split_file(work: Path, task: str) -> Path:
 
 
 def run(task: str, lr: str, start: str, model: Path, work: Path, args, shift: int = 0) -> dict:
-    out = work / f"{task}-{start}-lr{lr}" if not shift else work / f"{task}-{start}-lr{lr}-shift{shift}"
+    out = work / (f"{task}-{start}-lr{lr}" + (f"-shift{shift}" if shift else ""))
     tokens = LABEL_WORK / TASKS[task][0]
     command = ["musictl", "finetune-mask", "--task", task, "--tokens", str(tokens), "--model", str(model), "--out", str(out),
                "--split-file", str(split_file(work, task)), "--lr", lr, "--epochs", str(args.epochs), "--patience",

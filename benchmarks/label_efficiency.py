@@ -111,7 +111,7 @@ SMOKE = {
                      "--batch-size 4",
     "adversarial_args": "--freeze-every 1",
     "finetune_args": "--epochs 2 --patience 1 --batch-size 4",
-    "finetune_lr": {"pretrained": "1e-3", "scratch": "3e-4"},
+    "finetune_lr": FULL["finetune_lr"],
     "max_len": 64,
     "limit": {"pop909": (4, 2, 2), "pianist8": (16, 8, 8), "emopia": (8, 4, 4)},
     "unlabelled_limit": 4,
@@ -415,13 +415,13 @@ def run_key(column: Column, amount, row: str, seed: int) -> str:
 
 def finetune(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path, split_file: Path,
              models: dict[str, Path]) -> None:
+    from musictl import artifacts
+
     key = run_key(column, amount, row, seed)
     if key in h.data["runs"]:
         return
     out = h.work / "ft" / key.replace("|", "-").replace(" ", "_").replace("(", "").replace(")", "").replace("%", "pc")
     model = models["mlm" if row == "none" else row]  # from scratch: the same architecture
-    from musictl import artifacts
-
     # an interrupted cell continues from its last whole checkpoint (the same weights as a run never stopped)
     partial = artifacts.checkpoint_step(artifacts.resumable(out).checkpoint) is not None
     seconds = h.musictl("finetune-mask", "--task", column.task, "--model", str(model), "--tokens", str(tokens), "-o", str(out),
