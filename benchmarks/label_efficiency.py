@@ -128,15 +128,44 @@ def content_hash(path: Path) -> str:
     return hashlib.blake2b(Path(path).read_bytes(), digest_size=12).hexdigest()
 
 
-def leaks(pretrain_tokens: Path, heldout: list[Path], splits: tuple[str, ...] = ("train", "valid", "test")
-          ) -> list[tuple[str, str]]:
+def leaks(pretrain_tokens: Path, heldout: list[Path], splits: tuple[str, ...] = ("train", "valid", "test"),
+          threshold: float | None = None) -> list[tuple[str, str]]:
     """(pre-training piece, held-out file) pairs whose MIDI files have the same content: every piece of the
-    pre-training tokens artifact in ``splits`` is hashed from its file (names play no part)."""
+    pre-training tokens artifact in ``splits`` is hashed from its file (names play no part). With
+    ``threshold``, also the pairs :func:`near_copies` finds (transposed or re-timed copies), each pair once."""
     held: dict[str, str] = {}
     for path in heldout:
         held.setdefault(content_hash(path), str(path))
     rows = [json.loads(line) for line in (Path(pretrain_tokens) / "index.jsonl").read_text().splitlines() if line.strip()]
-    return [(row["path"], held[h]) for row in rows if row["split"] in splits and (h := content_hash(Path(row["path"]))) in held]
+    found = [(row["path"], held[h]) for row in rows if row["split"] in splits and (h := content_hash(Path(row["path"]))) in held]
+    if threshold is not None:
+        same = set(found)
+        found += [(a, b) for a, b, _ in near_copies(pretrain_tokens, heldout, splits, threshold) if (a, b) not in same]
+    return found
+
+
+def near_copies(pretrain_tokens: Path, heldout: list[Path], splits: tuple[str, ...] = ("train", "valid", "test"),
+                threshold: float | None = None) -> list[tuple[str, str, float]]:
+    """(pre-training piece, held-out file, share) pairs whose melodies are near-copies, whatever their key,
+    tempo or bytes: ``musictl.midi.dedup`` (the share of the shorter piece's 12-interval melody runs found in
+    the other >= ``threshold``, default ``tokenize --dedup-threshold``'s). The pre-training pieces are read
+    from the tokens artifact; the held-out files are encoded with its vocabulary (one that cannot be read
+    has no melody and matches nothing)."""
+    from musictl.errors import TokenizeError
+    from musictl.midi.dedup import DEFAULT_THRESHOLD, corpus_shingles, shingles, similar_pairs
+    from musictl.midi.encode import encode_score, parse_midi
+    from musictl.midi.tokens import TokenCorpus
+
+    corpus = TokenCorpus.open(Path(pretrain_tokens))
+    pieces = [p for p in corpus.pieces if p.split in splits]
+    held = []
+    for path in heldout:
+        try:
+            held.append(shingles(encode_score(parse_midi(Path(path).read_bytes(), str(path)), corpus.config).tokens))
+        except (TokenizeError, OSError):
+            held.append(np.zeros(0, np.uint64))
+    pairs = similar_pairs(corpus_shingles(corpus, pieces), held, DEFAULT_THRESHOLD if threshold is None else threshold)
+    return [(pieces[a].path, str(heldout[b]), share) for a, b, share in pairs]
 
 
 def stage_pretraining(candidates: dict[str, tuple[Path, list[Path]]], heldout: list[Path], folder: Path, seed: int = 0,
@@ -375,9 +404,15 @@ def prepare_pretraining(h: Harness, data: dict) -> Path:
         h.data["data"]["pretraining_corpus"] = counts
         h.musictl("tokenize", str(h.work / "pretrain-corpus"), "-o", str(tokens), "--split-file", str(split_file), "--overwrite")
     found = leaks(tokens, heldout)
+    near = near_copies(tokens, heldout)  # transposed or re-timed copies: reported (the byte check above refuses)
     h.data["data"]["leak_check"] = {"heldout_files": len(heldout), "pretraining_pieces_checked": sum(
-        1 for line in (tokens / "index.jsonl").read_text().splitlines() if line.strip()), "same_content": len(found)}
+        1 for line in (tokens / "index.jsonl").read_text().splitlines() if line.strip()), "same_content": len(found),
+        "near_copies": len({a for a, _, _ in near}), "near_copy_heldout_files": len({b for _, b, _ in near})}
     h.save()
+    if near:
+        print(f"note: {len({a for a, _, _ in near})} pre-training pieces are near-copies (melody, any key or tempo) of "
+              f"{len({b for _, b, _ in near})} held-out files, e.g. {near[0][0]} ~ {near[0][1]} ({near[0][2]:.0%})",
+              file=sys.stderr)
     if found:
         raise SystemExit(f"{len(found)} pre-training pieces have the content of a fine-tuning validation or test piece, "
                          f"e.g. {found[0][0]} = {found[0][1]}; remove {tokens} and run again")
@@ -700,7 +735,9 @@ def data_lines(d: dict, config: dict) -> list[str]:
         out += [f"Pre-training corpus: {corpus['train']} training pieces ({by}) and {corpus['valid']} validation pieces; "
                 f"{corpus['excluded_by_content']} files left out because their content is that of a fine-tuning validation "
                 f"or test piece. Checked on the tokens artifact: {check['same_content']} of its "
-                f"{check['pretraining_pieces_checked']} pieces share content with the {check['heldout_files']} held-out files.",
+                f"{check['pretraining_pieces_checked']} pieces share content with the {check['heldout_files']} held-out files"
+                + (f"; {check['near_copies']} are near-copies (the same melody in any key or tempo, `musictl.midi.dedup`) "
+                   f"of {check['near_copy_heldout_files']} of them." if "near_copies" in check else "."),
                 ""]
     return out
 

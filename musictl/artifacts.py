@@ -48,13 +48,18 @@ class ArtifactKind:
     files: tuple[str, ...]  # required files besides manifest.json
     producer: str  # the command that makes it (``{name}`` filled in)
     description: str
+    placeholder: str = "NAME"  # what stands for the name in a hint when it is not known (TASK, STYLE)
 
     @property
     def named(self) -> bool:
         return "{name}" in self.directory
 
     def command(self, name: str | None = None) -> str:
-        return self.producer.format(name=name or "NAME")
+        return self.producer.format(name=name or self.placeholder)
+
+    def where(self) -> str:
+        """Its default place in words: ``WORKDIR/finetune/TASK``."""
+        return "WORKDIR/" + self.directory.format(name=self.placeholder)
 
 
 # The artifact kinds, each name spelled once: other modules use these constants (or ``KINDS``).
@@ -67,13 +72,13 @@ KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
     ArtifactKind(BERT, "bert", ("config.json", "model.safetensors"), "musictl pretrain-bert",
                  "a pre-trained MidiBert"),
     ArtifactKind(FINETUNE, "finetune/{name}", ("config.json", "model.safetensors"), "musictl finetune-mask --task {name}",
-                 "a MidiBert fine-tuned on one task"),
+                 "a MidiBert fine-tuned on one task", "TASK"),
     ArtifactKind(EMBEDDINGS, "embeddings", ("embeddings.safetensors",), "musictl embed",
                  "token and positional embeddings of a model"),
     ArtifactKind(GRAPH, "graph/{name}", ("graph.npz", "nodes.npy"), "musictl adjacency --style {name}",
-                 "the token graph of one style (transitions or co-occurrence)"),
+                 "the token graph of one style (transitions or co-occurrence)", "STYLE"),
     ArtifactKind(GCN, "gcn/{name}", ("model.safetensors", "config.json", "node_embeddings.safetensors"),
-                 "musictl train-gcn --style {name}", "a GCN link predictor of one style"),
+                 "musictl train-gcn --style {name}", "a GCN link predictor of one style", "STYLE"),
     ArtifactKind(VIOLIN_DATA, "violin/data", ("metadata.jsonl",), "musictl lora-violin prepare",
                  "captioned violin clips"),
     ArtifactKind(VIOLIN_LORA, "violin/lora", ("adapter_config.json",), "musictl lora-violin train",
@@ -81,6 +86,23 @@ KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
     ArtifactKind(VIOLIN_EVAL, "violin/eval", ("eval_results.json",), "musictl lora-violin evaluate",
                  "audio metrics of base vs adapter"),
 )}
+
+# ----- hint templates: what each kind is in words, what it is made from, and the option of its maker that reads
+# each input (so a wrong or missing input names a command that works). ``tests/test_hints.py`` checks every
+# option here against the command line.
+NOUNS = {TOKENS: "tokens of a MIDI corpus", BERT: "a pre-trained model", FINETUNE: "a fine-tuned model",
+         EMBEDDINGS: "token embeddings", GRAPH: "a style graph", GCN: "a trained GCN", VIOLIN_DATA: "violin clips",
+         VIOLIN_LORA: "a violin LoRA adapter", VIOLIN_EVAL: "a violin evaluation"}
+MADE_FROM: dict[str, dict[str, str]] = {
+    BERT: {TOKENS: "--tokens"},
+    FINETUNE: {TOKENS: "--tokens", BERT: "--model"},
+    EMBEDDINGS: {TOKENS: "--tokens", BERT: "--model"},
+    GRAPH: {TOKENS: "--tokens"},
+    GCN: {TOKENS: "--tokens", GRAPH: "--graph-dir", EMBEDDINGS: "--embeddings"},
+    VIOLIN_LORA: {VIOLIN_DATA: "--data"},
+    VIOLIN_EVAL: {VIOLIN_LORA: "--adapter", VIOLIN_DATA: "--data"},
+}
+NAME_PARAMETERS = {FINETUNE: "task", GRAPH: "style", GCN: "style"}  # the manifest parameter that names a named kind
 
 # Libraries whose versions are recorded in every manifest (those installed).
 TRACKED_LIBRARIES = ("numpy", "symusic", "torch", "transformers", "peft", "torch-geometric", "accelerate", "scipy")
@@ -235,6 +257,55 @@ def producer_of(kind: str, name: str | None = None) -> str:
     return spec.command(name) if spec else f"the command that makes '{kind}'"
 
 
+def _noun(kind: str) -> str:
+    return NOUNS.get(kind, f"a '{kind}' artifact")
+
+
+def _in_its_place(path: Path, kind: str, name: str | None) -> bool:
+    """Whether ``path`` is where the workspace keeps ``kind`` (``.../gcn/folk``, ``.../bert``)."""
+    spec = KINDS.get(kind)
+    if spec is None:
+        return False
+    parts = spec.directory.format(name=name or Path(path).name).split("/")
+    return list(Path(path).parts[-len(parts):]) == parts
+
+
+def wrong_kind(path: Path, found: Manifest, wanted: str, name: str | None = None) -> str:
+    """The message for an artifact of another kind than the one a command reads, with a next step that works:
+    the command that makes ``wanted`` from what was found, else where ``wanted`` lives and what makes it."""
+    key = NAME_PARAMETERS.get(found.kind)
+    label = found.parameters.get(key) if key else None
+    article = "an" if found.kind[:1] in "aeiou" else "a"
+    what = (f"{path} holds {article} '{found.kind}' artifact, not '{wanted}' ({_noun(found.kind)}"
+            f"{f' of {key} {label!r}' if label else ''}, not {_noun(wanted)})")
+    if _in_its_place(path, wanted, name):  # e.g. gcn/folk holds embeddings: what belongs there is remade
+        return f"{what}; remake it: {producer_of(wanted, name)} --overwrite"
+    flag = MADE_FROM.get(wanted, {}).get(found.kind)
+    if flag:  # what was found is an input of what is wanted: the command that makes one from the other
+        return f"{what}; run: {producer_of(wanted, name)} {flag} {path}"
+    spec = KINDS.get(wanted)
+    place = f" ({spec.where()})" if spec else ""
+    return f"{what}; give {_noun(wanted)}{place} instead, or make one: {producer_of(wanted, name)}"
+
+
+def _holds_artifacts(path: Path, kind: str, name: str | None) -> str | None:
+    """The message for a folder of artifacts given where one artifact is read (``--model musictl-work/finetune``)."""
+    inside = sorted(d for d in path.iterdir() if d.is_dir() and (d / MANIFEST).is_file())
+    if not inside:
+        return None
+    kinds = {}
+    for d in inside:
+        with contextlib.suppress(ArtifactError):
+            kinds[d] = read_manifest(d).kind
+    fitting = [str(d) for d, k in kinds.items() if k == kind]
+    if fitting:
+        return f"{path} is a folder of {kind} artifacts, not one; give one of them: {', '.join(fitting)}"
+    spec = KINDS.get(kind)
+    place = f" ({spec.where()})" if spec else ""
+    return (f"{path} is a folder of artifacts ({', '.join(sorted(set(kinds.values())))}), not '{kind}' ({_noun(kind)}); "
+            f"give {_noun(kind)}{place} instead, or make one: {producer_of(kind, name)}")
+
+
 def require(path: Path, kind: str, name: str | None = None, verify: bool = True) -> Manifest:
     """The manifest of an input artifact, or an error naming the command that makes it.
 
@@ -245,13 +316,16 @@ def require(path: Path, kind: str, name: str | None = None, verify: bool = True)
     producer = producer_of(kind, name)
     if not (path / MANIFEST).is_file():
         what = f"{kind} artifact" + (f" for '{name}'" if name else "")
+        folder = _holds_artifacts(path, kind, name) if path.is_dir() else None
+        if folder:
+            raise ArtifactError(folder)
         if path.is_dir() and any(path.iterdir()):
             raise ArtifactError(f"{path} has no {MANIFEST}: it is incomplete (an interrupted run?); remake it: "
                                 f"{producer} --overwrite")
         raise ArtifactError(f"no {what} in {path}; run: {producer}")
     manifest = read_manifest(path)
     if manifest.kind != kind:
-        raise ArtifactError(f"{path} holds a '{manifest.kind}' artifact, not '{kind}'; run: {producer}")
+        raise ArtifactError(wrong_kind(path, manifest, kind, name))
     if verify:
         spec = KINDS.get(kind)
         missing = [f for f in (spec.files if spec else ()) if not (path / f).exists()]
@@ -301,7 +375,7 @@ def locked(target: Path) -> Iterator[None]:
     if key in _HELD:
         yield
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parents(target.parent)
     path = _lock_file(target)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
@@ -379,12 +453,53 @@ def remove_leftovers(target: Path) -> list[Path]:
     return removed
 
 
+# Folders this process created to write an output into (the workspace itself, graph/, gcn/, an -o DIR): a
+# failure removes those it left empty (:func:`remove_empty_created`), so a failed first command leaves no empty
+# ``musictl-work/`` behind.
+_CREATED: list[Path] = []
+
+
+def make_parents(folder: Path) -> None:
+    """``mkdir -p folder``, remembering each folder it created (outermost first)."""
+    folder = Path(folder)
+    missing, here = [], folder
+    while not os.path.lexists(here) and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    _CREATED.extend(reversed(missing))
+
+
+def created_mark() -> int:
+    """Where the list of created folders stands now (pass it to :func:`remove_empty_created` or :func:`forget_created`)."""
+    return len(_CREATED)
+
+
+def remove_empty_created(mark: int = 0) -> list[Path]:
+    """Remove the folders created since ``mark`` that are still empty (innermost first): what a failure left behind.
+    A folder that holds anything (an artifact, a kept checkpoint, another process's output) stays."""
+    removed = []
+    for folder in reversed(_CREATED[mark:]):
+        try:
+            folder.rmdir()
+        except OSError:
+            continue
+        removed.append(folder)
+    del _CREATED[mark:]
+    return removed
+
+
+def forget_created(mark: int = 0) -> None:
+    """The folders created since ``mark`` now hold what was written: they are the user's, never removed."""
+    del _CREATED[mark:]
+
+
 def check_writable(target: Path) -> None:
     """Fail now, before any work, when ``target``'s folder cannot be created or written."""
     target = Path(target)
     parent = target.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        make_parents(parent)
     except OSError as exc:
         raise ArtifactError(f"cannot create {parent} ({exc.strerror}); choose another --workdir or --out") from None
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -413,22 +528,29 @@ def staging(target: Path, overwrite: bool = False) -> Iterator[Path]:
     """A locked temporary directory that becomes ``target`` when the block ends without error.
 
     An existing complete ``target`` is kept unless ``overwrite``; on any error (or Ctrl-C, SIGTERM)
-    the temporary directory is removed and ``target`` is untouched. Enter it before the work starts,
+    the temporary directory is removed, ``target`` is untouched and the folders created for it that are left
+    empty (a fresh workspace) are removed again. Enter it before the work starts,
     so a second writer and an unwritable target are refused at once. Leftovers of killed runs beside
     ``target`` are removed.
     """
     target = Path(target)
-    check_target(target, overwrite)
-    with locked(target):
-        remove_leftovers(target)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        os.chmod(tmp, 0o777 & ~_UMASK)
-        try:
-            yield tmp
-            replace_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+    mark = created_mark()
+    try:
+        check_target(target, overwrite)
+        with locked(target):
+            remove_leftovers(target)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+            os.chmod(tmp, 0o777 & ~_UMASK)
+            try:
+                yield tmp
+                replace_dir(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    except BaseException:
+        remove_empty_created(mark)  # after the lock file is gone: a failed first write leaves no empty workspace
+        raise
+    forget_created(mark)
 
 
 def replace_dir(source: Path, target: Path) -> None:
@@ -480,6 +602,10 @@ class Resumable:
         """The step of the interrupted run's checkpoint, or None when there is no whole one."""
         return checkpoint_step(self.checkpoint)
 
+    def damage(self) -> str | None:
+        """What is wrong with the interrupted run's checkpoint (None: whole, or none was written)."""
+        return checkpoint_damage(self.checkpoint) if self.checkpoint.is_dir() else None
+
     def resume_command(self) -> str:
         return f"{self.command or 'the same command'} --resume"
 
@@ -488,7 +614,10 @@ class Resumable:
         if not resume:
             return None
         for checkpoint in (self.checkpoint, self.target / "checkpoints" / "last"):
-            if (checkpoint / STATE_FILE).is_file():
+            if checkpoint.is_dir():
+                problem = checkpoint_damage(checkpoint)
+                if problem:
+                    raise damaged_checkpoint(checkpoint, problem)
                 return checkpoint
         raise ArtifactError(f"--resume: nothing to resume in {self.target} (no checkpoints/last); start without --resume")
 
@@ -511,7 +640,9 @@ class Resumable:
                 shutil.rmtree(self.staging, ignore_errors=True)
                 shutil.copytree(self.target, self.staging, ignore=shutil.ignore_patterns(MANIFEST))
             return self.checkpoint
-        step = self.step()
+        step, problem = self.step(), self.damage()
+        if problem and not overwrite:  # what is left of it may still be restored: never discarded unasked
+            raise damaged_checkpoint(self.checkpoint, problem)
         if step is not None and not overwrite:  # it may hold hours of training: never discarded unasked
             raise ArtifactError(f"{self.staging} holds an interrupted {self.what} at step {step}; continue it with "
                                 f"{self.resume_command()}, or pass --overwrite to start again")
@@ -528,6 +659,8 @@ class Resumable:
         step = self.step()
         if step is not None:
             return f"checkpoint at step {step} kept in {self.staging}; resume with {self.resume_command()}{previous}"
+        if self.damage():  # a damaged checkpoint is the user's to restore or discard (--overwrite), not ours
+            return f"the damaged checkpoint in {self.checkpoint} was left as it was{previous}"
         shutil.rmtree(self.staging, ignore_errors=True)
         return f"no checkpoint had been written yet, so nothing was kept{previous}"
 
@@ -540,6 +673,54 @@ def resumable(target: Path, kind: str | None = None, name: str | None = None, wh
     """The :class:`Resumable` layout of ``target`` (an artifact of ``kind`` made by its registered command)."""
     command = KINDS[kind].command(name) if kind in KINDS else ""
     return Resumable(Path(target), what, command)
+
+
+def checkpoint_damage(checkpoint: Path) -> str | None:
+    """What is wrong with a checkpoint folder, in words (None: it is whole).
+
+    A checkpoint is written aside and swapped in whole (:meth:`musictl.training.Run.save_checkpoint`), so a
+    ``checkpoints/last`` whose state file is missing, empty or unreadable, whose weights are missing or whose
+    safetensors or torch files are truncated was damaged afterwards (a disk fault, a copy cut short, an edit).
+    Only headers and zip directories are read: cheap even for large models.
+    """
+    import zipfile
+
+    checkpoint = Path(checkpoint)
+    state = checkpoint / STATE_FILE
+    if not state.is_file():
+        return f"{STATE_FILE} is missing"
+    try:
+        int(json.loads(state.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{STATE_FILE} is {'empty' if state.stat().st_size == 0 else 'unreadable'}"
+    if not (checkpoint / "model.safetensors").is_file():
+        return "model.safetensors (the weights) is missing"
+    for path in sorted(checkpoint.rglob("*.safetensors")):
+        problem = _safetensors_problem(path)
+        if problem:
+            return f"{path.relative_to(checkpoint)} {problem}"
+    for path in sorted([*checkpoint.glob("*.bin"), *checkpoint.glob("*.pkl")]):  # torch.save files (zip archives)
+        if path.stat().st_size == 0 or not zipfile.is_zipfile(path):
+            return f"{path.name} is {'empty' if path.stat().st_size == 0 else 'truncated or unreadable'}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    from safetensors import safe_open
+
+    if path.stat().st_size == 0:
+        return "is empty"
+    try:
+        with safe_open(str(path), "np"):
+            return None
+    except Exception as exc:  # SafetensorError: a bad header, or a file shorter than its header says
+        return f"is truncated or unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+
+
+def damaged_checkpoint(checkpoint: Path, problem: str) -> ArtifactError:
+    """The one-line error of a damaged checkpoint, with the two ways on."""
+    return ArtifactError(f"damaged checkpoint in {checkpoint}: {problem}; start afresh with --overwrite, or restore its "
+                         "files and run the command again")
 
 
 def checkpoint_step(checkpoint: Path) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -23,7 +24,10 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {message}")
+    """``warning: ...`` on stderr as one line, however narrow the terminal (the message is plain text)."""
+    from rich.markup import escape
+
+    err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -64,23 +68,76 @@ def progress(*extra_columns) -> Progress:
     )
 
 
+PLAIN_EVERY_S = 15.0  # seconds between plain progress lines on a stream that is not a terminal
+
+
+def duration(seconds: float) -> str:
+    """``42s``, ``3m 05s``, ``1h 02m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+class PlainProgress:
+    """Progress as plain lines (what is done, the rate, the time left) for a log file, CI or nohup, where a
+    bar would print nothing until the end: the first update, then one line every ``every`` seconds, and
+    the last. pip and the Hugging Face Trainer do the same."""
+
+    def __init__(self, description: str, every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        self.description, self.every, self.clock = description, every, clock
+        self.started: tuple[float, int] | None = None
+        self.last_line = -float("inf")
+
+    def line(self, done: int, total: int | None, text: str = "") -> str | None:
+        """The line to print for this update, or None (too soon after the last)."""
+        now = self.clock()
+        if self.started is None:
+            self.started = (now, done)
+        finished = total is not None and done >= total
+        if now - self.last_line < self.every and not finished:
+            return None
+        self.last_line = now
+        t0, done0 = self.started
+        rate = (done - done0) / (now - t0) if now > t0 and done > done0 else None
+        parts = [f"{done}/{total} ({100 * done / total:.0f}%)" if total else str(done)]
+        if rate:
+            parts.append(f"{rate:.2f}/s" if rate >= 1 else f"{1 / rate:.1f}s each")
+            if total and not finished:
+                parts.append(f"ETA {duration((total - done) / rate)}")
+        parts.append(f"elapsed {duration(now - t0)}")
+        return f"{self.description}: {', '.join(parts)}" + (f" | {text}" if text else "")
+
+    def __call__(self, done: int, total: int | None, text: str = "") -> None:
+        line = self.line(done, total, text)
+        if line:
+            err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @contextlib.contextmanager
 def track(description: str, total: int | None = None,
           describe: Callable[[Mapping[str, Any]], str] | None = None,
           log_every: Callable[[Mapping[str, Any]], str | None] | None = None) -> Iterator[Callable]:
     """A :class:`musictl.progress.Progress` callback drawing one bar on stderr.
 
-    ``describe(row)`` gives the text beside the bar; ``log_every(row)`` a line to print when stderr is
-    not a terminal (CI logs), or None to print nothing for that row.
+    ``describe(row)`` gives the text beside the bar. When stderr is not a terminal (a log file, CI),
+    :class:`PlainProgress` prints periodic lines instead, and ``log_every(row)`` a line of its own for the
+    rows it chooses (e.g. each evaluation), or None to print nothing for that row.
     """
+    plain = None if err.is_terminal else PlainProgress(description)
     with progress(TextColumn("{task.fields[info]}")) as bar:
         task = bar.add_task(description, total=total, info="")
 
         def on_progress(done: int, total: int | None, row: Mapping[str, Any] | None = None) -> None:
-            bar.update(task, completed=done, total=total, info=describe(row) if (describe and row) else "")
-            if log_every and row and not err.is_terminal:
-                line = log_every(row)
-                if line:
-                    err.print(line)
+            text = describe(row) if (describe and row) else ""
+            bar.update(task, completed=done, total=total, info=text)
+            if plain is None:
+                return
+            line = log_every(row) if (log_every and row) else None
+            if line:
+                err.print(line)
+            plain(done, total, "" if line else text)
 
         yield on_progress

@@ -18,9 +18,13 @@ from musictl.errors import UsageError
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None, max: float | None = None,
-            flag: str | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A settings field: its default, its help text and its allowed range (inclusive)."""
-    metadata = {"help": help, "min": min, "max": max, "flag": flag}
+            flag: str | None = None, default_factory: Any = dataclasses.MISSING, fixed: bool = False) -> Any:
+    """A settings field: its default, its help text and its allowed range (inclusive).
+
+    ``fixed``: the value shapes what a training run builds (the model, the data, the objective), so a
+    ``--resume`` must use the value the checkpoint was made with (:meth:`Settings.fixed_on_resume`).
+    """
+    metadata = {"help": help, "min": min, "max": max, "flag": flag, "fixed": fixed}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -74,6 +78,11 @@ class Settings:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
+    def fixed_on_resume(cls) -> tuple[str, ...]:
+        """The fields declared ``fixed``: a checkpoint continues only with the values it was made with."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("fixed"))
+
+    @classmethod
     def default_of(cls, name: str) -> Any:
         field = cls.__dataclass_fields__[name]
         return field.default_factory() if field.default is dataclasses.MISSING else field.default
@@ -110,5 +119,5 @@ class RunSettings(Settings):
     report_to: ReportTo = setting(
         "none", "Also send the metrics.jsonl rows to trackers: tensorboard (event files in the artifact's logs/), wandb "
                 "(offline unless WANDB_MODE says otherwise), all, or none.")
-    seed: int = setting(0, "Random seed: the same seed gives the same result.")
+    seed: int = setting(0, "Random seed: the same seed gives the same result.", fixed=True)
     device: DeviceName = setting("auto", "Where to compute: auto picks cuda when available.")

@@ -221,6 +221,65 @@ def micro_batch_of(samples: Sequence[Sample], batch_size: int) -> int:
     return samples[0].position // batch_size
 
 
+# ----- when a run stops early -------------------------------------------------------------------------------
+PERFECT_ACCURACY = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+    """When a run stops before its last step: the rule every trainer's ``--patience`` uses.
+
+    As in Keras' ``EarlyStopping`` and the HF Trainer's callback, a monitored validation metric must
+    improve by more than ``min_delta`` within ``patience`` epochs. ``monitor``:
+
+    - ``accuracy`` or ``loss``: that metric alone (the best model is chosen by it too);
+    - ``both``: Adversarial-MidiBERT's rule (its reference code): stop once accuracy *and* loss have
+      each gone ``patience`` epochs without improving, each counted from its own best; an accuracy tie
+      counts as an improvement; the best model is chosen by accuracy.
+
+    Whatever the monitor, a run whose best model is chosen by accuracy stops at a perfect validation
+    accuracy: no later evaluation could be chosen over it. ``patience=None`` never stops on patience.
+    """
+
+    patience: int | None = None
+    monitor: str = "both"
+    min_delta: float = 0.0
+
+    @classmethod
+    def of(cls, settings: Any) -> EarlyStopping:
+        """The rule of a trainer's settings (``patience``, ``monitor``, ``min_delta``)."""
+        return cls(settings.patience, getattr(settings, "monitor", "both"), getattr(settings, "min_delta", 0.0))
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return ("accuracy", "loss") if self.monitor == "both" else (self.monitor,)
+
+    @property
+    def selects_by(self) -> str:
+        """The metric the best model is chosen by."""
+        return "loss" if self.monitor == "loss" else "accuracy"
+
+    def better(self, metric: str, value: float, best: float, strict: bool = False) -> bool:
+        """Whether ``value`` improves on ``best`` (by more than ``min_delta``; an accuracy tie counts under
+        ``both`` unless ``strict``, which choosing the best model is)."""
+        if metric == "loss":
+            return value < best - self.min_delta
+        if self.monitor == "both" and not strict:
+            return value >= best + self.min_delta
+        return value > best + self.min_delta
+
+    def reason_to_stop(self, valid: dict, epochs_without: dict[str, float], step: int) -> str | None:
+        """Why to stop after the evaluation ``valid`` (None: go on); ``epochs_without`` per monitored metric."""
+        if self.selects_by == "accuracy" and valid.get("accuracy", 0.0) >= PERFECT_ACCURACY:
+            return f"validation accuracy is perfect (1.0) at step {step}: no later evaluation can be chosen over it"
+        if self.patience is None or min(epochs_without.values()) < self.patience:
+            return None
+        delta = f", --min-delta {self.min_delta:g}" if self.min_delta else ""
+        what = "accuracy and loss have" if self.monitor == "both" else f"{self.monitor} has"
+        return (f"validation {what} not improved for {min(epochs_without.values()):.1f} epochs "
+                f"(--patience {self.patience}, --monitor {self.monitor}{delta}) at step {step}")
+
+
 # ----- where a run stands --------------------------------------------------------------------------------
 @dataclasses.dataclass
 class TrainerState:
@@ -254,38 +313,40 @@ class TrainerState:
             data.setdefault("inputs", {"tokens": data["tokens"]} if "tokens" in data else {})
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
-    def improved(self, row: dict, metric: str = "accuracy") -> bool:
-        """Record ``row`` as the last evaluation; whether it beats the best ``metric`` so far (and becomes it)."""
+    def improved(self, row: dict, rule: EarlyStopping | None = None) -> bool:
+        """Record ``row`` as the last evaluation; whether it beats the best so far on the metric ``rule``
+        selects by (validation accuracy unless it monitors the loss alone), and becomes it."""
+        rule = rule or EarlyStopping()
         self.last_eval = row
-        if self.best is None or row[metric] > self.best[metric]:
+        if self.best is None or rule.better(rule.selects_by, row[rule.selects_by], self.best[rule.selects_by], strict=True):
             self.best = {"step": self.step, "epoch": self.epoch, **row}
             return True
         return False
 
-    def out_of_patience(self, patience: int | None, items_per_epoch: int) -> bool:
-        """Record the last evaluation against the best accuracy and loss so far; whether both have gone
-        ``patience`` epochs without improving (Adversarial-MidiBERT's rule: accuracy ties count as better)."""
-        valid, seen = self.last_eval, self.position
-        marks = self.patience
-        if "accuracy" not in marks or valid["accuracy"] >= marks["accuracy"][0]:
-            marks["accuracy"] = [valid["accuracy"], seen]
-        if "loss" not in marks or valid["loss"] < marks["loss"][0]:
-            marks["loss"] = [valid["loss"], seen]
-        epochs = {name: (seen - at) / items_per_epoch for name, (_, at) in marks.items()}
-        if patience is None or min(epochs.values()) < patience:
-            return False
-        self.stopped_early = (f"validation accuracy and loss have not improved for {min(epochs.values()):.1f} epochs "
-                              f"(--patience {patience}) at step {self.step}")
-        return True
+    def out_of_patience(self, rule: EarlyStopping, items_per_epoch: int) -> bool:
+        """Record the last evaluation against the best of each monitored metric so far; whether the run
+        should stop now (:class:`EarlyStopping` says when). Sets :attr:`stopped_early` to the reason."""
+        valid, seen, marks = self.last_eval, self.position, self.patience
+        for metric in rule.metrics:
+            if metric not in marks or rule.better(metric, valid[metric], marks[metric][0]):
+                marks[metric] = [valid[metric], seen]
+        self.stopped_early = rule.reason_to_stop(valid, {m: (seen - marks[m][1]) / items_per_epoch for m in rule.metrics},
+                                                 self.step)
+        return self.stopped_early is not None
 
-    def check_resume(self, settings: Settings, keys: Sequence[str], checkpoint: Path) -> None:
-        """Refuse to continue a checkpoint made with other values of ``keys`` (they shape what it holds)."""
+    def check_resume(self, settings: Settings, checkpoint: Path) -> None:
+        """Refuse to continue a checkpoint made with other values of the settings declared ``fixed`` (they shape
+        the model, the data or the objective it holds; :meth:`musictl.settings.Settings.fixed_on_resume`)."""
         now = settings.to_dict()
-        changed = [k for k in keys if k in self.settings and self.settings[k] != now.get(k)]
+        changed = [k for k in settings.fixed_on_resume() if k in self.settings and self.settings[k] != now.get(k)]
         if changed:
-            was = ", ".join(f"--{k.replace('_', '-')} {self.settings[k]}" for k in changed)
-            raise UsageError(f"the checkpoint in {checkpoint} was made with {was}; resume with the same settings, or "
-                             "start again with --overwrite")
+            def flag(key: str, value: Any) -> str:
+                return f"--{key.replace('_', '-')} {value}"
+
+            was = ", ".join(flag(k, self.settings[k]) for k in changed)
+            asked = ", ".join(flag(k, now.get(k)) for k in changed)
+            raise UsageError(f"the checkpoint in {checkpoint} was made with {was}, not {asked}: these shape what it holds; "
+                             "resume with the values it was made with, or start again with --overwrite")
 
 
 # ----- the run -----------------------------------------------------------------------------------------
@@ -348,15 +409,15 @@ class Run:
     # --- the lifecycle: checks, lock, staging, resume, interrupts
     @contextlib.contextmanager
     def staged(self, out: artifacts.Resumable, resume: bool = False, overwrite: bool = False,
-               inputs: dict[str, Any] | None = None, resume_keys: Sequence[str] = ()) -> Iterator[TrainerState]:
+               inputs: dict[str, Any] | None = None) -> Iterator[TrainerState]:
         """The run's whole stay on disk: yields its :class:`TrainerState` (fresh, or the checkpoint's).
 
         Before any work: the target, ``--overwrite`` / ``--resume`` and the folder's permissions are
         checked and the artifact's lock is taken (a second writer is refused). The run writes into
         ``out.staging`` (checkpoints, metrics.jsonl, tracker logs); :meth:`finish` swaps it in. Ctrl-C
         and SIGTERM become :class:`musictl.errors.Interrupted`, which says what was kept; a full disk
-        is an ``OSError`` whatever library hit it. A checkpoint made with other values of ``resume_keys``
-        (the settings that shape what it holds) is refused.
+        is an ``OSError`` whatever library hit it. A checkpoint made with other values of the settings
+        declared ``fixed`` (they shape what it holds) is refused.
         """
         self.on_main(lambda: out.check(resume, overwrite))
         with self.main_context(lambda: artifacts.locked(out.target)):
@@ -369,7 +430,7 @@ class Run:
             self.on_main(lambda: self._truncate_log(state.step))
             try:
                 if source:
-                    state.check_resume(self.settings, resume_keys, source)
+                    state.check_resume(self.settings, source)
                 with artifacts.disk_errors(out.staging):
                     self._start_trackers(out)
                     yield state
@@ -386,12 +447,19 @@ class Run:
     def restore(self, *objects_with_state: Any) -> None:
         """Load the checkpoint the run continues (model, optimizer, scheduler, RNG states; then each
         extra object's ``load_state_dict`` from its ``<name>.json/.safetensors``). Call after :meth:`prepare`."""
+        import pickle
+
         if self.resumed_from is None:
             return
-        self.accelerator.load_state(str(self.resumed_from))
-        self.accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
-        for name, obj in objects_with_state:
-            obj.load_state_dict(read_state(self.resumed_from, name))
+        try:
+            self.accelerator.load_state(str(self.resumed_from))
+            self.accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
+            for name, obj in objects_with_state:
+                obj.load_state_dict(read_state(self.resumed_from, name))
+        except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:  # not OSError: a full disk stays one
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise artifacts.damaged_checkpoint(
+                self.resumed_from, f"its state does not fit the model and optimizer these settings build ({first})") from None
 
     def log(self, row: dict[str, Any]) -> None:
         """One metrics.jsonl row (main process) and the same values to the trackers (``--report-to``)."""
@@ -460,8 +528,13 @@ class Run:
             os.environ.setdefault("WANDB_DIR", str(out.staging / "logs"))
         self.accelerator.project_configuration.project_dir = str(out.staging)
         self.accelerator.project_configuration.logging_dir = str(out.staging)  # trackers write into staging/logs
-        self.accelerator.init_trackers("logs", config={k: v for k, v in self.settings.to_dict().items()
-                                                       if isinstance(v, (int, float, str, bool))})
+        config = {k: v for k, v in self.settings.to_dict().items() if isinstance(v, (int, float, str, bool))}
+        self.accelerator.init_trackers("logs")
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                _tensorboard_hparams(tracker.writer, config)
+            else:
+                tracker.store_init_configuration(config)
 
     # --- data
     def train_loader(self, items: Sequence[Any], collate: Callable[[list[Sample]], Any], steps: int, start: int = 0,
@@ -628,6 +701,16 @@ def signals_deferred() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _tensorboard_hparams(writer: Any, config: dict[str, Any]) -> None:
+    """The settings as TensorBoard hyper-parameters in the run's own event file: accelerate's tracker (through
+    ``SummaryWriter.add_hparams``) would open a second run named by a timestamp that holds only them."""
+    from torch.utils.tensorboard.summary import hparams
+
+    for summary in hparams(config, {}):
+        writer.file_writer.add_summary(summary)
+    writer.flush()
+
+
 def trackers_of(report_to: str) -> list[str]:
     """The accelerate trackers of ``--report-to`` (their packages checked now, not after an hour of training)."""
     names = {"none": [], "all": ["tensorboard", "wandb"]}.get(report_to, [report_to])
@@ -653,36 +736,128 @@ def scalars(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
+# ----- curves.png: one panel per unit --------------------------------------------------------------------
+Points = list[tuple[float, float]]
+CURVE_LEFT_OUT = ("lr", "notes_per_s", "masked_notes", "diagnostic_notes")  # a setting, a speed, counts: no curve
+PRETRAIN_OBJECTIVE = ("loss", "recover_loss", "masker_loss")  # pre-training's logged training loss and its terms
+UNIT_WORDS = (("correlation", ("spearman",)), ("ratio", ("ratio",)), ("loss", ("loss",)), ("share", ("accuracy", "f1", "share")))
+UNITS = {  # unit: title, y-axis label, y range (panels in this order; any other number gets a panel of its own)
+    "loss": ("loss", "cross-entropy (nats)", None),
+    "objective": ("training objective: not on the validation loss's scale", "objective (weighted per field)", None),
+    "share": ("accuracies and shares", "share (0 to 1)", (0.0, 1.0)),
+    "correlation": ("correlations", "Spearman rho (-1 to 1)", (-1.0, 1.0)),
+    "ratio": ("ratios", "ratio (1: no difference)", None),
+}
+OBJECTIVE_NOTES = {  # what pre-training's logged training loss is, by objective
+    "adversarial": "\u03a3 over fields of weight \u00d7 (masked-note CE + all-notes CE) + masker MSE;\n"
+                   "weights \u221d 1 / training accuracy, renewed each epoch (dotted): it jumps there",
+    "loop": "masked-note CE, fields weighted by the last validation's errors (+ masker loss);\n"
+            "weights renewed at each evaluation (dotted): it can jump there",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CurvePanel:
+    """One panel of ``curves.png``: the series of one unit, ``{metrics name: [(x, y), ...]}``."""
+
+    title: str
+    unit: str  # the y-axis label
+    series: dict[str, Points]
+    x: str = "step"
+    limits: tuple[float, float] | None = None  # the unit's range, where it has one
+    marks: tuple[float, ...] = ()  # x of dotted lines (the title says what they are)
+
+
+def curve_unit(name: str, pretraining: bool) -> str | None:
+    """The panel of a flattened metrics name, or None for a number not drawn: per-field numbers (they
+    are in metrics.json and the trackers), the learning rate, the speed and counts."""
+    last = name.rsplit("/", 1)[-1]
+    if name.startswith("valid/fields/") or last in CURVE_LEFT_OUT:
+        return None
+    if pretraining and name in PRETRAIN_OBJECTIVE:
+        return "objective"
+    return next((unit for unit, words in UNIT_WORDS if any(word in last for word in words)), f"other: {name}")
+
+
+def curve_panels(rows: list[dict[str, Any]]) -> list[CurvePanel]:
+    """The panels of ``curves.png`` from metrics.jsonl rows: one per unit, so a count never shares an axis
+    with an accuracy. Fine-tuning's and LoRA's training and validation losses are both the mean
+    cross-entropy of what is predicted and share a panel; pre-training's training loss is its objective
+    (fields weighted, weights renewed during the run) and gets a panel of its own that says so."""
+    if not rows:
+        return []
+    x = "step" if "step" in rows[0] else "epoch"
+    pretraining = any("recover_loss" in row for row in rows)
+    by_unit: dict[str, dict[str, Points]] = {}
+    for row in rows:
+        for name, value in scalars(row).items():
+            unit = curve_unit(name, pretraining)
+            if unit is not None:
+                by_unit.setdefault(unit, {}).setdefault(name, []).append((float(row.get(x, 0)), value))
+    order = [*UNITS, *sorted(u for u in by_unit if u not in UNITS)]
+    panels = []
+    for unit in (u for u in order if u in by_unit):
+        title, label, limits = UNITS.get(unit, (unit.removeprefix("other: "), "value", None))
+        if unit == "loss" and pretraining:
+            title = "validation loss: masked-note cross-entropy, mean over fields"
+        marks: tuple[float, ...] = ()
+        if unit == "objective":
+            adversarial = any("frozen_share" in row.get("valid", {}) for row in rows)
+            title = f"{title}\nloss = {OBJECTIVE_NOTES['adversarial' if adversarial else 'loop']}"
+            marks = weight_renewals(rows, x, adversarial)
+        panels.append(CurvePanel(title, label, by_unit[unit], x, limits, marks))
+    return panels
+
+
+def weight_renewals(rows: list[dict[str, Any]], x: str, adversarial: bool) -> tuple[float, ...]:
+    """Where pre-training's field weights were renewed: at each epoch end (the adversarial objective's
+    1 / accuracy weights; the first logged row of each new epoch), else at each evaluation."""
+    from itertools import pairwise
+
+    if adversarial:
+        return tuple(float(b.get(x, 0)) for a, b in pairwise(rows) if b.get("epoch", 0) > a.get("epoch", 0))
+    return tuple(float(row.get(x, 0)) for row in rows if "valid" in row)
+
+
 def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """``curves.png``: the training loss and every validation metric over steps (or epochs)."""
+    """``curves.png``: the panels of :func:`curve_panels` (two columns when there are more than two)."""
+    panels = curve_panels(rows)
+    if not panels:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not rows:
-        return
-    x_name = "step" if "step" in rows[0] else "epoch"
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        for name, value in scalars(row).items():
-            if name.startswith("valid/fields/") or name in ("lr", "notes_per_s") or name.endswith("per_codebook"):
-                continue
-            series.setdefault(name, []).append((row.get(x_name, 0), value))
-    losses = {k: v for k, v in series.items() if "loss" in k}
-    others = {k: v for k, v in series.items() if k not in losses}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    for ax, group, title in ((axes[0], losses, "losses"), (axes[1], others, "metrics")):
-        for name, points in sorted(group.items()):
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="." if len(points) < 30 else None, label=name)
-        ax.set_xlabel(x_name)
-        ax.set_title(title)
-        if group:
-            ax.legend(fontsize=7)
+    columns = 1 if len(panels) <= 2 else 2
+    n_rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(6.5 * columns, 3.3 * n_rows), dpi=100, squeeze=False)
+    xs = [x for panel in panels for points in panel.series.values() for x, _ in points]
+    pad = 0.02 * ((max(xs) - min(xs)) or 1)
+    for ax, panel in zip(axes.ravel(), panels):
+        _draw_panel(ax, panel)
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)  # one x range for every panel
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _draw_panel(ax: Any, panel: CurvePanel) -> None:
+    for name, points in sorted(panel.series.items()):
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, marker="." if len(points) < 30 else None, label=name)
+    for x in panel.marks:
+        ax.axvline(x, color="grey", linestyle=":", linewidth=0.9)
+    if panel.limits:
+        low, high = panel.limits
+        ax.set_ylim(low - 0.02 * (high - low), high + 0.02 * (high - low))
+    ax.set_title(panel.title, fontsize=9)
+    ax.set_xlabel(panel.x)
+    ax.set_ylabel(panel.unit)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def _link_tree(source: Path, target: Path) -> None:

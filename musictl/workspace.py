@@ -5,18 +5,26 @@ leftovers of killed runs.
 the artifact-kind registry (:data:`musictl.artifacts.KINDS`), so a kind registered there appears
 here by itself (``PIPELINE`` only orders the next-step hint). A resumable run is the staging
 directory of a training run (:func:`musictl.artifacts.resumable`) that holds a whole checkpoint.
+
+The commands ask this module what is missing before they start (:func:`require_inputs`: every missing
+input and the inputs those need, in the order they are made, named in one error) and which styles a
+workspace knows (:func:`check_style` with suggestions, :func:`generate_style`, :func:`known_styles` for
+shell completion).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
+import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from musictl import artifacts
-from musictl.errors import ArtifactError
+from musictl.bert.verdict import encoder_verdict
+from musictl.errors import ArtifactError, UsageError
 
 # The order a workspace is built in, and so the order of the next-step hint.
 PIPELINE = (artifacts.TOKENS, artifacts.BERT, artifacts.EMBEDDINGS, artifacts.GRAPH, artifacts.GCN, artifacts.FINETUNE,
@@ -34,6 +42,8 @@ class ArtifactStatus:
     inputs: dict[str, str] = field(default_factory=dict)  # role -> "fresh" | "stale" | "missing"
     state: str = "fresh"  # fresh | stale | incomplete | corrupt | in use
     detail: str = ""
+    verdict: str = ""  # bert: what the encoder learned beyond its baselines
+    warning: str = ""  # bert: set when it learned nothing, with the command that helps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,8 +56,9 @@ class ResumableRun:
     kind: str
     name: str | None
     path: str  # its staging directory
-    step: int
-    command: str  # the command that resumes it
+    step: int | None  # None when the checkpoint is too damaged to say
+    command: str  # the command that resumes it (that starts afresh, when damaged)
+    damaged: str | None = None  # what is wrong with its checkpoint (artifacts.checkpoint_damage)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +129,12 @@ def inspect(kind: str, name: str | None, path: Path) -> ArtifactStatus:
         if changed:
             status.state, status.detail = "stale", f"{changed}; refresh: musictl tokenize --overwrite"
             return status
+    if kind == artifacts.BERT:
+        verdict = encoder_verdict(path)
+        if verdict is not None:
+            status.verdict = verdict.summary()
+            if verdict.learned_nothing:
+                status.warning = verdict.warning(artifacts.artifact_dir(path.parent, artifacts.BERT))
     stale = [r for r, s in status.inputs.items() if s == "stale"]
     if stale:
         status.state = "stale"
@@ -126,7 +143,7 @@ def inspect(kind: str, name: str | None, path: Path) -> ArtifactStatus:
 
 
 def resumable_runs(root: Path) -> list[ResumableRun]:
-    """Every staging directory of a registered kind that holds a whole checkpoint (``.NAME.staging/``)."""
+    """Every staging directory of a registered kind that holds a whole checkpoint (``.NAME.staging/``), or a damaged one."""
     found = []
     for kind, spec in artifacts.KINDS.items():
         parent = root / (spec.directory.split("/{name}")[0] if spec.named else str(Path(spec.directory).parent))
@@ -136,8 +153,10 @@ def resumable_runs(root: Path) -> list[ResumableRun]:
         for staging in sorted(parent.glob(pattern)):
             name = staging.name[1 : -len(artifacts.STAGING_SUFFIX)] if spec.named else None
             run = artifacts.resumable(staging.with_name(name or Path(spec.directory).name), kind, name)
-            step = run.step()
-            if step is not None:
+            step, problem = run.step(), run.damage()
+            if problem:
+                found.append(ResumableRun(kind, name, str(staging), step, f"{spec.command(name)} --overwrite", problem))
+            elif step is not None:
                 found.append(ResumableRun(kind, name, str(staging), step, run.resume_command()))
     return found
 
@@ -222,3 +241,159 @@ def age(created: str) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit} ago"
     return "just now"
+
+
+# ----- what a command still needs ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Needed:
+    """An input artifact a command reads: its kind, its name (a style, a task) and where it is read from."""
+
+    kind: str
+    name: str | None
+    path: Path
+
+
+def _exists(path: Path) -> bool:
+    """Whether an artifact is there: a manifest, or anything at all (an incomplete one, which
+    :func:`musictl.artifacts.require` names as such, with the command that remakes it)."""
+    path = Path(path)
+    return (path / artifacts.MANIFEST).is_file() or (path.is_dir() and any(path.iterdir()))
+
+
+def _default(workdir, kind: str, name: str | None) -> Path:
+    return artifacts.artifact_dir(workdir, kind, name)
+
+
+def _label(root: Path, path: Path) -> str:
+    """``graph/folk`` for an artifact of the workspace, the path as given for any other."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def missing_chain(workdir, needs: list[Needed]) -> list[Needed]:
+    """Every artifact still missing before ``needs`` can be read, in the order they are made: each missing need
+    and, for each, the missing inputs of the command that makes it (at their places in the workspace).
+    Present artifacts are not checked further here (:func:`musictl.artifacts.require` does that)."""
+    found: dict[tuple[str, str | None, str], Needed] = {}
+    given = {(n.kind, n.name): n.path for n in needs}  # an input of the command is read there, also by the makers
+
+    def visit(need: Needed) -> None:
+        key = (need.kind, need.name, str(need.path))
+        if key in found or _exists(need.path):
+            return
+        for kind in artifacts.MADE_FROM.get(need.kind, {}):
+            name = need.name if artifacts.KINDS[kind].named else None
+            visit(Needed(kind, name, given.get((kind, name)) or _default(workdir, kind, name)))
+        found[key] = need
+
+    for need in needs:
+        visit(need)
+    order = {kind: i for i, kind in enumerate(PIPELINE)}
+    return sorted(found.values(), key=lambda n: order.get(n.kind, len(order)))
+
+
+def require_inputs(command: str, workdir, needs: list[Needed], note: str = "") -> None:
+    """Fail with one line naming every missing input of ``command`` and every command that makes them, in order:
+    ``train-gcn --style folk needs graph/folk and embeddings, which are missing; run: musictl pretrain-bert &&
+    musictl embed && musictl adjacency --style folk``. ``note`` is added at the end (e.g. the known styles)."""
+    chain = missing_chain(workdir, needs)
+    if not chain:
+        return
+    root = artifacts.workspace_root(workdir)
+    direct = [n for n in needs if not _exists(n.path)]
+    names = [_label(root, n.path) if n.name or not artifacts.KINDS[n.kind].named else
+             artifacts.KINDS[n.kind].directory.format(name=artifacts.KINDS[n.kind].placeholder) for n in direct]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    given = {(n.kind, n.name): n.path for n in needs}
+    # a workspace other than the one every command finds by itself (./musictl-work or $MUSICTL_WORKDIR) is named
+    elsewhere = f" --workdir {workdir}" if workdir is not None and root.resolve() != \
+        artifacts.workspace_root(None).resolve() else ""
+    steps = []
+    for n in chain:
+        step = artifacts.producer_of(n.kind, n.name)
+        for kind, flag in artifacts.MADE_FROM.get(n.kind, {}).items():  # its inputs, where they are not the defaults
+            name = n.name if artifacts.KINDS[kind].named else None
+            source = given.get((kind, name))
+            if source is not None and Path(source).resolve() != _default(workdir, kind, name).resolve():
+                step += f" {flag} {source}"
+        if n.kind != artifacts.VIOLIN_EVAL and Path(n.path).resolve() != _default(workdir, n.kind, n.name).resolve():
+            step += f" -o {n.path}"  # every maker but the evaluation's writes its artifact where -o says
+        steps.append(step + elsewhere)
+    verb = "is" if len(names) == 1 else "are"
+    raise ArtifactError(f"{command} needs {listed}, which {verb} missing; run: {' && '.join(steps)}{note}")
+
+
+# ----- styles -----------------------------------------------------------------------------------
+def tokens_styles(tokens: Path) -> list[str]:
+    """The styles of a tokens artifact (its index), or [] when there is none (read without opening the tokens)."""
+    index = Path(tokens) / "index.jsonl"
+    styles: set[str] = set()
+    try:
+        with index.open() as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    if isinstance(row, dict) and isinstance(row.get("style"), str):
+                        styles.add(row["style"])
+    except (OSError, ValueError):
+        return []
+    return sorted(styles)
+
+
+def named_artifacts(workdir, kind: str) -> list[str]:
+    """The names under a named kind's folder (``gcn/<style>``) that hold a finished artifact (a manifest)."""
+    parent = _default(workdir, kind, None)
+    if not parent.is_dir():
+        return []
+    return sorted(d.name for d in parent.iterdir() if d.is_dir() and not d.name.startswith(".")
+                  and (d / artifacts.MANIFEST).is_file())
+
+
+def known_styles(workdir=None, tokens: Path | None = None) -> list[str]:
+    """Every style the workspace knows: its tokens' styles, and those with a graph or a GCN (shell completion)."""
+    found = set(tokens_styles(tokens or _default(workdir, artifacts.TOKENS, None)))
+    for kind in (artifacts.GRAPH, artifacts.GCN):
+        found.update(named_artifacts(workdir, kind))
+    return sorted(found)
+
+
+def check_style(style: str, known: list[str], where: Path | str) -> str:
+    """``style`` when it is one of ``known``, else an error that suggests the nearest (case aside, then by
+    spelling) and lists them: ``no style 'Horror' in musictl-work/tokens; did you mean 'horror'? (known styles:
+    folk, horror)``."""
+    if style in known:
+        return style
+    same = [k for k in known if k.lower() == style.lower()]
+    near = same or [k for k in known if k.lower() in difflib.get_close_matches(style.lower(), [x.lower() for x in known],
+                                                                                  n=1, cutoff=0.6)]
+    listed = f"known styles: {', '.join(known)}" if known else "it has no styles"
+    if near:
+        raise ArtifactError(f"no style '{style}' in {where}; did you mean '{near[0]}'? ({listed})")
+    raise ArtifactError(f"no style '{style}' in {where} ({listed}); pass one of them to --style")
+
+
+def generate_style(workdir, style: str | None = None, tokens: Path | None = None) -> str:
+    """The style ``generate-rwr`` walks, after checking its inputs exist: ``style`` (a known one, else a
+    suggestion), else the one style with a trained GCN; several trained styles are an error asking for one."""
+    tokens = Path(tokens or _default(workdir, artifacts.TOKENS, None))
+    in_tokens = tokens_styles(tokens) if _exists(tokens) else []
+    if style is not None:
+        if in_tokens:
+            style = check_style(style, in_tokens, tokens)
+        name = artifacts.safe_name(style, "style")
+        require_inputs(f"generate-rwr --style {style}", workdir, [Needed(artifacts.TOKENS, None, tokens),
+                                                                  Needed(artifacts.GCN, name, _default(workdir, artifacts.GCN, name))])
+        return style
+    trained = named_artifacts(workdir, artifacts.GCN)
+    if len(trained) == 1:
+        return trained[0]
+    if trained:
+        raise UsageError(f"{len(trained)} styles have a trained GCN in {_default(workdir, artifacts.GCN, None)} "
+                         f"({', '.join(trained)}); choose one: --style {trained[0]}")
+    name = in_tokens[0] if len(in_tokens) == 1 else None
+    note = f" (known styles: {', '.join(in_tokens)})" if len(in_tokens) > 1 else ""
+    require_inputs("generate-rwr", workdir, [Needed(artifacts.TOKENS, None, tokens),
+                                             Needed(artifacts.GCN, name, _default(workdir, artifacts.GCN, name))], note)
+    raise ArtifactError(f"no trained GCN in {_default(workdir, artifacts.GCN, None)}; run: musictl train-gcn --style STYLE")

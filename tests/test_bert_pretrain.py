@@ -160,6 +160,8 @@ def test_cli_writes_a_complete_artifact(tokens_dir, tmp_path):
     assert manifest["kind"] == "bert" and manifest["inputs"]["tokens"]["kind"] == "tokens"
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["final_valid"]["fields"]) == set(C.FIELDS)
+    assert all("neighbours" in row for row in metrics["final_valid"]["fields"].values())  # beside unigram, window, previous
+    assert set(metrics["learned"]) == set(metrics["learned_against"]) == set(C.FIELDS)  # margins over the strongest baseline
     assert load_encoder(out).config.num_hidden_layers == 1
     before = (out / "model.safetensors").read_bytes()
     # errors: too long a window (output untouched), nothing to resume, existing output
@@ -199,20 +201,20 @@ def test_preset_paper_fills_what_was_not_typed(monkeypatch):
 
 
 def test_patience_needs_both_accuracy_and_loss_to_stall():
-    from musictl.training import TrainerState
+    from musictl.training import EarlyStopping, TrainerState
 
-    state, n_train = TrainerState(), 10
+    state, n_train, rule = TrainerState(), 10, EarlyStopping(2)
     history = [(0.30, 2.0), (0.32, 1.9), (0.31, 1.8), (0.31, 1.85), (0.30, 1.9), (0.29, 1.95)]  # one eval per epoch
     stops = []
     for epoch, (accuracy, loss) in enumerate(history):
         state.step, state.position, state.last_eval = epoch, epoch * n_train, {"accuracy": accuracy, "loss": loss}
-        stops.append(state.out_of_patience(2, n_train))
+        stops.append(state.out_of_patience(rule, n_train))
     # accuracy's best is epoch 1, loss's best epoch 2: both are 2 epochs old only at epoch 4
     assert stops == [False, False, False, False, True, True]
     assert "--patience 2" in state.stopped_early
     state.position, state.last_eval = 6 * n_train, {"accuracy": 0.32, "loss": 3.0}  # an accuracy tie counts as better
-    assert not state.out_of_patience(2, n_train)
-    assert not TrainerState(last_eval={"accuracy": 0.1, "loss": 1.0}).out_of_patience(None, n_train)
+    assert not state.out_of_patience(rule, n_train)
+    assert not TrainerState(last_eval={"accuracy": 0.1, "loss": 1.0}).out_of_patience(EarlyStopping(None), n_train)
 
 
 def test_run_ends_at_the_evaluation_that_runs_out_of_patience(tokens_dir, tmp_path, monkeypatch):
@@ -231,7 +233,8 @@ def test_run_ends_at_the_evaluation_that_runs_out_of_patience(tokens_dir, tmp_pa
 
 
 def test_patience_marks_of_the_last_evaluation_are_checkpointed(tokens_dir, tmp_path):
-    result = pretrain(tokens_dir, tmp_path / "b", _settings(max_steps=2, eval_every=2, objective="mlm", patience=50))
+    result = pretrain(tokens_dir, tmp_path / "b", _settings(max_steps=2, eval_every=2, objective="mlm", patience=50,
+                                                                    monitor="both"))
     state = json.loads((tmp_path / "b" / "checkpoints" / "last" / "trainer_state.json").read_text())
     last = result.final_valid
     assert state["patience"] == {"accuracy": [last["accuracy"], state["position"]], "loss": [last["loss"], state["position"]]}

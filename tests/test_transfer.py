@@ -217,7 +217,7 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert runner.invoke(app, ["adjacency", "--style", "jazz", *w]).exit_code == 1  # unknown style ...
     assert "known styles: blues, march, waltz" in runner.invoke(app, ["adjacency", "--style", "jazz", *w]).output
     result = runner.invoke(app, ["train-gcn", "--style", "waltz", *w])
-    assert result.exit_code == 1 and "run: musictl adjacency --style waltz" in result.output
+    assert result.exit_code == 1 and "&& musictl adjacency --style waltz" in result.output  # the whole chain
     ok("pretrain-bert", "--hidden-size", "32", "--layers", "1", "--heads", "2", "--field-embed-dim", "8", "--max-len", "64",
        "--max-steps", "3", "--eval-every", "3", "--device", "cpu")
     ok("embed")
@@ -232,7 +232,7 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert graph_manifest["parameters"]["edges"] == "transition" and graph_manifest["metrics"]["pieces"] == 4  # train split
 
     out = tmp_path / "walk.mid"
-    ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")  # style defaults to the latest GCN's
+    ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")  # style defaults to the one trained GCN's
     first = out.read_bytes()
     ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2", "--overwrite")
     assert out.read_bytes() == first

@@ -122,7 +122,7 @@ def test_resume_with_other_settings_is_refused(workspace, tiny, tmp_path):
     root = copy_workspace(workspace, tmp_path)
     with pytest.raises(Interrupted):
         train(root, tiny, overwrite=True, on_progress=_stop_at(3), max_steps=6)
-    with pytest.raises(UsageError, match=r"was made with --rank 2; resume with the same settings"):
+    with pytest.raises(UsageError, match=r"was made with --rank 2, not --rank 4: these shape what it holds; resume with the values"):
         train(root, tiny, overwrite=True, resume=True, max_steps=6, rank=4)
 
 

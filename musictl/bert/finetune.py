@@ -2,8 +2,9 @@
 
 During training a share of the input notes (``mask_ratio``) is replaced by MASK, re-drawn every
 batch; the loss skips padding and, for token tasks, the masked notes. Each epoch ends with a
-validation (accuracy and loss) and a checkpoint; training stops once validation accuracy and loss have
-both gone ``--patience`` epochs without improving (Adversarial-MidiBERT's rule). The test split is
+validation (accuracy and loss) and a checkpoint; training stops by :class:`musictl.training.EarlyStopping`
+(by default once validation accuracy and loss have both gone ``--patience`` epochs without improving,
+Adversarial-MidiBERT's rule; at once on a perfect validation accuracy). The test split is
 scored once, with the weights of the best validation epoch, on clean input (and masked input if
 asked). The run lifecycle (checks, lock, staging, checkpoints, ``--resume``, trackers, interrupts) is
 :class:`musictl.training.Run`'s, on the layout of :func:`musictl.artifacts.resumable`.
@@ -38,7 +39,6 @@ from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
 
 KIND = artifacts.FINETUNE
-RESUME_KEYS = ("task", "from_scratch", "max_len", "seed")  # a checkpoint continues only with the same values of these
 log = logging.getLogger(__name__)
 
 __all__ = ["FinetuneResult", "FinetuneSettings", "finetune"]
@@ -123,7 +123,31 @@ def labelled_pieces(corpus: TokenCorpus, spec: tasks.TaskSpec, split_file: Path 
         if not by_split[split]:
             raise ArtifactError(f"{tokens_path} has 0 labelled {split} pieces for --task {spec.name}: no {split} split; "
                                 "use --split in musictl tokenize, a --split-file, or add pieces")
-    return by_split, class_names(spec, by_split), missing
+    classes = class_names(spec, by_split)
+    for message in empty_class_warnings(by_split, classes, spec.per_note):
+        log.warning(message)
+    return by_split, classes, missing
+
+
+def empty_class_warnings(by_split: dict[str, list[tasks.LabelledPiece]], classes: list[str], per_note: bool) -> list[str]:
+    """One line per class that a validation or test split lacks, saying which metrics that makes meaningless."""
+    def counts(items: list[tasks.LabelledPiece]) -> dict[str, int]:
+        if per_note:
+            labels = np.concatenate([np.asarray(i.label) for i in items]) if items else np.zeros(0, int)
+            return {c: int((labels == k).sum()) for k, c in enumerate(classes)}
+        return {c: sum(i.label == c for i in items) for c in classes}
+
+    unit = "notes" if per_note else "pieces"
+    train, lines = counts(by_split["train"]), []
+    for split, meaning in (("valid", "early stopping and the best-epoch choice never see it"),
+                           ("test", "its test recall and F1 are undefined and the test macro-F1 averages over the other "
+                                    "classes")):
+        absent = [c for c, n in counts(by_split[split]).items() if n == 0]
+        if absent:
+            names = ", ".join(f"'{c}' ({train[c]} training {unit})" for c in absent)
+            lines.append(f"no {split} {unit} for class {names}: {meaning}; give it {split} {unit} with musictl tokenize "
+                         "--split or a --split-file")
+    return lines
 
 
 def split_windows(by_split: dict[str, list[tasks.LabelledPiece]], classes: list[str], per_note: bool, max_len: int,
@@ -246,7 +270,9 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": round(float((y_true == y_pred).mean()), 5) if len(y_true) else 0.0,
-        "macro_f1": round(float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)), 5),
+        # over the classes the split holds or the model predicts (scikit-learn's default): a class absent from the
+        # split is not scored as an F1 of 0 (empty_class_warnings says so before training)
+        "macro_f1": round(float(f1_score(y_true, y_pred, average="macro", zero_division=0)), 5) if len(y_true) else 0.0,
         "per_class": {c: {"precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
                           "f1": round(float(f1[i]), 4), "support": int(support[i])} for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -348,7 +374,7 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
     corpus = TokenCorpus.open(tokens_path)
     run = training.Run(settings, clip=settings.clip)
     output = artifacts.resumable(out, KIND, settings.task, what=f"{settings.task} fine-tuning run")
-    with run.staged(output, resume, overwrite, resume_keys=RESUME_KEYS) as state:
+    with run.staged(output, resume, overwrite) as state:
         by_split, classes, missing = labelled_pieces(corpus, spec, split_file, tokens_path)
         model, inputs = build_model(model_dir, corpus, tokens_path, classes, spec, settings)
         max_len = min(settings.max_len, model.config.max_position_embeddings)
@@ -365,6 +391,7 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
         def forward(prepared, batch):
             return loss_of(prepared(batch["inputs"], batch["attention_mask"]), batch["target"], n_classes)
 
+        early = training.EarlyStopping.of(settings)
         started = time.perf_counter()
         for epoch in range(state.epoch + 1, settings.epochs + 1):
             loader = run.prepare(run.train_loader(list(range(len(train.windows))), collate, steps_per_epoch, start=state.position))
@@ -375,8 +402,8 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
             valid = evaluate_split(run, unwrapped, data["valid"], classes, settings)
             row = {"epoch": epoch, "step": state.step, "train_loss": round(run.reduce_mean(sum(losses) / len(losses)), 5),
                    "valid_accuracy": valid["accuracy"], "valid_macro_f1": valid["macro_f1"], "valid_loss": valid["loss"]}
-            improved = state.improved({k: v for k, v in valid.items() if k != "pieces"})
-            stop = state.out_of_patience(settings.patience, len(train.windows))
+            improved = state.improved({k: v for k, v in valid.items() if k != "pieces"}, early)
+            stop = state.out_of_patience(early, len(train.windows))
             state.extra["history"] = [*state.extra.get("history", []), row]
             run.log(row)
             run.save_checkpoint(state, unwrapped, improved)

@@ -49,10 +49,18 @@ def corrupt(
     mask_share: float = 0.8, random_share: float = 0.1,
 ) -> torch.Tensor:
     """BERT's 80/10/10: selected notes become MASK, a random note, or stay as they are."""
+    to_mask, to_random = corruption_plan(selected, generator, mask_share, random_share)
+    return apply_corruption(input_ids, to_mask, to_random, vocab_sizes, generator)
+
+
+def corruption_plan(selected: torch.Tensor, generator: torch.Generator, mask_share: float = 0.8,
+                    random_share: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which selected notes :func:`corrupt` makes MASK and which a random note (the rest stay as they are,
+    their answer in the input: evaluation scores only ``to_mask | to_random``). The same draws as ``corrupt``."""
     roll = torch.rand(selected.shape, generator=generator, device="cpu").to(selected.device)
     to_mask = selected & (roll < mask_share)
     to_random = selected & (roll >= mask_share) & (roll < mask_share + random_share)
-    return apply_corruption(input_ids, to_mask, to_random, vocab_sizes, generator)
+    return to_mask, to_random
 
 
 def apply_corruption(input_ids: torch.Tensor, to_mask: torch.Tensor, to_random: torch.Tensor, vocab_sizes: list[int],

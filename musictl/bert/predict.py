@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from musictl import constants as C
 from musictl.bert.data import piece_windows
 from musictl.bert.finetune import predict_windows
 from musictl.bert.model import MidiBertForTokenClassification, load_midibert
-from musictl.bert.settings import PredictSettings
+from musictl.bert.settings import PredictSettings, TaskName
 from musictl.errors import ArtifactError
 from musictl.hf import quiet_transformers
 
@@ -21,7 +22,8 @@ def load_classifier(model_dir: Path, device: str = "auto"):
     from musictl.training import resolve_device
 
     quiet_transformers()
-    artifacts.require(Path(model_dir), artifacts.FINETUNE, Path(model_dir).name)
+    folder = Path(model_dir).name  # names the task in hints only when it is one (not musictl-work/bert, gcn/horror)
+    artifacts.require(Path(model_dir), artifacts.FINETUNE, folder if folder in typing.get_args(TaskName) else None)
     model = load_midibert(model_dir, producer="musictl finetune-mask --task TASK")
     task = getattr(model.config, "finetune_task", None)
     if task is None:

@@ -16,13 +16,19 @@ Objective = Literal["adversarial", "hard-mining", "mlm"]
 Size = Literal["tiny", "small", "base"]
 WeightSource = Literal["train", "valid"]
 Preset = Literal["paper"]
+Monitor = Literal["both", "accuracy", "loss"]
+MONITOR_HELP = ("What --patience watches (musictl.training.EarlyStopping): accuracy or loss (validation; Keras' and the HF "
+                "Trainer's rule: N epochs without improving by more than --min-delta), or both (Adversarial-MidiBERT's rule: "
+                "accuracy and loss each N epochs without improving, accuracy ties counting as improvements). The best model "
+                "is chosen by accuracy unless loss alone is monitored; a perfect validation accuracy stops the run at once.")
+MIN_DELTA_HELP = "Smallest change of a monitored metric that counts as an improvement."
 
 # Adversarial-MidiBERT's pre-training (arXiv 2407.08306 and its reference code): base size (12 layers,
 # 768 hidden, 12 heads), 1024-note windows, batch 8, AdamW lr 1e-4 and weight decay 0.01, clipping 3.0,
-# up to 500 epochs, stopping once validation accuracy and loss have both gone 30 epochs without improving.
+# up to 500 epochs, stopping once validation accuracy and loss have both gone 30 epochs without improving (--monitor both).
 PRESETS: dict[str, dict[str, object]] = {
     "paper": {"size": "base", "max_len": 1024, "batch_size": 8, "lr": 1e-4, "weight_decay": 0.01, "clip": 3.0, "epochs": 500,
-              "patience": 30},
+              "patience": 30, "monitor": "both"},
 }
 TaskName = Literal["melody", "velocity", "composer", "emotion", "style", "label"]
 
@@ -42,22 +48,22 @@ def _short(value: float) -> str:
 class PretrainSettings(RunSettings):
     """``musictl pretrain-bert``: the model size, the objective and the optimisation."""
 
-    size: Size = setting("tiny", "tiny (CPU minutes), small, base (12 layers, 768 hidden, 12 heads).")
-    hidden_size: Optional[int] = setting(None, "Override the size's hidden size.", min=8)
-    num_hidden_layers: Optional[int] = setting(None, "Override the number of layers.", min=1, flag="--layers")
-    num_attention_heads: Optional[int] = setting(None, "Override the number of attention heads.", min=1, flag="--heads")
-    field_embed_dim: Optional[int] = setting(None, "Override the per-field embedding size.", min=1)
-    dropout: Optional[float] = setting(None, "Override hidden and attention dropout [default: 0.1].", min=0.0, max=0.9)
+    size: Size = setting("tiny", "tiny (CPU minutes), small, base (12 layers, 768 hidden, 12 heads).", fixed=True)
+    hidden_size: Optional[int] = setting(None, "Override the size's hidden size.", min=8, fixed=True)
+    num_hidden_layers: Optional[int] = setting(None, "Override the number of layers.", min=1, flag="--layers", fixed=True)
+    num_attention_heads: Optional[int] = setting(None, "Override the number of attention heads.", min=1, flag="--heads", fixed=True)
+    field_embed_dim: Optional[int] = setting(None, "Override the per-field embedding size.", min=1, fixed=True)
+    dropout: Optional[float] = setting(None, "Override hidden and attention dropout [default: 0.1].", min=0.0, max=0.9, fixed=True)
     objective: Objective = setting(
         "adversarial", "adversarial: the published masker with a mask book; hard-mining: a masker picks hard "
-                       "notes each step; mlm: random masking.")
-    mask_ratio: float = setting(0.15, "Share of real notes masked per window.", min=0.01, max=0.9)
-    random_share: float = setting(0.2, "hard-mining: share of the mask budget drawn at random.", min=0.0, max=1.0)
-    freeze_every: int = setting(5, "adversarial: epochs between mask-book freezes (0: never).", min=0)
+                       "notes each step; mlm: random masking.", fixed=True)
+    mask_ratio: float = setting(0.15, "Share of real notes masked per window.", min=0.01, max=0.9, fixed=True)
+    random_share: float = setting(0.2, "hard-mining: share of the mask budget drawn at random.", min=0.0, max=1.0, fixed=True)
+    freeze_every: int = setting(5, "adversarial: epochs between mask-book freezes (0: never).", min=0, fixed=True)
     weight_source: WeightSource = setting(
         "train", "adversarial: per-field loss weights 1 / accuracy of the last epoch's training (train) or of the last "
-                 "validation (valid, as the reference code).")
-    max_len: int = setting(512, "Notes per training window.", min=8)
+                 "validation (valid, as the reference code).", fixed=True)
+    max_len: int = setting(512, "Notes per training window.", min=8, fixed=True)
     lr: float = setting(5e-4, "Peak learning rate (linear warm-up, then linear decay).", min=0.0)
     warmup: float = setting(0.1, "Share of steps spent warming up.", min=0.0, max=1.0)
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases, norms, embeddings).", min=0.0)
@@ -66,11 +72,13 @@ class PretrainSettings(RunSettings):
     epochs: int = setting(1, "Passes over the training windows.", min=1)
     eval_every: int = setting(100, "Evaluate and checkpoint every N steps.", min=1)
     patience: Optional[int] = setting(
-        None, "Stop once validation accuracy and validation loss have both gone N epochs without improving (checked at "
-              "each evaluation, each counted from its own best, as the reference code) [default: run to the end].", min=1)
+        None, "Stop once the --monitor metric has gone N epochs without improving (checked at each evaluation) "
+              "[default: run to the end].", min=1)
+    monitor: Monitor = setting("accuracy", MONITOR_HELP, fixed=True)
+    min_delta: float = setting(0.0, MIN_DELTA_HELP, min=0.0)
     preset: Optional[Preset] = setting(
         None, "paper: the published pre-training (base size, 1024-note windows, batch 8, lr 1e-4, weight decay 0.01, clip 3.0, "
-              "500 epochs, patience 30); any flag given overrides it.")
+              "500 epochs, patience 30, monitor both); any flag given overrides it.")
 
     def with_preset(self, given: set[str]) -> PretrainSettings:
         """These settings with the preset's values for every field not in ``given`` (the flags typed)."""
@@ -84,26 +92,27 @@ class PretrainSettings(RunSettings):
 class FinetuneSettings(RunSettings):
     """``musictl finetune-mask``: the task, its labels, mask fine-tuning and early stopping."""
 
-    task: Optional[TaskName] = setting(None, "melody, velocity (per note); composer, emotion, style, label (per piece).")
-    label_pattern: str = setting(DEFAULT_EMOTION_PATTERN, "--task emotion: regex whose group 1 is the label, on the file name.")
-    labels_file: Optional[str] = setting(None, "--task label: CSV path,label or JSON {path: label}.", flag="--labels")
-    mask_ratio: float = setting(0.15, "Share of input notes masked per batch (0: plain).", min=0.0, max=0.9)
-    from_scratch: bool = setting(False, "Do not load pre-trained weights (same architecture).")
+    task: Optional[TaskName] = setting(None, "melody, velocity (per note); composer, emotion, style, label (per piece).", fixed=True)
+    label_pattern: str = setting(DEFAULT_EMOTION_PATTERN, "--task emotion: regex whose group 1 is the label, on the file name.", fixed=True)
+    labels_file: Optional[str] = setting(None, "--task label: CSV path,label or JSON {path: label}.", flag="--labels", fixed=True)
+    mask_ratio: float = setting(0.15, "Share of input notes masked per batch (0: plain).", min=0.0, max=0.9, fixed=True)
+    from_scratch: bool = setting(False, "Do not load pre-trained weights (same architecture).", fixed=True)
     # 30 / 5: on composer (benchmarks/results/finetune_lr.md) runs found their best validation epoch at 6-12 and
     # stopped by patience at 11-17, none at its last epoch; the old 10 / 3 cut the from-scratch run before its best
     epochs: int = setting(30, "Maximum epochs (training usually stops earlier, by --patience).", min=1)
-    patience: int = setting(5, "Stop once validation accuracy and validation loss have both gone N epochs without improving "
-                               "(each counted from its own best, as the reference code).", min=1)
+    patience: int = setting(5, "Stop once the --monitor metric has gone N epochs without improving.", min=1)
+    monitor: Monitor = setting("accuracy", MONITOR_HELP, fixed=True)
+    min_delta: float = setting(0.0, MIN_DELTA_HELP, min=0.0)
     eval_masked: bool = setting(False, "Also report test accuracy on masked input.")
     pitch_shift: int = setting(0, "Piece-level tasks: transpose each training window by a random shift in [-N, N] "
-                                  "semitones (0: no augmentation).", min=0, max=12)
-    max_len: int = setting(512, "Notes per window.", min=8)
+                                  "semitones (0: no augmentation).", min=0, max=12, fixed=True)
+    max_len: int = setting(512, "Notes per window.", min=8, fixed=True)
     lr: Optional[float] = setting(None, f"AdamW learning rate [default: {_short(FINETUNE_LR_PRETRAINED)} from a pre-trained "
                                         f"model, {_short(FINETUNE_LR_SCRATCH)} with --from-scratch].", min=0.0)
     weight_decay: float = setting(0.01, "AdamW weight decay (not on biases, norms, embeddings).", min=0.0)
     clip: float = setting(1.0, "Gradient-norm clipping.", min=0.0)
     dropout: Optional[float] = setting(None, "Override the model's hidden and attention dropout [default: the model's].",
-                                       min=0.0, max=0.9)
+                                       min=0.0, max=0.9, fixed=True)
 
     def validate(self) -> None:
         if self.task is None:

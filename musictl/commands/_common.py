@@ -30,7 +30,10 @@ Workdir = Annotated[
         show_default=False,
     ),
 ]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output artifact or file.")]
+# A flag shows no ``<bool>`` type in --help (``metavar=""``): it takes no value (``--overwrite true`` is refused by
+# :func:`refuse_flag_values` where a command takes positional paths).
+FLAG = ""
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output artifact or file.", metavar=FLAG)]
 # The one device option of commands whose settings have no ``device`` field (``musictl.settings.DeviceName``).
 DeviceOpt = Annotated[DeviceName, typer.Option("--device", help="Where to compute: auto picks cuda when available.")]
 TokensOpt = Annotated[Optional[Path], typer.Option("--tokens", help="Tokens artifact [default: WORKDIR/tokens].")]
@@ -55,6 +58,8 @@ def option(settings_cls: Any, name: str, *flags: str, **kwargs: Any) -> Any:
     if isinstance(default, bool) and not flags:
         flag = flag_of(field)
         flags = (f"{flag}/--no-{flag[2:]}",)
+    if isinstance(default, bool):
+        kwargs.setdefault("metavar", FLAG)
     ranges = {k: meta[k] for k in ("min", "max") if meta.get(k) is not None}
     return typer.Option(default, *(flags or (flag_of(field),)), help=kwargs.pop("help", meta.get("help", "")), **ranges, **kwargs)
 
@@ -90,10 +95,13 @@ def reports_errors(func):
     A :class:`MusictlError` becomes ``error: ...`` on stderr with its exit code; an ``OSError``
     (permission denied, disk full) a one-line error naming the file; Ctrl-C and SIGTERM say what was
     kept. Anything else is a bug: one line, and the traceback with ``--debug`` or ``MUSICTL_DEBUG=1``.
+    Whatever the failure, the folders the command created that are still empty (a fresh ``musictl-work/``)
+    are removed again.
     """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from musictl import artifacts
         from musictl.console import err, route_library_logs
 
         route_library_logs()
@@ -102,8 +110,11 @@ def reports_errors(func):
             previous = signal.signal(signal.SIGTERM, _on_sigterm)
         except ValueError:  # not the main thread (e.g. inside a test runner thread)
             previous = None
+        mark, done = artifacts.created_mark(), False
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            done = True
+            return result
         except Interrupted as exc:
             err.print(f"[bold red]interrupted[/]: {exc}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
@@ -120,7 +131,8 @@ def reports_errors(func):
                 raise
             err.print(f"[bold red]error:[/] {os_error_message(exc)}", soft_wrap=True)
             raise typer.Exit(1) from None
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit) as exc:
+            done = getattr(exc, "exit_code", getattr(exc, "code", 1)) in (0, None)
             raise
         except Exception as exc:
             if debug_enabled():
@@ -132,8 +144,72 @@ def reports_errors(func):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            if done:
+                artifacts.forget_created(mark)
+            else:  # a failed command leaves no empty workspace (or -o folder) that it created
+                artifacts.remove_empty_created(mark)
 
     return wrapper
+
+
+def warn_if_untrained(path: Path | str | None, workdir: Path | None) -> None:
+    """Warn (one line, with the command that helps) when the encoder behind ``path`` learned no field beyond its
+    count baselines: a bert artifact, or the one an embeddings artifact was made from."""
+    from musictl import artifacts
+    from musictl.bert.verdict import encoder_verdict
+    from musictl.console import warn
+
+    verdict = encoder_verdict(path)
+    if verdict is not None and verdict.learned_nothing:
+        warn(verdict.warning(artifacts.artifact_dir(workdir, artifacts.BERT)))
+
+
+FLAG_WORDS = ("true", "false", "yes", "no", "on", "off")
+
+
+def refuse_flag_values(context: typer.Context, paths: list[Path] | tuple[Path, ...] | None) -> None:
+    """A positional path spelt ``true``/``false``/``yes``/``no`` that does not exist is a value given to a flag
+    (``--overwrite true``): a usage error that says flags take no value, not "true: no such file"."""
+    from musictl.errors import UsageError
+
+    for path in paths or ():
+        word = str(path)
+        if word.lower() not in FLAG_WORDS or Path(word).exists():
+            continue
+        given = [name for name, value in context.params.items() if isinstance(value, bool)
+                 and getattr(context.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+        if not given:  # no flag was typed: a plain missing path, reported as such by the command
+            return
+        flags = [f"--{'' if context.params[name] else 'no-'}{name.replace('_', '-')}" for name in given]
+        which = f"{flags[0]} is a flag and takes" if len(flags) == 1 else f"flags ({', '.join(flags)}) take"
+        raise UsageError(f"'{word}' is not a file: {which} no value; write the flag alone to turn it on, leave it out "
+                         "to keep it off")
+
+
+def complete_style(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of ``--style``: the styles of the workspace (``--workdir``/``--tokens`` when typed first)."""
+    from musictl import workspace
+
+    try:
+        styles = workspace.known_styles(ctx.params.get("workdir"), ctx.params.get("tokens"))
+    except Exception:  # completion never fails loudly
+        return []
+    return [s for s in styles if s.lower().startswith(incomplete.lower())]
+
+
+def complete_task(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of ``--task``: every task, those already fine-tuned in the workspace marked so."""
+    import typing
+
+    from musictl import artifacts, workspace
+    from musictl.bert.settings import TaskName
+
+    try:
+        done = set(workspace.named_artifacts(ctx.params.get("workdir"), artifacts.FINETUNE))
+    except Exception:  # completion never fails loudly
+        done = set()
+    return [(task, "fine-tuned in the workspace" if task in done else "task")
+            for task in typing.get_args(TaskName) if task.startswith(incomplete.lower())]
 
 
 def emit_binary(data: bytes, out: Path | None, what: str = "MIDI", overwrite: bool = False,

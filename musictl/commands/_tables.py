@@ -42,8 +42,9 @@ def gcn_table(result):
     """The test scores of the GCN beside its baselines on both kinds of negatives, best first (a rich Table)."""
     from rich.table import Table
 
-    table = Table(title=f"train-gcn --style {result.style} --model {result.model} ({result.features} + {result.graph}): "
-                        "test edges against same-field and uniform negatives")
+    # result.graph is the graph the GCN learned: the style graph by its edges (transition, cooccurrence) or similarity
+    table = Table(title=f"train-gcn --style {result.style} --model {result.model} ({result.features} features + "
+                        f"{result.graph} graph): test edges against same-field and uniform negatives")
     for column, justify in (("model", "left"), ("AUC same-field", "right"), ("AP same-field", "right"),
                             ("AUC uniform", "right"), ("AP uniform", "right")):
         table.add_column(column, justify=justify)

@@ -12,6 +12,7 @@ import typer
 
 from musictl.bert.settings import (
     FinetuneSettings,
+    Monitor,
     Objective,
     Precision,
     PredictSettings,
@@ -21,7 +22,18 @@ from musictl.bert.settings import (
     TaskName,
     WeightSource,
 )
-from musictl.commands._common import Overwrite, TokensOpt, Workdir, emit_binary, option, reports_errors
+from musictl.commands._common import (
+    FLAG,
+    Overwrite,
+    TokensOpt,
+    Workdir,
+    complete_task,
+    emit_binary,
+    option,
+    refuse_flag_values,
+    reports_errors,
+    warn_if_untrained,
+)
 from musictl.settings import DeviceName, ReportTo
 
 SETTINGS = {
@@ -59,10 +71,13 @@ def pretrain_bert(
     epochs: int = option(PretrainSettings, "epochs"),
     eval_every: int = option(PretrainSettings, "eval_every"),
     patience: Optional[int] = option(PretrainSettings, "patience"),
+    monitor: Monitor = option(PretrainSettings, "monitor"),
+    min_delta: float = option(PretrainSettings, "min_delta"),
     mixed_precision: Optional[Precision] = option(PretrainSettings, "mixed_precision"),
     report_to: ReportTo = option(PretrainSettings, "report_to"),
     preset: Optional[Preset] = option(PretrainSettings, "preset"),
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted or finished run).")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted or finished run).",
+                                         metavar=FLAG)] = False,
     seed: int = option(PretrainSettings, "seed"),
     device: DeviceName = option(PretrainSettings, "device"),
     overwrite: Overwrite = False,
@@ -78,7 +93,7 @@ def pretrain_bert(
     Example: musictl pretrain-bert --objective adversarial --size tiny --max-steps 300
     """
     from musictl import artifacts
-    from musictl.bert.pretrain import pretrain
+    from musictl.bert.pretrain import best_baseline, pretrain
     from musictl.console import err, track
 
     settings = PretrainSettings.from_values(locals()).with_preset(typed_options(context))
@@ -87,7 +102,7 @@ def pretrain_bert(
 
     def fields(valid: dict) -> str:
         shown = [(name, valid["fields"][name]) for name in ("pitch", "position", "duration") if name in valid.get("fields", {})]
-        return "".join(f" {name} {v['accuracy']:.2f}/{max(v['unigram'], v['window'], v['previous']):.2f}" for name, v in shown)
+        return "".join(f" {name} {v['accuracy']:.2f}/{best_baseline(v)[1]:.2f} ({best_baseline(v)[0]})" for name, v in shown)
 
     def describe(row) -> str:
         valid = f" valid acc {row['valid']['accuracy']:.3f}{fields(row['valid'])}" if "valid" in row else ""
@@ -96,7 +111,7 @@ def pretrain_bert(
     def log_line(row) -> str | None:
         if "valid" not in row:
             return None
-        return f"step {row['step']}: loss {row['loss']:.4f} valid acc {row['valid']['accuracy']:.3f} (field model/best trivial:" \
+        return f"step {row['step']}: loss {row['loss']:.4f} valid acc {row['valid']['accuracy']:.3f} (field model/strongest baseline:" \
                f"{fields(row['valid'])})"
 
     with track("pretrain-bert", describe=describe, log_every=log_line) as on_progress:
@@ -124,7 +139,8 @@ def typed_options(context: typer.Context) -> set[str]:
 
 @reports_errors
 def finetune_mask(
-    task: Annotated[TaskName, typer.Option(help=FinetuneSettings.__dataclass_fields__["task"].metadata["help"])],
+    task: Annotated[TaskName, typer.Option(help=FinetuneSettings.__dataclass_fields__["task"].metadata["help"],
+                                           autocompletion=complete_task)],
     model: Annotated[Optional[Path], typer.Option(help="Pre-trained MidiBert [default: WORKDIR/bert].")] = None,
     tokens: TokensOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output [default: WORKDIR/finetune/TASK].")] = None,
@@ -137,6 +153,8 @@ def finetune_mask(
     from_scratch: bool = option(FinetuneSettings, "from_scratch"),
     epochs: int = option(FinetuneSettings, "epochs"),
     patience: int = option(FinetuneSettings, "patience"),
+    monitor: Monitor = option(FinetuneSettings, "monitor"),
+    min_delta: float = option(FinetuneSettings, "min_delta"),
     eval_masked: bool = option(FinetuneSettings, "eval_masked"),
     pitch_shift: int = option(FinetuneSettings, "pitch_shift"),
     max_len: int = option(FinetuneSettings, "max_len"),
@@ -150,7 +168,7 @@ def finetune_mask(
     mixed_precision: Optional[Precision] = option(FinetuneSettings, "mixed_precision"),
     report_to: ReportTo = option(FinetuneSettings, "report_to"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted run, or of a finished "
-                                              "one with a larger --epochs).")] = False,
+                                              "one with a larger --epochs).", metavar=FLAG)] = False,
     seed: int = option(FinetuneSettings, "seed"),
     device: DeviceName = option(FinetuneSettings, "device"),
     overwrite: Overwrite = False,
@@ -160,28 +178,35 @@ def finetune_mask(
 
     Example: musictl finetune-mask --task composer --split-file ../shared/datasets/pianist8/splits.json
     """
-    from musictl import artifacts
+    from musictl import artifacts, workspace
     from musictl.bert.finetune import finetune
     from musictl.console import info, track
 
     settings = FinetuneSettings.from_values(locals(), labels_file=str(labels_file) if labels_file else None)
     out_dir = out or artifacts.artifact_dir(workdir, artifacts.FINETUNE, task)
+    tokens = tokens or artifacts.artifact_dir(workdir, artifacts.TOKENS)
+    model = model or artifacts.artifact_dir(workdir, artifacts.BERT)
+    needs = [workspace.Needed(artifacts.TOKENS, None, tokens)]
+    if not settings.from_scratch:
+        needs.append(workspace.Needed(artifacts.BERT, None, model))
+        warn_if_untrained(model, workdir)
+    workspace.require_inputs(f"finetune-mask --task {task}", workdir, needs)
 
     def log_line(row) -> str:
         return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, valid accuracy {row['valid_accuracy']:.4f}, "
                 f"valid loss {row['valid_loss']:.4f}")
 
     with track(f"finetune {task}", epochs, describe=log_line, log_every=log_line) as on_progress:
-        result = finetune(tokens or artifacts.artifact_dir(workdir, artifacts.TOKENS),
-                          model or artifacts.artifact_dir(workdir, artifacts.BERT), out_dir, settings, split_file, overwrite,
-                          resume, on_progress)
+        result = finetune(tokens, model, out_dir, settings, split_file, overwrite, resume, on_progress)
     if not result.main_process:
         return
     if result.unlabelled_pieces:
         info(f"{result.unlabelled_pieces} pieces had no label and were left out (listed in {out_dir / 'unlabelled.jsonl'})")
     info(f"[green]test[/] accuracy {result.test['accuracy']:.4f}, macro-F1 {result.test['macro_f1']:.4f} "
          f"(best epoch {result.best_epoch} of {result.epochs_run}, chance {result.chance_accuracy:.3f})")
-    if result.best_epoch_is_last:
+    if result.stopped_early:
+        info(f"stopped early: {result.stopped_early}")
+    elif result.best_epoch_is_last:
         info(f"the best epoch was the last: validation was still improving; continue with --resume --epochs "
              f"{2 * settings.epochs}")
     print(out_dir)
@@ -189,6 +214,7 @@ def finetune_mask(
 
 @reports_errors
 def predict(
+    context: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="MIDI files (need not be tokenized).")],
     model: Annotated[Path, typer.Option(help="A finetune-mask output directory (WORKDIR/finetune/TASK).")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Token tasks: the output MIDI (one input file).")] = None,
@@ -210,6 +236,7 @@ def predict(
     from musictl.console import warn
     from musictl.errors import MusictlError, TokenizeError, UsageError
 
+    refuse_flag_values(context, files)
     settings = PredictSettings.from_values(locals())
     classifier, task = load_classifier(model, settings.device)
     if isinstance(classifier, MidiBertForTokenClassification):  # a per-note task: its output is MIDI

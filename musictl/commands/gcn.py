@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import DeviceOpt, OutOpt, Overwrite, TokensOpt, Workdir, option, reports_errors, tokens_dir
+from musictl.commands._common import (
+    DeviceOpt,
+    OutOpt,
+    Overwrite,
+    TokensOpt,
+    Workdir,
+    complete_style,
+    option,
+    reports_errors,
+    tokens_dir,
+    warn_if_untrained,
+)
 from musictl.transfer.settings import Conv, Decoder, EdgeWeight, Features, GcnSettings, GraphKind, LinkTarget, Negatives
 
 # The settings classes each command reads (for the defaults test).
@@ -16,7 +27,7 @@ SETTINGS = {"train-gcn": (GcnSettings,)}
 
 @reports_errors
 def train_gcn(
-    style: Annotated[str, typer.Option(help="Style whose graph to learn.")],
+    style: Annotated[str, typer.Option(help="Style whose graph to learn.", autocompletion=complete_style)],
     model: int = option(GcnSettings, "model"),
     features: Optional[Features] = option(GcnSettings, "features"),
     graph: Optional[GraphKind] = option(GcnSettings, "graph"),
@@ -61,12 +72,13 @@ def train_gcn(
 
     settings = GcnSettings.from_values(locals())
     out_dir = out or artifacts.artifact_dir(workdir, artifacts.GCN, style)
+    embeddings = embeddings or artifacts.artifact_dir(workdir, artifacts.EMBEDDINGS)
+    warn_if_untrained(embeddings, workdir)  # the encoder the embeddings came from
     with track("train-gcn", settings.epochs,
                describe=lambda row: f"{row['model']} epoch {row['epoch']} val AUC {row['val_auc']:.4f}") as on_progress:
         result = make_gcn(style, out_dir, settings, tokens_dir(workdir, tokens),
                           graph_dir or artifacts.artifact_dir(workdir, artifacts.GRAPH, style),
-                          embeddings or artifacts.artifact_dir(workdir, artifacts.EMBEDDINGS), resolve_device(device), overwrite,
-                          on_progress)
+                          embeddings, resolve_device(device), overwrite, on_progress, workdir=workdir)
     err.print(gcn_table(result))
     err.print(gcn_verdict(result))
     err.print(f"validation AUC {result.val_auc:.4f}, {result.nodes} nodes")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from musictl.commands._common import Overwrite, TokensOpt, Workdir, emit_binary, option, reports_errors
+from musictl.commands._common import Overwrite, TokensOpt, Workdir, complete_style, emit_binary, option, reports_errors
 from musictl.transfer.settings import GenerateSettings, WalkSettings
 
 # The settings classes each command reads (for the defaults test).
@@ -54,7 +54,9 @@ def destinations(out: Path | None, style: str, run: GenerateSettings, seed: int,
 @reports_errors
 def generate_rwr(
     bars: int = option(WalkSettings, "bars", "-n", "--bars"),
-    style: Annotated[Optional[str], typer.Option(help="Style [default: the most recently trained GCN's].")] = None,
+    style: Annotated[Optional[str], typer.Option(
+        help="Style [default: the style with a trained GCN, when there is one; with several, name one].",
+        autocompletion=complete_style)] = None,
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="MIDI file (a folder with --count K); default: stdout when redirected.")
     ] = None,
@@ -93,7 +95,8 @@ def generate_rwr(
     from musictl.commands._tables import progress_after
     from musictl.console import info
     from musictl.errors import UsageError
-    from musictl.transfer.generator import generate_pieces, latest_gcn_style
+    from musictl.transfer.generator import generate_pieces
+    from musictl.workspace import generate_style
 
     given = {k: _value(v) for k, v in locals().items()}
     walk, run = WalkSettings.from_values(given), GenerateSettings.from_values(given)
@@ -104,7 +107,7 @@ def generate_rwr(
         raise UsageError("--classifier judges the pieces of --evaluate N; add --evaluate N")
     if run.evaluate == 0 and run.count == 1 and out is None:
         destinations(out, "", run, walk.seed, overwrite, prompt)  # a terminal is refused before the workspace is read
-    style = safe_name(given["style"] or latest_gcn_style(workdir), "style")
+    style = safe_name(generate_style(workdir, given["style"], given["tokens"]), "style")
     paths = destinations(out, style, run, walk.seed, overwrite, prompt)
     with progress_after("generate-rwr") as on_progress:
         generated = generate_pieces(workdir, style, given["tokens"], walk, run.evaluate or run.count, prompt,

@@ -6,20 +6,21 @@ from typing import Annotated
 
 import typer
 
-from musictl.commands._common import Workdir, reports_errors
+from musictl.commands._common import FLAG, Workdir, reports_errors
 
 
 @reports_errors
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False,
-    clean: Annotated[bool, typer.Option("--clean", help="Remove temporary leftovers of killed runs.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.", metavar=FLAG)] = False,
+    clean: Annotated[bool, typer.Option("--clean", help="Remove temporary leftovers of killed runs.", metavar=FLAG)] = False,
     workdir: Workdir = None,
 ) -> None:
     """List the workspace's artifacts: kind, name, made by, when, size, inputs, fresh or stale.
 
     Stale means an input was remade after the artifact (remake it with the command shown); an
     interrupted training run with a checkpoint is listed with its step and the command that resumes
-    it; the last line says which command to run next. --clean removes hidden temporary files of killed runs.
+    it; the last line says which command to run next. A pre-trained model shows what it learned beyond its
+    count baselines (a warning when nothing). --clean removes hidden temporary files of killed runs.
 
     Example: musictl status --workdir musictl-work   |   musictl status --json | jq .next_step
     """
@@ -28,7 +29,7 @@ def status(
     from rich.table import Table
 
     from musictl import workspace
-    from musictl.console import err, info, plural
+    from musictl.console import err, info, plural, warn
 
     if clean:
         removed = workspace.clean(workdir)
@@ -44,8 +45,9 @@ def status(
     for a in report.artifacts:
         inputs = ", ".join(f"{role} {state}" for role, state in a.inputs.items())
         colour = colours.get(a.state, "red")
+        verdict = f"\n[{'yellow' if a.warning else 'dim'}]{a.verdict}[/]" if a.verdict else ""
         table.add_row(a.kind, a.name or "", a.made_by, workspace.age(a.created), _size(a.size_bytes), inputs,
-                      f"[{colour}]{a.state}[/]")
+                      f"[{colour}]{a.state}[/]{verdict}")
     if report.artifacts:
         err.print(table)
     else:
@@ -53,9 +55,15 @@ def status(
     for a in report.artifacts:
         if a.detail and a.state != "fresh":
             info(f"{a.kind} {a.name or ''}: {a.detail}".replace("  ", " "))
+        if a.warning:
+            warn(a.warning)
     for run in report.resumable:
-        info(f"[cyan]resumable[/]: an interrupted {run.kind} run{f' ({run.name})' if run.name else ''} at step {run.step} in "
-             f"{run.path}; continue it with: {run.command}")
+        which = f"{run.kind} run{f' ({run.name})' if run.name else ''}"
+        if run.damaged:
+            info(f"[red]damaged[/]: the checkpoint of an interrupted {which} in {run.path}: {run.damaged}; start afresh with: "
+                 f"{run.command}, or restore its files")
+        else:
+            info(f"[cyan]resumable[/]: an interrupted {which} at step {run.step} in {run.path}; continue it with: {run.command}")
     if report.leftovers:
         info(f"{plural(len(report.leftovers), 'leftover')} of killed runs; remove with: musictl status --clean")
     info(f"next: {report.next_step}")

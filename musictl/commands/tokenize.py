@@ -7,8 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import Overwrite, TokensOpt, Workdir, check_binary_destination, emit_binary, option, reports_errors
-from musictl.midi.settings import DetokenizeSettings, TokenizeSettings
+from musictl.commands._common import (
+    Overwrite,
+    TokensOpt,
+    Workdir,
+    check_binary_destination,
+    emit_binary,
+    option,
+    refuse_flag_values,
+    reports_errors,
+)
+from musictl.midi.settings import Dedup, DetokenizeSettings, TokenizeSettings
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"tokenize": (TokenizeSettings,), "detokenize": (DetokenizeSettings,)}
@@ -16,6 +25,7 @@ SETTINGS = {"tokenize": (TokenizeSettings,), "detokenize": (DetokenizeSettings,)
 
 @reports_errors
 def tokenize(
+    context: typer.Context,
     inputs: Annotated[
         Optional[list[Path]],
         typer.Argument(help="MIDI files and/or folders (searched recursively). Default: the bundled corpus.", show_default=False),
@@ -26,6 +36,8 @@ def tokenize(
         Optional[Path], typer.Option(help='JSON {"train": [...], "valid": [...], "test": [...]} of file names; overrides --split.')
     ] = None,
     group_by: Optional[str] = option(TokenizeSettings, "group_by"),
+    dedup: Dedup = option(TokenizeSettings, "dedup"),
+    dedup_threshold: float = option(TokenizeSettings, "dedup_threshold"),
     workers: int = option(TokenizeSettings, "workers"),
     positions_per_beat: int = option(TokenizeSettings, "positions_per_beat"),
     max_bar_beats: int = option(TokenizeSettings, "max_bar_beats"),
@@ -43,8 +55,10 @@ def tokenize(
     """Tokenize MIDI folders (one sub-folder per style) into Octuple tokens.
 
     Writes the tokens artifact: tokens.npy (all notes, memory-mappable), index.jsonl (one row
-    per piece: path, style, split, offset, length, hash), vocab.json, errors.jsonl. Bad files
-    are skipped and reported; exit status 1 if nothing could be tokenized. An artifact made from
+    per piece: path, style, split, offset, length, hash), vocab.json, errors.jsonl. Near-duplicate
+    pieces (transposed or re-timed copies of one tune) stay in one split (--dedup group, the default;
+    listed in duplicates.jsonl). Bad files are skipped and reported; exit status 1 if nothing could be
+    tokenized. An artifact made from
     the same files and settings is left as it is; one whose MIDI files changed needs --overwrite.
 
     Example: musictl tokenize data/  (data/jazz/\\*.mid, data/folk/\\*.mid -> styles jazz, folk)
@@ -53,6 +67,7 @@ def tokenize(
     from musictl.console import err, info, plural, track
     from musictl.midi.pipeline import NothingTokenized, prepare_tokenize
 
+    refuse_flag_values(context, inputs)
     settings = TokenizeSettings.from_values(locals())
     out_dir = out or artifacts.artifact_dir(workdir, artifacts.TOKENS)
     job = prepare_tokenize(list(inputs or []), out_dir, settings, split_file, overwrite)
@@ -76,6 +91,8 @@ def tokenize(
     if result.clipped:
         info(f"{plural(result.clipped, 'note')} longer than the longest duration code "
              f"({job.config.max_duration / job.config.positions_per_beat:g} beats) kept that code (clipped)")
+    if result.dedup is not None:
+        _print_dedup(result, out_dir)
     rate = result.files / result.seconds if result.seconds else float("inf")
     err.print(
         f"[green]ok[/] {result.ok}  skipped {result.skipped}  failed {result.failed}  "
@@ -83,6 +100,29 @@ def tokenize(
         f"splits {result.by_split}"
     )
     print(out_dir)
+
+
+def _print_dedup(result, out_dir: Path) -> None:
+    """The --dedup report: groups found, pieces moved or dropped (the first few by name), where the list is."""
+    from rich.markup import escape
+
+    from musictl.console import err, info, plural
+
+    d = result.dedup
+    line = f"near-duplicates (--dedup {d['mode']}, threshold {d['threshold']:g}): "
+    if not d["groups"]:
+        info(escape(line + "none"))
+        return
+    line += f"{plural(d['groups'], 'group')} of {plural(d['pieces_in_groups'], 'piece')}"
+    if d["mode"] == "group" and "near_copies" not in d:
+        line += f"; {plural(d['moved'], 'piece')} moved so that each group has one split"
+    if d["mode"] == "drop":
+        line += f"; dropped {plural(d['dropped'], 'piece')} (kept the first of each group by path)"
+    info(escape(line + f"; listed in {out_dir / 'duplicates.jsonl'}"))
+    for row in result.dropped:
+        err.print(f"[yellow]dropped[/] {escape(row['path'])}: near-copy of {escape(row['kept'])}", soft_wrap=True)
+    if d["dropped"] > len(result.dropped):
+        info(escape(f"... all {d['dropped']} dropped pieces are in {out_dir / 'duplicates.jsonl'}"))
 
 
 def _print_problems(problems: list[dict]) -> None:
@@ -104,7 +144,8 @@ def detokenize(
     out: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="MIDI file to write (a folder with --all); default: stdout when redirected.")
     ] = None,
-    all_pieces: Annotated[bool, typer.Option("--all", help="Decode every piece of the tokens artifact into the folder -o.")] = False,
+    all_pieces: Annotated[bool, typer.Option("--all", help="Decode every piece of the tokens artifact into the folder -o.",
+                                             metavar="")] = False,
     tokens_dir: TokensOpt = None,
     program: Optional[int] = option(DetokenizeSettings, "program"),
     workers: int = option(DetokenizeSettings, "workers"),

@@ -6,7 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from musictl.commands._common import OutOpt, Overwrite, TokensOpt, Workdir, option, reports_errors, tokens_dir
+from musictl.commands._common import (
+    OutOpt,
+    Overwrite,
+    TokensOpt,
+    Workdir,
+    complete_style,
+    option,
+    reports_errors,
+    tokens_dir,
+    warn_if_untrained,
+)
 from musictl.transfer.settings import Edges, EmbedMode, EmbedSettings, Export, GraphPieces, GraphSettings, Normalize
 
 # The settings classes each command reads (for the defaults test).
@@ -19,7 +29,7 @@ def embed(
         Optional[str], typer.Option(help="MidiBert directory [default: WORKDIR/bert], or a Hugging Face model directory / hub id.")
     ] = None,
     mode: EmbedMode = option(EmbedSettings, "mode"),
-    style: Optional[str] = option(EmbedSettings, "style"),
+    style: Optional[str] = option(EmbedSettings, "style", autocompletion=complete_style),
     tokens: TokensOpt = None,
     out: OutOpt = None,
     overwrite: Overwrite = False,
@@ -30,12 +40,16 @@ def embed(
     Example: musictl embed --model musictl-work/bert --mode static
     """
     from musictl import artifacts
+    from musictl.commands._tables import progress_after
     from musictl.console import info
     from musictl.transfer.pipeline import make_embeddings
 
     settings = EmbedSettings.from_values(locals())
     out_dir = out or artifacts.artifact_dir(workdir, artifacts.EMBEDDINGS)
-    result = make_embeddings(model, tokens_dir(workdir, tokens), out_dir, settings, overwrite, workdir=workdir)
+    warn_if_untrained(model or artifacts.artifact_dir(workdir, artifacts.BERT), workdir)
+    with progress_after("embed windows") as on_progress:
+        result = make_embeddings(model, tokens_dir(workdir, tokens), out_dir, settings, overwrite, workdir=workdir,
+                                 on_progress=on_progress)
     info(f"{result.graph_tokens} graph tokens x {result.dim} dims ({result.mapped_tokens} from the model), "
          f"{result.positions} positions")
     print(out_dir)
@@ -43,7 +57,7 @@ def embed(
 
 @reports_errors
 def adjacency(
-    style: Annotated[str, typer.Option(help="Style (a folder name given to tokenize).")],
+    style: Annotated[str, typer.Option(help="Style (a folder name given to tokenize).", autocompletion=complete_style)],
     nodes: str = option(GraphSettings, "nodes"),
     edges: Edges = option(GraphSettings, "edges"),
     window: int = option(GraphSettings, "window"),
@@ -69,7 +83,7 @@ def adjacency(
     settings = GraphSettings.from_values(locals())
     out_dir = out or artifacts.artifact_dir(workdir, artifacts.GRAPH, style)
     with progress_after("adjacency") as on_progress:
-        result = make_graph(tokens_dir(workdir, tokens), style, out_dir, settings, overwrite, on_progress)
+        result = make_graph(tokens_dir(workdir, tokens), style, out_dir, settings, overwrite, on_progress, workdir=workdir)
     repeats = f", self-loop weight {result.loop_weight}" if result.loop_weight else ""
     info(f"{result.nodes} nodes, {result.edges} edges, density {result.density}, {result.components} component(s) "
          f"from {result.pieces} pieces{repeats}")

@@ -89,7 +89,7 @@ def train(
     mixed_precision: Optional[Precision] = option(LoraTrainSettings, "mixed_precision"),
     report_to: ReportTo = option(LoraTrainSettings, "report_to"),
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted run, or of a finished one "
-                                              "with a larger --max-steps).")] = False,
+                                              "with a larger --max-steps).", metavar="")] = False,
     out: Annotated[Optional[Path], _dir("Adapter artifact [default: WORKDIR/violin/lora].", "--out", "-o")] = None,
     seed: int = option(LoraTrainSettings, "seed"),
     device: DeviceName = option(LoraTrainSettings, "device"),
@@ -144,7 +144,8 @@ def generate(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Text description of the music.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="WAV file to write.")],
     adapter: Adapter = None,
-    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Play the base model alone, without an adapter.")] = False,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Play the base model alone, without an adapter.",
+                                             metavar="")] = False,
     base: Optional[str] = option(GenerateSettings, "base"),
     seconds: float = option(GenerateSettings, "seconds"),
     guidance: float = option(GenerateSettings, "guidance"),

@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,32 +122,54 @@ def group_of(name: str, pattern: re.Pattern) -> str | None:
 
 
 def assign_group_splits(files: list[SourceFile], ratios: tuple[float, float, float], seed: int,
-                        group_by: str) -> tuple[dict[Path, str], int]:
-    """Seeded split by group: files whose names share group 1 of ``group_by`` get one split.
+                        group_by: str | None, together: Iterable[Iterable[Path]] = ()) -> tuple[dict[Path, str], int]:
+    """Seeded split by group: files whose names share group 1 of ``group_by`` get one split, and so do
+    the files of each set in ``together`` (paths: near-duplicate pieces, :mod:`musictl.midi.dedup`).
 
-    A file whose name the regex does not match is a group of its own. A group belongs to the style
-    most of its files have (ties: the first name); within each style, groups are ordered by a hash of
-    (seed, style, group) and each goes to the split in which the middle of its files falls when the
-    style's files are cut by the ratios, so each split is within half a group of its exact size.
-    Files that match nothing are keyed by their relative path, as :func:`assign_splits` keys every
-    file: a regex that matches no name gives the ungrouped split. Returns the splits and the number
-    of files the regex did not match.
+    A file whose name the regex does not match (every file, when ``group_by`` is None) is a group of
+    its own; groups that share a file through ``together`` are one group, named by the smallest of
+    their names. A group belongs to the style most of its files have (ties: the first name); within
+    each style, groups are ordered by a hash of (seed, style, group) and each goes to the split in which
+    the middle of its files falls when the style's files are cut by the ratios, so each split is within
+    half a group of its exact size. Files that match nothing are keyed by their relative path, as
+    :func:`assign_splits` keys every file: a regex that matches no name (and nothing ``together``) gives
+    the ungrouped split. Returns the splits and the number of files the regex did not match.
     """
-    pattern = compile_group_by(group_by)
-    members: dict[tuple[str, ...], list[SourceFile]] = {}
+    pattern = compile_group_by(group_by) if group_by is not None else None
+    key_of: dict[Path, tuple[str, ...]] = {}
     unmatched = 0
     for f in files:
-        key = group_of(f.relative, pattern)
-        unmatched += key is None
-        members.setdefault(("group", key) if key is not None else ("file", f.style, f.relative), []).append(f)
+        key = group_of(f.relative, pattern) if pattern is not None else None
+        unmatched += pattern is not None and key is None
+        key_of[f.path] = ("group", key) if key is not None else ("file", f.style, f.relative)
+    parent: dict[tuple[str, ...], tuple[str, ...]] = {}  # union-find over group keys
+
+    def root(key: tuple[str, ...]) -> tuple[str, ...]:
+        while parent.get(key, key) != key:
+            parent[key] = key = parent.get(parent[key], parent[key])
+        return key
+
+    for paths in together:
+        keys = [key_of[Path(p)] for p in paths if Path(p) in key_of]
+        for key in keys[1:]:
+            a, b = root(keys[0]), root(key)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members: dict[tuple[str, ...], list[SourceFile]] = {}
+    names: dict[tuple[str, ...], str] = {}
+    for f in files:
+        unit = root(key_of[f.path])
+        members.setdefault(unit, []).append(f)
+        names[unit] = min(names.get(unit, key_of[f.path][-1]), key_of[f.path][-1])
     by_style: dict[str, list[tuple[str, list[SourceFile]]]] = {}
-    for key, group in members.items():
+    for unit, group in members.items():
         counts = Counter(f.style for f in group)
         style = min(counts, key=lambda s: (-counts[s], s))
-        by_style.setdefault(style, []).append((key[-1], group))
+        by_style.setdefault(style, []).append((names[unit], group))
     out: dict[Path, str] = {}
     for style, groups in by_style.items():
-        groups.sort(key=lambda g: (hashlib.blake2b(f"{seed}\0{style}\0{g[0]}".encode(), digest_size=8).digest(), g[0]))
+        groups.sort(key=lambda g: (hashlib.blake2b(f"{seed}\0{style}\0{g[0]}".encode(), digest_size=8).digest(), g[0],
+                                   min(f.relative for f in g[1])))
         n = sum(len(g) for _, g in groups)
         n_valid, n_test = round(ratios[1] * n), round(ratios[2] * n)
         n_train = max(n - n_valid - n_test, 0)

@@ -8,12 +8,13 @@ tokens artifact) takes its defaults and ranges from the quantisation fields here
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 from musictl.errors import UsageError
 from musictl.settings import Settings, setting
 
 DEFAULT_SPLIT = "0.8,0.1,0.1"
+Dedup = Literal["group", "drop", "off"]  # --dedup: what to do with near-duplicate pieces (musictl.midi.dedup)
 
 # The fields of TokenizeSettings that are TokenizerConfig's parameters (same names).
 QUANTISATION_FIELDS = (
@@ -32,6 +33,13 @@ class TokenizeSettings(Settings):
         None, "Regex on each file name (with its extension): files whose group 1 is the same stay in one split "
               "(clips of one song); names it does not match are groups of their own. With --split-file: only "
               "reports how many valid/test files share a group with training files.")
+    dedup: Dedup = setting(
+        "group", "Near-duplicate pieces (transposed or re-timed copies: the same run of melody intervals): group keeps "
+                 "each group in one split, drop keeps the first of each group (by path), off does neither. With "
+                 "--split-file: only reports how many valid/test pieces are near-copies of training pieces.")
+    dedup_threshold: float = setting(
+        0.8, "Share of the shorter piece's 12-interval melody runs found in the other that makes two pieces "
+             "near-duplicates (--dedup).", min=0.05, max=1.0)
     workers: int = setting(0, "Parallel worker processes (0: all cores).", min=0)
     positions_per_beat: int = setting(16, "Onset grid per quarter note (a power of two).", min=1, max=64)
     max_bar_beats: int = setting(8, "Longest bar in quarter notes; longer bars are split.", min=1, max=64)

@@ -7,6 +7,7 @@ Layout of ``<workdir>/tokens/``::
                    clipped (notes longer than the longest duration code), skips (bar blocks the bar field cannot show)
     vocab.json     the tokenizer parameters (TokenizerConfig.describe())
     errors.jsonl   one row per file that was skipped or failed: path, status, reason
+    duplicates.jsonl  only when --dedup found near-duplicate groups: one row per group (members, pairs)
     manifest.json
 """
 
@@ -29,6 +30,7 @@ TOKENS_FILE = "tokens.npy"
 INDEX_FILE = "index.jsonl"
 VOCAB_FILE = "vocab.json"
 ERRORS_FILE = "errors.jsonl"
+DUPLICATES_FILE = "duplicates.jsonl"  # near-duplicate groups (musictl.midi.dedup), written by tokenize --dedup
 
 
 @dataclass

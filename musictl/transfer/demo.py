@@ -60,12 +60,17 @@ class _Stages:
         self.on_progress = on_progress
         self.timings: dict[str, float] = {}
 
-    def run(self, name: str, what: str, work: Callable):
+    def run(self, name: str, what: str, work: Callable[[Progress | None], object]):
+        """``work(on_progress)``: the stage, reporting its own steps as rows ``{"status": "progress", ...}``."""
         done = STAGES.index(name)
         if self.on_progress:
             self.on_progress(done, len(STAGES), {"stage": name, "status": "start", "what": what})
+
+        def inner(step: int, total: int | None, row=None) -> None:
+            self.on_progress(done, len(STAGES), {"stage": name, "status": "progress", "done": step, "total": total})
+
         t0 = time.perf_counter()
-        value = work()
+        value = work(inner if self.on_progress else None)
         self.timings[name] = round(time.perf_counter() - t0, 1)
         if self.on_progress:
             self.on_progress(done + 1, len(STAGES), {"stage": name, "status": "done", "seconds": self.timings[name]})
@@ -105,19 +110,21 @@ def run_demo(workdir, settings: DemoSettings, out: Path, overwrite: bool = False
         return artifacts.artifact_dir(root, kind, name)
 
     tokens, started, stages = where(artifacts.TOKENS), time.perf_counter(), _Stages(on_progress)
-    stages.run("tokenize", "tokenize the bundled corpus", lambda: _tokenize(tokens, style, seed))
-    bert = stages.run("pretrain-bert", f"pre-train a tiny MidiBert ({steps} steps)", lambda: pretrain(
-        tokens, where(artifacts.BERT), PretrainSettings(size="tiny", max_len=256, batch_size=8, max_steps=steps,
-                                                eval_every=max(1, steps // 4), seed=seed, device="cpu"), overwrite=True))
+    stages.run("tokenize", "tokenize the bundled corpus", lambda _: _tokenize(tokens, style, seed))
+    bert_settings = PretrainSettings(size="tiny", max_len=256, batch_size=8, max_steps=steps, eval_every=max(1, steps // 4),
+                                     seed=seed, device="cpu")
+    bert = stages.run("pretrain-bert", f"pre-train a tiny MidiBert ({steps} steps)", lambda report: pretrain(
+        tokens, where(artifacts.BERT), bert_settings, overwrite=True, on_progress=report))
     stages.run("embed", "embed its token and positional tables",
-               lambda: make_embeddings(where(artifacts.BERT), tokens, where(artifacts.EMBEDDINGS), overwrite=True))
+               lambda report: make_embeddings(where(artifacts.BERT), tokens, where(artifacts.EMBEDDINGS), overwrite=True,
+                                              on_progress=report))
     graph = stages.run("adjacency", f"build the musical graph of '{style}'",
-                       lambda: make_graph(tokens, style, where(artifacts.GRAPH, style), overwrite=True))
-    gcn = stages.run("train-gcn", "train the GCN link predictor and its baselines", lambda: make_gcn(
+                       lambda _: make_graph(tokens, style, where(artifacts.GRAPH, style), overwrite=True))
+    gcn = stages.run("train-gcn", "train the GCN link predictor and its baselines", lambda report: make_gcn(
         style, where(artifacts.GCN, style), GcnSettings(seed=seed, epochs=settings.gcn_epochs), tokens,
-        where(artifacts.GRAPH, style), where(artifacts.EMBEDDINGS), overwrite=True))
+        where(artifacts.GRAPH, style), where(artifacts.EMBEDDINGS), overwrite=True, on_progress=report))
 
-    def generate():
+    def generate(_):
         generator = StyleGenerator.load(workdir, style, tokens)
         walk = WalkSettings(bars=settings.bars, seed=seed)
         pieces = generator.generate_many(FIDELITY_PIECES, walk)

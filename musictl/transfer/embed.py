@@ -19,6 +19,7 @@ from musictl import constants as C
 from musictl.errors import ArtifactError
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
+from musictl.progress import Progress
 
 FILE = "embeddings.safetensors"
 
@@ -45,11 +46,12 @@ def static_midibert(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor, Tokeni
 
 
 @torch.no_grad()
-def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str | None = None, max_len: int = 512, batch_size: int = 8):
+def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str | None = None, max_len: int = 512, batch_size: int = 8,
+                        on_progress: Progress | None = None):
     """Mean last hidden state of every graph token over a style's pieces, or over every training piece of the
     corpus when ``style`` is None (zeros where a token never occurs: ``counts`` says which).
 
-    Returns (table, counts, position table, vocabulary).
+    Returns (table, counts, position table, vocabulary). ``on_progress`` gets windows done of all.
     """
     from musictl.bert.data import cut_windows, pad_batch
     from musictl.bert.model import load_encoder
@@ -69,6 +71,8 @@ def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str | None 
         flat = (ids[mask.bool()] - C.N_SPECIAL + offsets).reshape(-1)  # 8 graph tokens per note
         table.index_add_(0, flat, hidden.repeat_interleave(C.N_FIELDS, dim=0))
         counts.index_add_(0, flat, torch.ones(len(flat)))
+        if on_progress is not None:
+            on_progress(min(i + batch_size, len(windows)), len(windows))
     table = table / counts.clamp_min(1).unsqueeze(1)
     return table, counts, encoder.position_embeddings_table(), config
 

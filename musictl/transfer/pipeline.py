@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musictl import artifacts
+from musictl import artifacts, workspace
 from musictl.errors import ArtifactError, UsageError
 from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
@@ -33,6 +33,10 @@ def resolve_model(model: str | Path | None, workdir, corpus: TokenCorpus) -> tup
         model = artifacts.artifact_dir(workdir, artifacts.BERT)
         artifacts.require(model, artifacts.BERT)
     path = Path(model)
+    if (path / artifacts.MANIFEST).is_file():  # an artifact of another kind: say what it is and what makes a model
+        found = artifacts.read_manifest(path)
+        if found.kind not in (artifacts.BERT, artifacts.FINETUNE):
+            raise ArtifactError(artifacts.wrong_kind(path, found, artifacts.BERT))
     if not embedding.is_midibert_dir(path):
         return model, {}, False
     if not (path / artifacts.MANIFEST).is_file():
@@ -46,7 +50,7 @@ def resolve_model(model: str | Path | None, workdir, corpus: TokenCorpus) -> tup
     return path, {"model": artifacts.input_ref(path, manifest)}, True
 
 
-def embedding_tables(model, is_midibert: bool, corpus: TokenCorpus, settings: EmbedSettings):
+def embedding_tables(model, is_midibert: bool, corpus: TokenCorpus, settings: EmbedSettings, on_progress: Progress | None = None):
     """(token table, position table, mapped mask) of ``model`` over the corpus's vocabulary."""
     if not is_midibert:
         if settings.mode == "contextual":
@@ -61,7 +65,8 @@ def embedding_tables(model, is_midibert: bool, corpus: TokenCorpus, settings: Em
         table, positions, vocab = embedding.static_midibert(model)
         mapped = np.ones(corpus.config.n_graph_tokens, dtype=bool)
     else:
-        table, counts, positions, vocab = embedding.contextual_midibert(model, corpus, settings.style)
+        table, counts, positions, vocab = embedding.contextual_midibert(model, corpus, settings.style,
+                                                                              on_progress=on_progress)
         mapped = counts.numpy() > 0
     if vocab.vocab_id != corpus.config.vocab_id:
         raise ArtifactError(f"{model} was trained on vocabulary {vocab.vocab_id}, but {corpus.path} uses "
@@ -70,7 +75,7 @@ def embedding_tables(model, is_midibert: bool, corpus: TokenCorpus, settings: Em
 
 
 def make_embeddings(model: str | Path | None, tokens_path: Path, out: Path, settings: EmbedSettings | None = None,
-                    overwrite: bool = False, workdir=None) -> EmbedResult:
+                    overwrite: bool = False, workdir=None, on_progress: Progress | None = None) -> EmbedResult:
     """Write ``embeddings/``: every graph token's embedding in ``model`` (default: the workspace's MidiBert)."""
     import torch
     from safetensors.torch import save_file
@@ -79,13 +84,18 @@ def make_embeddings(model: str | Path | None, tokens_path: Path, out: Path, sett
 
     settings = settings or EmbedSettings()
     quiet_transformers()
+    needs = [workspace.Needed(artifacts.TOKENS, None, Path(tokens_path))]
+    if model is None:
+        needs.append(workspace.Needed(artifacts.BERT, None, artifacts.artifact_dir(workdir, artifacts.BERT)))
+    workspace.require_inputs("embed", workdir, needs)
     corpus = TokenCorpus.open(tokens_path)
     if settings.style:
+        workspace.check_style(settings.style, corpus.styles, tokens_path)
         corpus.require_style(artifacts.safe_name(settings.style, "style"))
     model, inputs, is_midibert = resolve_model(model, workdir, corpus)
     inputs["tokens"] = artifacts.input_ref(tokens_path, corpus.manifest)
     with artifacts.staging(out, overwrite) as tmp:
-        table, positions, mapped = embedding_tables(model, is_midibert, corpus, settings)
+        table, positions, mapped = embedding_tables(model, is_midibert, corpus, settings, on_progress)
         save_file({"token": table.contiguous().float(), "position": positions.contiguous().float(),
                    "mapped": torch.from_numpy(np.asarray(mapped, dtype=np.uint8))}, str(tmp / embedding.FILE),
                   metadata={"vocab_id": corpus.config.vocab_id, "model": str(model), "mode": settings.mode})
@@ -100,11 +110,13 @@ def make_embeddings(model: str | Path | None, tokens_path: Path, out: Path, sett
 
 # ----- adjacency -----------------------------------------------------------------------------
 def make_graph(tokens_path: Path, style: str, out: Path, settings: GraphSettings | None = None, overwrite: bool = False,
-               on_progress: Progress | None = None) -> GraphResult:
+               on_progress: Progress | None = None, workdir=None) -> GraphResult:
     """Write ``graph/<style>/``: the style's weighted graph, counted over its training pieces (held-out pieces stay
     unseen, for fidelity; every piece when the style has no train split), or over all pieces (``--pieces all``)."""
     settings = settings or GraphSettings()
+    workspace.require_inputs(f"adjacency --style {style}", workdir, [workspace.Needed(artifacts.TOKENS, None, Path(tokens_path))])
     corpus = TokenCorpus.open(tokens_path)
+    workspace.check_style(style, corpus.styles, tokens_path)
     corpus.require_style(artifacts.safe_name(style, "style"))
     pieces = graphs.style_split(corpus, style)[0] if settings.pieces == "train" else corpus.select(style=style)
     with artifacts.staging(out, overwrite) as tmp:
@@ -138,16 +150,28 @@ def check_gcn_inputs(corpus: TokenCorpus, style: str, graph_dir: Path, embedding
 
 
 def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, graph_dir: Path, embeddings_dir: Path,
-             device: str = "cpu", overwrite: bool = False, on_progress: Progress | None = None) -> GcnResult:
-    """Write ``gcn/<style>/``: a link predictor of the study's ``settings.model`` with its baselines."""
+             device: str = "cpu", overwrite: bool = False, on_progress: Progress | None = None, workdir=None) -> GcnResult:
+    """Write ``gcn/<style>/``: a link predictor of the study's ``settings.model`` with its baselines.
+
+    Missing inputs are named all at once, with every command that makes them (``workdir``: where those
+    commands write); ``result.graph`` is the graph the GCN learned: the style graph's edges (transition,
+    cooccurrence) or ``similarity``."""
     import torch
     from safetensors.torch import save_file
 
     from musictl.transfer.features import model_graphs, node_features
     from musictl.transfer.link_prediction import train_link_prediction
 
+    tokens = workspace.Needed(artifacts.TOKENS, None, Path(tokens_path))
+    known = workspace.tokens_styles(tokens_path) if (Path(tokens_path) / artifacts.MANIFEST).is_file() else []
+    if known:  # a misspelt style first: the chain below names it
+        workspace.check_style(style, known, tokens_path)
+    name = artifacts.safe_name(style, "style")
+    workspace.require_inputs(f"train-gcn --style {style}", workdir, [
+        tokens, workspace.Needed(artifacts.GRAPH, name, Path(graph_dir)),
+        workspace.Needed(artifacts.EMBEDDINGS, None, Path(embeddings_dir))])
     corpus = TokenCorpus.open(tokens_path)
-    corpus.require_style(artifacts.safe_name(style, "style"))
+    corpus.require_style(name)
     graph_manifest, emb_manifest = check_gcn_inputs(corpus, style, graph_dir, embeddings_dir)
     with artifacts.staging(out, overwrite) as tmp:
         graph = graphs.load_graph(graph_dir)
@@ -163,8 +187,10 @@ def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, gr
                   str(tmp / "node_embeddings.safetensors"))
         artifacts.atomic_write_json(tmp / "metrics.json", {"style": style, **result.to_dict()})
         artifacts.write_jsonl(tmp / "history.jsonl", result.history)
+        # the style graph is named by its edges (transition or cooccurrence), as adjacency built it
+        built = graph_manifest.parameters.get("edges", "cooccurrence") if settings.graph == "cooccurrence" else settings.graph
         summary = GcnResult(out=Path(out), style=style, model=settings.model, features=settings.features,
-                            graph=settings.graph, **{k: getattr(result, k) for k in (
+                            graph=built, **{k: getattr(result, k) for k in (
                                 "test_auc", "test_ap", "val_auc", "val_ap", "best_epoch", "epochs_run", "nodes", "in_dim",
                                 "test_auc_same_field", "test_ap_same_field", "baselines")})
         artifacts.write_manifest(tmp, artifacts.Manifest(

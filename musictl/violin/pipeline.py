@@ -125,14 +125,12 @@ def train(settings: LoraTrainSettings, data_dir: Path, out: Path, workdir=None, 
     from musictl.hf import quiet_transformers
     from musictl.training import Run
     from musictl.violin.model import is_random_base, load_base, resolve_base
-    from musictl.violin.train import RESUME_KEYS
     from musictl.violin.train import train as run_training
 
     data_manifest = artifacts.require(data_dir, DATA_KIND)
     run = Run(settings, clip=None, find_unused_parameters=False)
     output = artifacts.resumable(out, LORA_KIND, what="LoRA training run")
-    with run.staged(output, resume, overwrite, inputs={"data": artifacts.input_ref(data_dir, data_manifest)},
-                    resume_keys=RESUME_KEYS) as state:
+    with run.staged(output, resume, overwrite, inputs={"data": artifacts.input_ref(data_dir, data_manifest)}) as state:
         quiet_transformers()
         base_ref = run.on_main(lambda: resolve_base(settings.base, _violin_dir(workdir)))  # the tiny base is built once
         random_base = settings.base == TINY or is_random_base(base_ref)

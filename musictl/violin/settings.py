@@ -42,23 +42,23 @@ class PrepareSettings(Settings):
 class LoraTrainSettings(RunSettings):
     """LoRA on MusicGen's decoder (peft ``LoraConfig`` terms) and its training loop (a :class:`RunSettings`)."""
 
-    base: str = setting(DEFAULT_BASE, f"MusicGen hub id or local directory; '{TINY}' builds a small untrained one.")
+    base: str = setting(DEFAULT_BASE, f"MusicGen hub id or local directory; '{TINY}' builds a small untrained one.", fixed=True)
     lora_targets: Literal["attention", "attention-mlp"] = setting(
-        "attention", "Modules to adapt: attention = q_proj,v_proj; attention-mlp = q_proj,v_proj,fc1,fc2.")
+        "attention", "Modules to adapt: attention = q_proj,v_proj; attention-mlp = q_proj,v_proj,fc1,fc2.", fixed=True)
     targets: Optional[str] = setting(
-        None, f"Explicit decoder modules instead of --lora-targets, comma-separated: {','.join(ALLOWED_TARGETS)}.")
-    rank: int = setting(16, "LoRA rank.", min=1, max=1024)
-    alpha: float = setting(32.0, "LoRA alpha (scale = alpha / rank).", min=0.0)
-    dropout: float = setting(0.05, "LoRA dropout.", min=0.0, max=0.9)
+        None, f"Explicit decoder modules instead of --lora-targets, comma-separated: {','.join(ALLOWED_TARGETS)}.", fixed=True)
+    rank: int = setting(16, "LoRA rank.", min=1, max=1024, fixed=True)
+    alpha: float = setting(32.0, "LoRA alpha (scale = alpha / rank).", min=0.0, fixed=True)
+    dropout: float = setting(0.05, "LoRA dropout.", min=0.0, max=0.9, fixed=True)
     lr: float = setting(2e-4, "AdamW learning rate.", min=0.0, max=1.0)
     weight_decay: float = setting(0.01, "AdamW weight decay of the LoRA matrices.", min=0.0, max=1.0)
     batch_size: int = setting(4, "Clips per step on each process (x processes x --grad-accum per optimizer step).", min=1)
     max_steps: int = setting(0, "Optimizer steps (0: use --epochs).", min=0)
     epochs: int = setting(3, "Passes over the training clips when --max-steps is 0.", min=1)
-    drop_text: float = setting(0.2, "Share of samples trained without text (keeps guidance working).", min=0.0, max=1.0)
+    drop_text: float = setting(0.2, "Share of samples trained without text (keeps guidance working).", min=0.0, max=1.0, fixed=True)
     grad_checkpointing: bool = setting(False, "Recompute decoder activations to save GPU memory.")
     eval_every: int = setting(50, "Validate and checkpoint every N steps.", min=1)
-    seed: int = setting(DEFAULT_SEED, SEED_HELP, min=0)
+    seed: int = setting(DEFAULT_SEED, SEED_HELP, min=0, fixed=True)
 
     def validate(self) -> None:
         if self.lr <= 0:

@@ -32,7 +32,6 @@ from musictl.violin.settings import LoraTrainSettings
 log = logging.getLogger(__name__)
 DROP_STREAM = 7  # a constant of the seed sequence that draws the text drops (apart from the stream order)
 # Settings a checkpoint must share with the run that resumes it (the others may change, e.g. --max-steps).
-RESUME_KEYS = ("rank", "alpha", "dropout", "lora_targets", "targets", "drop_text", "seed")
 
 
 @dataclass
