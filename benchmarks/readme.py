@@ -34,6 +34,9 @@ Targets from the issues and where we stand:
 """
 
 SCRIPTS = [  # (script, what it measures, reference it is compared with, tables)
+    ("timings.py", "wall-clock time of what a new user runs: the demo, pretrain-bert per size and objective, embed, "
+     "finetune-mask epochs (the times the README, docs and --help state)", "the same commands, back to back",
+     ("timings",)),
     ("tokenize_speed.py", "files/s and notes/s of `musictl tokenize`; peak memory on 100k files",
      "MidiTok 3 Octuple, a raw symusic parse", ("tokenize",)),
     ("pretrain.py", "seconds per step, notes/s and peak memory of MidiBert (MLM, adversarial)",

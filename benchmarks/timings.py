@@ -33,9 +33,15 @@ sys.path.insert(0, str(HERE))
 
 import results_json  # noqa: E402
 
-# (label, --size, --max-len, timed steps): the README recipe first, then each size at the defaults
-PRETRAIN = [("tiny, --max-len 256 (README recipe)", "tiny", 256, 60), ("tiny (defaults)", "tiny", 512, 30),
-            ("small (defaults)", "small", 512, 6), ("base (defaults)", "base", 512, 2)]
+# (label, --size, --max-len, --objective, (short, long) step counts): the README recipe first, then each size at the
+# defaults (adversarial, the default objective; mlm costs about 2.5x less a step). A
+# step's cost is the difference of the two runs' wall times over their difference in steps, so start-up and the
+# final validation (the same in both) drop out; they are the short run's time minus its steps.
+PRETRAIN = [("tiny, --max-len 256 (README recipe)", "tiny", 256, "adversarial", (20, 80)),
+            ("tiny, --max-len 256, mlm", "tiny", 256, "mlm", (20, 80)),
+            ("tiny (defaults)", "tiny", 512, "adversarial", (10, 40)),
+            ("small (defaults)", "small", 512, "adversarial", (2, 8)),
+            ("base (defaults)", "base", 512, "adversarial", (1, 2))]
 FINETUNE_EPOCHS = 2
 
 
@@ -50,9 +56,22 @@ def musictl(*args: str, work: Path) -> tuple[float, subprocess.CompletedProcess]
     return seconds, process
 
 
+def busy_share(seconds: float = 5.0) -> float:
+    """The share of CPU time spent busy (all cores) over ``seconds``, from /proc/stat: is the machine idle?"""
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
 def measure(root: Path) -> dict:
     rows: dict[str, dict] = {}
-    load_before = os.getloadavg()[0]
+    load_before, busy_before = os.getloadavg()[0], busy_share()
 
     seconds, _ = musictl("demo", "-o", str(root / "demo"), work=root / "demo")
     rows["demo"] = {"command": "musictl demo", "seconds": round(seconds, 1)}
@@ -60,18 +79,21 @@ def measure(root: Path) -> dict:
     work = root / "work"
     seconds, _ = musictl("tokenize", work=work)
     rows["tokenize"] = {"command": "musictl tokenize", "seconds": round(seconds, 1)}
-    for label, size, max_len, steps in PRETRAIN:
-        out = root / f"bert-{size}-{max_len}"
-        seconds, _ = musictl("pretrain-bert", "--size", size, "--max-len", str(max_len), "--max-steps", str(steps),
-                             "--eval-every", str(steps), "--objective", "mlm", "--device", "cpu", "--out", str(out), work=work)
-        metrics = json.loads((out / "metrics.json").read_text())
-        batch = metrics.get("global_batch_size", 8)
-        per_step = metrics["seconds_this_run"] / steps  # the training loop (one validation at the end included)
+    for label, size, max_len, objective, (short, long) in PRETRAIN:
+        walls = {}
+        for steps in (short, long):
+            out = root / f"bert-{size}-{max_len}-{objective}-{steps}"
+            walls[steps], _ = musictl("pretrain-bert", "--size", size, "--max-len", str(max_len), "--max-steps", str(steps),
+                                      "--eval-every", str(steps), "--objective", objective, "--device", "cpu", "--out", str(out),
+                                      work=work)
+        batch = json.loads((out / "metrics.json").read_text()).get("global_batch_size", 8)
+        per_step = (walls[long] - walls[short]) / (long - short)
+        fixed = walls[short] - short * per_step  # start-up, building the model, one validation, writing the artifact
         rows[f"pretrain {label}"] = {
-            "command": f"musictl pretrain-bert --size {size} --max-len {max_len} --max-steps {steps} --objective mlm",
-            "seconds": round(seconds, 1), "s_per_step": round(per_step, 3), "windows_per_s": round(batch / per_step, 1),
-            "minutes_per_1000_steps": round(1000 * per_step / 60, 1)}
-        if (size, max_len) == ("tiny", 512):
+            "command": f"musictl pretrain-bert --size {size} --max-len {max_len} --max-steps {short} / {long} --objective {objective}",
+            "seconds": round(walls[long], 1), "s_per_step": round(per_step, 3), "windows_per_s": round(batch / per_step, 1),
+            "fixed_seconds": round(fixed, 1), "minutes_per_1000_steps": round((fixed + 1000 * per_step) / 60, 1)}
+        if (size, max_len, objective) == ("tiny", 512, "adversarial"):
             bert = out
 
     seconds, _ = musictl("embed", "--model", str(bert), "--out", str(root / "embeddings"), work=work)
@@ -87,27 +109,33 @@ def measure(root: Path) -> dict:
 
     return {"machine": {"cores": os.cpu_count(), "cpu": platform.machine(), "python": platform.python_version(),
                         "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)},
+                        "load_before": round(load_before, 2), "busy_before": round(busy_before, 3),
+                        "load_after": round(os.getloadavg()[0], 2)},
             "rows": rows}
 
 
 def table(data: dict) -> str:
     machine = data["machine"]
-    idle = "idle" if machine["load_before"] < 0.5 else f"NOT idle (load average {machine['load_before']})"
+    busy = machine["busy_before"]
+    idle = f"idle ({100 * busy:.0f}% busy" if busy < 0.1 else f"NOT idle ({100 * busy:.0f}% busy"
     lines = ["# Times a user meets", "",
              "Planned question: how long does each command a new user runs take on 2 CPU cores, so that every time the "
              "README, the docs and the `--help` texts state is one measured here.", "",
              "Command: `python benchmarks/timings.py --write`", "",
              f"Machine: {machine['cores']} CPU cores ({machine['cpu']}), Python {machine['python']}, torch {machine['torch']} "
-             f"({machine['threads']} threads); {idle} at the start (1-minute load average {machine['load_before']}, "
-             f"{machine['load_after']} at the end). Wall-clock seconds of each `musictl` process on the bundled corpus "
-             "(160 pieces), start-up and the final evaluation included. A loaded machine is slower: on 2 cores shared "
-             "with another job, expect about twice these times.", "",
-             "| command | seconds | s/step | windows/s | 1,000 steps | s/epoch |", "|---|---:|---:|---:|---:|---:|"]
+             f"({machine['threads']} threads); {idle} in the 5 s before the start, 1-minute load average "
+             f"{machine['load_before']}, {machine['load_after']} at the end). Wall-clock seconds of each `musictl` process "
+             "on the bundled corpus (160 pieces), start-up and the final evaluation included. Pre-training: s/step is "
+             "the difference of a short and a long run's wall times over their difference in steps (start-up and the "
+             "validation drop out), fixed s what the short run spent besides its steps, and 1,000 steps = fixed s + "
+             "1,000 x s/step (with the default --eval-every 100 add nine validations). A loaded machine is slower: "
+             "on 2 cores shared with another job, expect about twice these times.", "",
+             "| command | seconds | s/step | windows/s | fixed s | 1,000 steps | s/epoch |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for row in data["rows"].values():
         steps = f"{row['minutes_per_1000_steps']} min" if "minutes_per_1000_steps" in row else ""
         lines.append(f"| `{row['command']}` | {row['seconds']} | {row.get('s_per_step', '')} | {row.get('windows_per_s', '')} "
-                     f"| {steps} | {row.get('s_per_epoch', '')} |")
+                     f"| {row.get('fixed_seconds', '')} | {steps} | {row.get('s_per_epoch', '')} |")
     return "\n".join(lines) + "\n"
 
 

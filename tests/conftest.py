@@ -56,6 +56,23 @@ def tokens_dir(style_corpus, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture
+def invoke():
+    """``musictl ARGS`` through Typer's runner; ``result.text`` is its output on one line (rich wraps at any width)."""
+    from typer.testing import CliRunner
+
+    from musictl.cli import app
+
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        result.text = " ".join(result.output.split())
+        return result
+
+    return run
+
+
 @pytest.fixture()
 def violin_cli():
     """``musictl lora-violin ARGS`` through Typer's runner: ``violin_cli("prepare", ...)``."""

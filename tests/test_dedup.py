@@ -157,22 +157,6 @@ def test_group_splits_merge_together_sets_with_regex_groups_and_change_nothing_w
 
 # ----- through the command line ------------------------------------------------------------------
 @pytest.fixture
-def invoke():
-    from typer.testing import CliRunner
-
-    from musictl.cli import app
-
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(app, [str(a) for a in args])
-        result.text = " ".join(result.output.split())
-        return result
-
-    return run
-
-
-@pytest.fixture
 def tunes(tmp_path) -> Path:
     """``tunes/``: ``a_original.mid``, its transposed re-timed copy ``b_copy.mid``, 10 unrelated tunes, a
     drum-only file and a 5-note file."""

@@ -127,22 +127,6 @@ def test_split_file_overlap_is_counted_by_name(tmp_path):
 
 # ----- through the command line ------------------------------------------------------------------
 @pytest.fixture
-def invoke():
-    from typer.testing import CliRunner
-
-    from musictl.cli import app
-
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(app, [str(a) for a in args])
-        result.text = " ".join(result.output.split())
-        return result
-
-    return run
-
-
-@pytest.fixture
 def clips(tmp_path) -> Path:
     """12 songs x 1-3 clips of real MIDI, EMOPIA-named, and two files the regex does not match."""
     folder = tmp_path / "clips"

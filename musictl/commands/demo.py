@@ -25,11 +25,11 @@ def demo(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a workspace made by other commands.", metavar="")] = False,
     workdir: Workdir = None,
 ) -> None:
-    """Run the whole cross-style chain on the bundled corpus with tiny settings (about a minute on 2 idle CPU cores).
+    """Run the whole cross-style chain on the bundled corpus with tiny settings (about 80 s on 2 idle CPU cores).
 
     tokenize -> pretrain-bert -> embed -> adjacency -> train-gcn -> generate-rwr; leaves demo.mid and a
-    piano-roll demo.png, and prints a summary. Re-running replaces the demo's own artifacts; a workspace
-    made by other commands is kept unless --overwrite.
+    piano-roll demo.png, and prints a summary (the time: benchmarks/results/timings.md). Re-running replaces the
+    demo's own artifacts; a workspace made by other commands is kept unless --overwrite.
 
     Example: musictl demo --style fiddle-tunes -n 16
     """
