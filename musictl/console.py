@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -68,7 +69,8 @@ def progress(*extra_columns) -> Progress:
     )
 
 
-PLAIN_EVERY_S = 15.0  # seconds between plain progress lines on a stream that is not a terminal
+# seconds between plain progress lines on a stream that is not a terminal (MUSICTL_PROGRESS_SECONDS to change)
+PLAIN_EVERY_S = float(os.environ.get("MUSICTL_PROGRESS_SECONDS", "") or 15.0)
 
 
 def duration(seconds: float) -> str:
@@ -83,23 +85,23 @@ def duration(seconds: float) -> str:
 
 class PlainProgress:
     """Progress as plain lines (what is done, the rate, the time left) for a log file, CI or nohup, where a
-    bar would print nothing until the end: the first update, then one line every ``every`` seconds, and
-    the last. pip and the Hugging Face Trainer do the same."""
+    bar would print nothing until the end: one line every ``every`` seconds, and the last one to close
+    them (work done within ``every`` seconds prints nothing). pip and the Hugging Face Trainer do the same."""
 
     def __init__(self, description: str, every: float = PLAIN_EVERY_S, clock: Callable[[], float] = time.monotonic):
         self.description, self.every, self.clock = description, every, clock
         self.started: tuple[float, int] | None = None
-        self.last_line = -float("inf")
+        self.last_line, self.printed = 0.0, False
 
     def line(self, done: int, total: int | None, text: str = "") -> str | None:
         """The line to print for this update, or None (too soon after the last)."""
         now = self.clock()
         if self.started is None:
-            self.started = (now, done)
+            self.started, self.last_line = (now, done), now
         finished = total is not None and done >= total
-        if now - self.last_line < self.every and not finished:
+        if now - self.last_line < self.every and not (finished and self.printed):
             return None
-        self.last_line = now
+        self.last_line, self.printed = now, True
         t0, done0 = self.started
         rate = (done - done0) / (now - t0) if now > t0 and done > done0 else None
         parts = [f"{done}/{total} ({100 * done / total:.0f}%)" if total else str(done)]
