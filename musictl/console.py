@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 err = Console(stderr=True, highlight=False)
@@ -26,8 +27,6 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     """``warning: ...`` on stderr as one line, however narrow the terminal (the message is plain text)."""
-    from rich.markup import escape
-
     err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
@@ -42,7 +41,7 @@ class _ConsoleHandler(logging.Handler):
         if record.levelno >= logging.WARNING:
             warn(message)
         else:
-            err.print(f"[dim]note:[/] {message}", soft_wrap=True)
+            err.print(f"[dim]note:[/] {escape(message)}", soft_wrap=True)
 
 
 def route_library_logs() -> None:

@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 
 from musictl import artifacts
+from musictl.device import check_launch, resolve_device, resolve_mixed_precision
 from musictl.errors import Interrupted, MusictlError, UsageError
 from musictl.settings import RunSettings, Settings
 
@@ -93,16 +94,7 @@ def param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
-# ----- processes, batches, precision ---------------------------------------------------------------
-def process_index() -> int:
-    """This process's global rank under ``accelerate launch`` / torchrun (0 when run directly)."""
-    return int(os.environ.get("RANK", "0") or 0)
-
-
-def is_main_process() -> bool:
-    return process_index() == 0
-
-
+# ----- batches (the device, the precision and the process rank: musictl/device.py) ----------------
 @dataclasses.dataclass(frozen=True)
 class BatchPlan:
     """How many windows one optimizer step sees: ``per_device x processes x grad_accum``."""
@@ -131,44 +123,45 @@ def plan_batches(per_device: int, processes: int, grad_accum: int = 1, global_ba
     return BatchPlan(per_device, processes, global_batch_size // per_step)
 
 
-def resolve_mixed_precision(requested: str | None, device_type: str) -> str:
-    """``no``, ``bf16`` or ``fp16``; unset: bf16 on a GPU that supports it, else no."""
-    import torch
-
-    if requested is None:
-        if device_type == "cuda" and torch.cuda.is_bf16_supported():
-            return "bf16"
-        return "no"
-    if requested == "fp16" and device_type != "cuda":
-        raise UsageError("--mixed-precision fp16 needs a GPU; use bf16 or no on the CPU")
-    return requested
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when visible (and not launched with ``accelerate launch --cpu``), else cpu."""
-    import torch
-
-    forced_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() and not forced_cpu else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    return device
-
-
-def check_launch() -> None:
-    """Refuse ``accelerate launch --cpu --num_processes N>1``: accelerate 1.15 then starts ONE process
-    (several CPU processes only through torchrun, ``--multi_gpu``), which would silently train alone."""
-    flag = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    if flag and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
-        raise UsageError("accelerate launch --cpu starts a single process whatever --num_processes says; for N CPU processes "
-                         "run: accelerate launch --multi_gpu --num_processes N -m musictl ... --device cpu (docs/distributed.md)")
-
-
 # ----- the data stream -------------------------------------------------------------------------------
+# Random streams: every random draw of a training run comes from ``rng`` / ``generator`` below, keyed by
+# (the run's seed, the stream's name, indices that say where in the run the draw is: an epoch, a micro-batch,
+# a stream position, a window). Nothing depends on what was drawn before, so a resumed run and a run on any
+# number of processes draw the same. The stream names are constants beside their use:
+EPOCH_ORDER = "epoch-order"  # the order of the items in each epoch (index: the epoch)
+
+
+def stream_key(stream: str) -> int:
+    """A stream name as a number, the same in every process and Python (CRC-32; Python's ``hash`` is salted)."""
+    import zlib
+
+    return zlib.crc32(stream.encode())
+
+
+def seed_sequence(seed: int, stream: str, *index: int) -> np.random.SeedSequence:
+    """numpy's SeedSequence of one stream: entropy ``seed``, spawn key ``(stream_key(stream), *index)``.
+
+    Independent for every (seed, name, indices); a negative seed is taken modulo 2**64."""
+    if any(int(i) < 0 for i in index):
+        raise ValueError(f"random stream {stream!r}: indices must be non-negative, got {index}")
+    return np.random.SeedSequence(int(seed) % 2**64, spawn_key=(stream_key(stream), *(int(i) for i in index)))
+
+
+def rng(seed: int, stream: str, *index: int) -> np.random.Generator:
+    """The numpy generator of stream ``stream`` at ``index`` of the run seeded ``seed``."""
+    return np.random.Generator(np.random.PCG64(seed_sequence(seed, stream, *index)))
+
+
+def generator(seed: int, stream: str, *index: int):
+    """The (CPU) torch generator of stream ``stream`` at ``index`` of the run seeded ``seed``."""
+    import torch
+
+    return torch.Generator().manual_seed(int(seed_sequence(seed, stream, *index).generate_state(1, np.uint64)[0]))
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order items are visited in one epoch: a permutation fixed by (seed, epoch)."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
+    return rng(seed, EPOCH_ORDER, epoch).permutation(n)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,8 @@ leftovers of killed runs.
 ``musictl status`` renders :func:`scan`; ``musictl status --clean`` calls :func:`clean`. Both read
 the artifact-kind registry (:data:`musictl.artifacts.KINDS`), so a kind registered there appears
 here by itself (``PIPELINE`` only orders the next-step hint). A resumable run is the staging
-directory of a training run (:func:`musictl.artifacts.resumable`) that holds a whole checkpoint.
+directory of a training run (:func:`musictl.artifacts.resumable`) that holds a whole checkpoint. A
+fine-tuned model is described by its task's entry in :data:`musictl.bert.tasks.TASKS`.
 
 The commands ask this module what is missing before they start (:func:`require_inputs`: every missing
 input and the inputs those need, in the order they are made, named in one error) and which styles a
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from musictl import artifacts
+from musictl.bert import tasks
 from musictl.bert.verdict import encoder_verdict
 from musictl.errors import ArtifactError, UsageError
 
@@ -42,8 +44,8 @@ class ArtifactStatus:
     inputs: dict[str, str] = field(default_factory=dict)  # role -> "fresh" | "stale" | "missing"
     state: str = "fresh"  # fresh | stale | incomplete | corrupt | in use
     detail: str = ""
-    verdict: str = ""  # bert: what the encoder learned beyond its baselines
-    warning: str = ""  # bert: set when it learned nothing, with the command that helps
+    verdict: str = ""  # bert: what the encoder learned beyond its baselines; finetune: its task and test accuracy
+    warning: str = ""  # bert: set when it learned nothing, with the command that helps; finetune: an unregistered task
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,11 +137,26 @@ def inspect(kind: str, name: str | None, path: Path) -> ArtifactStatus:
             status.verdict = verdict.summary()
             if verdict.learned_nothing:
                 status.warning = verdict.warning(artifacts.artifact_dir(path.parent, artifacts.BERT))
+    if kind == artifacts.FINETUNE:
+        status.verdict, status.warning = finetune_summary(path, name, manifest)
     stale = [r for r, s in status.inputs.items() if s == "stale"]
     if stale:
         status.state = "stale"
         status.detail = f"made from an older {', '.join(stale)}; remake it: {status.made_by} --overwrite"
     return status
+
+
+def finetune_summary(path: Path, name: str | None, manifest: artifacts.Manifest) -> tuple[str, str]:
+    """A fine-tuned model's task as its registry entry describes it, with the test accuracy (``composer (per piece:
+    the file's folder name): test accuracy 0.730``), and a warning when this version registers no such task."""
+    task = manifest.parameters.get("task") or name or "?"
+    accuracy = manifest.metrics.get("test_accuracy")
+    score = f": test accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else ""
+    entry = tasks.TASKS.get(task)
+    if entry is None:
+        return f"{task}{score}", (f"{path} was fine-tuned on task '{task}', which this version does not register "
+                                  f"(musictl.bert.tasks.TASKS: {', '.join(tasks.TASKS)}); it cannot be resumed or remade")
+    return f"{entry.describe()}{score}", ""
 
 
 def resumable_runs(root: Path) -> list[ResumableRun]:

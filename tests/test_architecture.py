@@ -1,11 +1,10 @@
-"""docs/architecture.md stays true: its module map lists every module, and its recipe for a per-note
-fine-tuning task works as written."""
+"""docs/architecture.md stays true: its module map lists every module, and its recipe for a fine-tuning task
+works as written (through predict here; through --help, the CLI and status in tests/test_registries.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import typing
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,7 @@ PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"
 
 
 def test_a_per_note_task_added_as_the_recipe_says_is_fine_tuned_and_predicted(tokens_dir, tmp_path, monkeypatch):
-    """docs/architecture.md, "A fine-tuning task with a label per note", step by step, with a toy task."""
+    """docs/architecture.md, "A fine-tuning task": one entry in TASKS, with a toy task, fine-tuned and predicted."""
     import torch
     from symusic import Score
 
@@ -64,14 +63,12 @@ def test_a_per_note_task_added_as_the_recipe_says_is_fine_tuned_and_predicted(to
     from musictl.midi.tokens import TokenCorpus
 
     torch.set_num_threads(1)
-    with pytest.raises(UsageError, match="pitchclass"):  # without step 1 the settings refuse the name
+    with pytest.raises(UsageError, match="pitchclass"):  # unregistered, the settings refuse the name
         bert_settings.FinetuneSettings(task="pitchclass")
-    # 1. the name in TaskName (here patched in, as editing the Literal would)
-    monkeypatch.setattr(bert_settings, "TaskName", typing.Literal[(*typing.get_args(bert_settings.TaskName), "pitchclass")])
-    # 2. registered in TOKEN_TASKS: its classes and its labels, one per note
-    monkeypatch.setitem(tasks.TOKEN_TASKS, "pitchclass", tasks.TokenTask(
-        PITCH_CLASSES, lambda piece, tokens, config, spec: (tokens[:, C.PITCH].astype(np.int64) - C.N_SPECIAL) % 12))
-    # 3. (hiding the pitch field the labels come from) is left out: the toy task need not be hard
+    # the one entry (hiding the pitch field its labels come from is left out: the toy task need not be hard)
+    monkeypatch.setitem(tasks.TASKS, "pitchclass", tasks.Task(
+        "pitchclass", "the note's pitch class", per_note=True, classes=PITCH_CLASSES,
+        label=lambda piece, tokens, config, spec: (tokens[:, C.PITCH].astype(np.int64) - C.N_SPECIAL) % 12))
 
     settings = bert_settings.FinetuneSettings(task="pitchclass", from_scratch=True, epochs=1, patience=1, max_len=64,
                                               batch_size=4, device="cpu")

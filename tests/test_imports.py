@@ -1,5 +1,5 @@
 """The shape of the code (docs/architecture.md): no import cycles, command modules that do not import each
-other, and imports that never point up the layer order.
+other, and imports that never point up the layer order, as docs/architecture.md lists the layers.
 
 Every ``import`` statement of every module under ``musictl/`` counts, wherever it is (top level, inside a
 function, under ``if TYPE_CHECKING``): a lazy import is still a dependency. The modules are read with
@@ -9,22 +9,29 @@ function, under ``if TYPE_CHECKING``): a lazy import is still a dependency. The 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "musictl"
+DOC = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def documented_layers() -> tuple[tuple[str, ...], ...]:
+    """The layers, top to bottom, as docs/architecture.md lists them ("Layers, top to bottom (...): `cli`,
+    `__main__`; `commands`; ... ."): layers separated by ``;``, each module or package in backticks
+    (``__init__`` is the package ``musictl`` itself)."""
+    found = re.search(r"Layers, top to bottom \([^)]*\):(.*?)\.(?:\s|$)", DOC.read_text(), re.S)
+    assert found, "docs/architecture.md lost its sentence 'Layers, top to bottom (...): `cli`, ...; ... .'"
+    layers = tuple(tuple("musictl" if name == "__init__" else f"musictl.{name}" for name in re.findall(r"`(\w+)`", layer))
+                   for layer in found.group(1).split(";"))
+    assert all(layers) and len(layers) >= 3, f"docs/architecture.md's layer list reads oddly: {layers}"
+    return layers
+
 
 # Top to bottom; a module may import any module of its own layer or a lower one, never a higher one.
-LAYERS = (
-    ("musictl.cli", "musictl.__main__"),
-    ("musictl.commands",),
-    ("musictl.transfer",),
-    ("musictl.bert", "musictl.violin", "musictl.workspace"),
-    ("musictl.midi", "musictl.training"),
-    ("musictl.artifacts", "musictl.settings", "musictl.hf"),
-    ("musictl.console", "musictl.errors", "musictl.constants", "musictl.progress", "musictl"),
-)
+LAYERS = documented_layers()
 
 
 def module_name(path: Path) -> str:
@@ -152,6 +159,6 @@ def test_command_modules_do_not_import_each_other():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_never_point_up(module):
     layer = layer_of(module)
-    assert layer is not None, f"{module} has no layer: add it to LAYERS here and to docs/architecture.md"
+    assert layer is not None, f"{module} has no layer: add it to the layer list of docs/architecture.md"
     up = [t for t in sorted(GRAPH[module]) if layer_of(t) is not None and layer_of(t) < layer]
     assert not up, f"{module} (layer {layer}) imports a higher layer: {up}"

@@ -16,10 +16,9 @@ from musictl import constants as C
 from musictl.bert import baselines
 from musictl.bert.baselines import ABSENT, FieldTable, NeighbourTables
 from musictl.bert.data import cut_windows, pad_batch
-from musictl.bert.masking import corruption_plan, random_selection
+from musictl.bert.masking import validation_masks
 from musictl.bert.pretrain import (
     BASELINES,
-    EVAL_SEED,
     PretrainSettings,
     baseline_guesses,
     best_baseline,
@@ -198,11 +197,9 @@ def test_selected_notes_left_unchanged_are_not_scored(tokens_dir):
     evaluation = evaluate(run, InputCopier(), loader, ratio, tables)
 
     selected = changed = 0
-    for i, w in enumerate(windows):  # the same draws as evaluate's
-        generator = torch.Generator().manual_seed(EVAL_SEED * 1_000_003 + i)
-        chosen = random_selection(torch.ones(1, len(w), dtype=torch.long), ratio, generator)
-        to_mask, to_random = corruption_plan(chosen, generator)
-        selected, changed = selected + int(chosen.sum()), changed + int((to_mask | to_random).sum())
+    for i, w in enumerate(windows):  # the same draws as evaluate's: each window's validation masks, alone in its batch
+        masks = validation_masks(torch.as_tensor(w)[None], torch.ones(1, len(w), dtype=torch.long), torch.tensor([i]), ratio)
+        selected, changed = selected + int(masks.selected.sum()), changed + int(masks.hidden.sum())
     assert selected > changed > 0  # some selected notes were kept as they are...
     assert evaluation["masked_notes"] == changed  # ...and only the masked and replaced ones are scored
     # copying the input would score the kept notes' share (here about 0.09); on hidden notes it scores only where

@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from musictl import constants
 from musictl.bert.data import pad_batch
 from musictl.bert.diagnostics import masker_diagnostics, masker_scores, unwrap
+from musictl.bert.losses import field_hits, field_losses
 from musictl.bert.maskbook import MaskBook, window_rng
 from musictl.bert.masking import corrupt_exact, share_budget, top_k_per_row
-from musictl.bert.objective import DIAGNOSTIC_SEED_OFFSET, Batches, Objective, StepResult, TrainWindows
+from musictl.bert.objective import Batches, Objective, StepResult, TrainWindows
 from musictl.errors import UsageError
 
 MASK_SHARE = (0.1, 0.3)  # per window and step: share of the maskable notes to mask (then capped)
@@ -37,12 +37,6 @@ TARGET_SHARE = 0.3  # share of the budget given masker target 1 (hardest) and 0 
 MIN_ACCURACY = 1e-3  # floor of a field's accuracy in 1 / accuracy (a field never recovered)
 WEIGHT_SOURCES = ("train", "valid")
 FREEZE_BATCH = 16  # windows scored at once by a freeze
-
-
-def token_losses(logits: list[torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every field at every position: logits (B, L, V_f) x 8, ids (B, L, 8) -> (B, L, 8)."""
-    return torch.stack([F.cross_entropy(lg.float().transpose(1, 2), ids[..., f], reduction="none")
-                        for f, lg in enumerate(logits)], dim=-1)
 
 
 def recovery_loss(losses: torch.Tensor, weights: torch.Tensor, selected: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -132,12 +126,12 @@ class AdversarialObjective(Objective):
         selected = top_k_per_row(scores.detach(), eligible, budget)
         corrupted, changed = corrupt_exact(ids, selected, unwrap(model).config.vocab_sizes, generator)
         logits = model(corrupted, attention_mask)
-        losses = token_losses(logits, ids)
+        losses = field_losses(logits, ids)  # every field at every position, (B, L, 8)
         field_weight = self.weights.to(losses.device)
         recover = recovery_loss(losses, field_weight, selected, attention_mask)
         masker = masker_loss(scores, (losses.detach() * field_weight).sum(-1), changed, budget)
         with torch.no_grad():
-            hits = torch.stack([lg.argmax(-1) == ids[..., f] for f, lg in enumerate(logits)], -1)[selected].float()
+            hits = field_hits(logits, ids)[selected].float()
         self.train_hits += hits.sum(0).cpu()
         self.train_notes += len(hits)
         accuracy = float(hits.mean()) if len(hits) else 0.0
@@ -178,7 +172,7 @@ class AdversarialObjective(Objective):
         self.freezes.append({"epoch": epoch, "frozen_now": frozen, "frozen_share": round(self.book.frozen_share(), 5)})
 
     def evaluate_extra(self, model, valid_batches: Batches) -> dict[str, Any]:
-        found = masker_diagnostics(model, valid_batches, self.mask_ratio, self.seed + DIAGNOSTIC_SEED_OFFSET)
+        found = masker_diagnostics(model, valid_batches, self.mask_ratio)  # on the fixed validation masks
         accuracy = found.pop("valid_field_accuracy", None)
         if accuracy:
             self.valid_accuracy = [accuracy[name] for name in constants.FIELDS]

@@ -1,14 +1,17 @@
 """Does the masker learn? Diagnostics on validation windows, logged at every evaluation.
 
 ``masker_spearman``: Spearman correlation between the masker's score of a note (on the clean
-window) and the recoverer's loss on that note when it is hidden at random (the validation
-protocol: ``mask_ratio`` of the real notes, fixed seed). ``adversarial_loss_ratio``: the mean
-recovery loss on the notes the masker would choose (its top-scored notes, the same budget)
+window) and the recoverer's loss on that note when it is hidden at random. The random notes are the
+validation masks of :func:`musictl.bert.masking.validation_masks`, the very notes pre-training's
+evaluation scores in the same window (``mask_ratio`` of its real notes, those made MASK or a random
+note; drawn from the window's index, the same for every run and batch). ``adversarial_loss_ratio``:
+the mean recovery loss on the notes the masker would choose (its top-scored notes, as many per window)
 over the mean loss on the random notes. A masker that has learned which notes are hard shows a
 positive correlation and a ratio above 1.
 
 A note's loss is the mean cross-entropy over its 8 fields (unweighted, so runs with different
-field weights compare), with every field of the hidden note replaced by MASK.
+field weights compare), with every field of the hidden note replaced by MASK (evaluation instead
+corrupts them 80/10/10 as in training, so the two losses differ on the same notes).
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from musictl import constants
-from musictl.bert.masking import budget, mask_notes, random_selection, top_k_per_row
+from musictl.bert.losses import field_hits, field_losses
+from musictl.bert.masking import mask_notes, top_k_per_row, validation_masks
 
 DIAGNOSTIC_BATCHES = 32  # validation batches scored (the first ones: fixed, the same for every run)
 
@@ -48,9 +51,7 @@ def hidden_note_losses(model: torch.nn.Module, ids: torch.Tensor, attention_mask
     whether each field was recovered (n, 8)."""
     logits = unwrap(model)(mask_notes(ids, selected), attention_mask, selected)
     targets = ids[selected]
-    losses = torch.stack([F.cross_entropy(lg.float(), targets[:, f], reduction="none") for f, lg in enumerate(logits)], -1)
-    hits = torch.stack([lg.argmax(-1) == targets[:, f] for f, lg in enumerate(logits)], -1)
-    return losses.mean(-1), hits
+    return field_losses(logits, targets).mean(-1), field_hits(logits, targets)
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -63,27 +64,34 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def masker_diagnostics(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], ratio: float,
-                       seed: int, max_batches: int = DIAGNOSTIC_BATCHES) -> dict:
+def masker_diagnostics(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, ...]], ratio: float,
+                       max_batches: int = DIAGNOSTIC_BATCHES) -> dict:
     """``masker_spearman``, ``adversarial_loss_ratio`` and, per field, the accuracy on the random
-    hidden notes (``valid_field_accuracy``) over the first ``max_batches`` validation batches."""
+    hidden notes (``valid_field_accuracy``) over the first ``max_batches`` validation batches.
+
+    A batch is ``(ids, attention_mask)`` or ``(ids, attention_mask, window_ids)``; without window ids the
+    windows are numbered in order from 0 (the validation windows in their order, as ``valid_batches`` makes
+    them). The random notes of window ``w`` are its validation masks (:func:`validation_masks`)."""
     core = unwrap(model)
     was_training = core.training
     core.eval()
-    generator = torch.Generator().manual_seed(seed)
     scores, losses, chosen_losses, hits = [], [], [], []
-    for n, (ids, attention_mask) in enumerate(batches):
+    seen = 0
+    for n, batch in enumerate(batches):
         if n >= max_batches:
             break
+        ids, attention_mask = batch[0], batch[1]
+        window_ids = batch[2] if len(batch) > 2 else torch.arange(seen, seen + len(ids))
+        seen += len(ids)
         score = masker_scores(core, ids, attention_mask)
-        random_notes = random_selection(attention_mask, ratio, generator)
+        random_notes = validation_masks(ids, attention_mask, window_ids, ratio).hidden
         if not random_notes.any():
             continue
         loss, hit = hidden_note_losses(core, ids, attention_mask, random_notes)
         scores.append(score[random_notes].cpu())
         losses.append(loss.cpu())
         hits.append(hit.float().cpu())
-        chosen = top_k_per_row(score, attention_mask.bool(), budget(attention_mask, ratio))
+        chosen = top_k_per_row(score, attention_mask.bool(), random_notes.sum(dim=1))
         chosen_losses.append(hidden_note_losses(core, ids, attention_mask, chosen)[0].cpu())
     core.train(was_training)
     if not losses:

@@ -39,6 +39,10 @@ from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
 
 KIND = artifacts.FINETUNE
+# the random streams (musictl.training.generator): keyed by --seed, the stream's name and an index
+MASK = "mask"  # the training masks (index: the micro-batch, the same on any number of processes)
+PITCH_SHIFT = "pitch-shift"  # the pitch-shift augmentation (index: the sample's stream position)
+EVAL_MASK = "eval-mask"  # the masks of a masked evaluation (index: the window)
 log = logging.getLogger(__name__)
 
 __all__ = ["FinetuneResult", "FinetuneSettings", "finetune"]
@@ -187,8 +191,9 @@ def _batch(windows, labels, index, per_note, task, generator, mask_ratio, device
     else:
         target = torch.tensor([labels[i] for i in index])
     inputs = ids.clone()
-    if task == "velocity":  # the label is the velocity: hide it
-        inputs[..., C.VELOCITY][attention.bool()] = C.MASK_ID
+    hidden = tasks.hidden_field(task)  # the field the label is computed from (velocity's): it must not show
+    if hidden is not None:
+        inputs[..., hidden][attention.bool()] = C.MASK_ID
     if mask_ratio > 0:
         selected = random_selection(attention, mask_ratio, generator)
         inputs = mask_notes(inputs, selected)
@@ -199,11 +204,12 @@ def _batch(windows, labels, index, per_note, task, generator, mask_ratio, device
 
 def collate_train(samples: list[training.Sample], split: Split, per_note: bool, settings: FinetuneSettings,
                   batch_size: int) -> dict[str, torch.Tensor]:
-    """One training micro-batch; its masks come from its place in the stream (any number of processes)."""
-    generator = torch.Generator().manual_seed(settings.seed * 7919 + training.micro_batch_of(samples, batch_size))
+    """One training micro-batch; its masks and shifts come from its place in the stream (any number of processes)."""
+    generator = training.generator(settings.seed, MASK, training.micro_batch_of(samples, batch_size))
     windows = split.windows
     if settings.pitch_shift and not per_note:
-        windows = {s.index: transpose(split.windows[s.index], generator, settings.pitch_shift) for s in samples}
+        windows = {s.index: transpose(split.windows[s.index], training.generator(settings.seed, PITCH_SHIFT, s.position),
+                                      settings.pitch_shift) for s in samples}
     inputs, attention, target = _batch(windows, split.labels, [s.index for s in samples], per_note, settings.task,
                                        generator, settings.mask_ratio, "cpu")
     return {"inputs": inputs, "attention_mask": attention, "target": target}
@@ -223,12 +229,12 @@ def transpose(window: np.ndarray, generator: torch.Generator, most: int) -> np.n
 
 
 def collate_eval(samples: list[training.Sample], task: str, mask_ratio: float, seed: int) -> dict[str, torch.Tensor]:
-    """Windows to score, each masked (if asked) by a generator of its own index."""
+    """Windows to score, each masked (if asked) from the :data:`EVAL_MASK` stream at its own index."""
     windows = [s.item for s in samples]
     inputs, attention, _ = _batch(windows, [0] * len(windows), list(range(len(windows))), False, task, None, 0.0, "cpu")
     if mask_ratio > 0:
         for row, sample in enumerate(samples):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + sample.index)
+            generator = training.generator(seed, EVAL_MASK, sample.index)
             selected = random_selection(attention[row : row + 1], mask_ratio, generator)
             inputs[row : row + 1] = mask_notes(inputs[row : row + 1], selected)
     return {"inputs": inputs, "attention_mask": attention, "window_ids": torch.tensor([s.index for s in samples])}
@@ -286,7 +292,7 @@ def evaluate_split(run: training.Run, model, split: Split, classes: list[str], s
     the mean cross-entropy (``loss``), and per piece its correct and scored counts (``pieces``: what a
     bootstrap over pieces resamples)."""
     probs = predict_windows(model, split.windows, settings.batch_size, settings.task, run.device,
-                            settings.mask_ratio if masked else 0.0, settings.seed + 99, run=run)
+                            settings.mask_ratio if masked else 0.0, settings.seed, run=run)
     paths = [item.piece.path for item in split.items]
     if isinstance(model, MidiBertForTokenClassification):
         labels = [np.asarray(lab) for lab in split.labels]

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from musictl import constants
 from musictl.bert.diagnostics import masker_diagnostics, unwrap
+from musictl.bert.losses import field_hits, field_losses
 from musictl.bert.masking import corrupt, hard_mining_selection
-from musictl.bert.objective import DIAGNOSTIC_SEED_OFFSET, Batches, Objective, StepResult, field_hits, field_losses
+from musictl.bert.objective import Batches, Objective, StepResult
 
 if TYPE_CHECKING:
     from musictl.bert.settings import PretrainSettings
@@ -58,18 +59,18 @@ class HardMiningObjective(Objective):
 
     name = "hard-mining"
 
-    def __init__(self, mask_ratio: float, random_share: float, seed: int):
-        self.mask_ratio, self.random_share, self.seed = mask_ratio, random_share, seed
+    def __init__(self, mask_ratio: float, random_share: float):
+        self.mask_ratio, self.random_share = mask_ratio, random_share
 
     @classmethod
     def from_settings(cls, settings: PretrainSettings) -> HardMiningObjective:
-        return cls(settings.mask_ratio, settings.random_share, settings.seed)
+        return cls(settings.mask_ratio, settings.random_share)
 
     def step(self, model, ids, attention_mask, window_ids, weights, generator) -> StepResult:
         weights = torch.ones(constants.N_FIELDS, device=ids.device) if weights is None else weights
         return hard_mining_step(model, ids, attention_mask, weights, self.mask_ratio, self.random_share, generator)
 
     def evaluate_extra(self, model, valid_batches: Batches) -> dict[str, Any]:
-        found = masker_diagnostics(model, valid_batches, self.mask_ratio, self.seed + DIAGNOSTIC_SEED_OFFSET)
+        found = masker_diagnostics(model, valid_batches, self.mask_ratio)  # on the fixed validation masks
         found.pop("valid_field_accuracy", None)
         return found

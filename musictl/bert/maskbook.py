@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from musictl import training
+
+MASK_BOOK = "mask-book"  # the random stream of the freezes (indices: the epoch, the window)
 FREEZE_SHARE = (0.1, 0.3)  # share of the still-maskable notes frozen per window and freeze
 UNFREEZE_PROBABILITY = (0.0, 0.1)  # per window, the chance that each frozen note is released
 
@@ -91,4 +94,4 @@ class MaskBook:
 def window_rng(seed: int, epoch: int, window: int) -> np.random.Generator:
     """The random draws of one window's freeze: fixed by (seed, epoch, window), so every process and
     every resumed run freezes the same notes whatever order the windows come in."""
-    return np.random.default_rng([seed, epoch, window, 0xB00C])
+    return training.rng(seed, MASK_BOOK, epoch, window)

@@ -2,13 +2,22 @@
 
 A note is masked as a whole (all 8 fields), as in MidiBERT. Padding is never selected: every
 function takes the attention mask and ranks padding last.
+
+The validation masks are fixed (:func:`validation_masks`): drawn per validation window from the
+``valid-mask`` stream at the window's index, on its real notes alone, so pre-training's evaluation and
+the masker diagnostics hide the same notes of a window whatever batch, padding or process it is in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from musictl import constants
+from musictl import constants, training
+
+VALID_MASK = "valid-mask"  # the random stream of the validation masks (index: the validation window)
+VALID_SEED = 0  # the validation masks do not depend on --seed: every run and objective is scored on the same notes
 
 
 def budget(attention_mask: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -76,6 +85,47 @@ def apply_corruption(input_ids: torch.Tensor, to_mask: torch.Tensor, to_random: 
         ).to(out.device)
         out[to_random] = random_notes
     return out
+
+
+@dataclass(frozen=True)
+class ValidationMasks:
+    """The fixed masks of a batch of validation windows, (B, L) each on the batch's device."""
+
+    selected: torch.Tensor  # ratio of each window's real notes
+    to_mask: torch.Tensor  # selected notes made MASK
+    to_random: torch.Tensor  # selected notes made a random note
+    corrupted: torch.Tensor | None  # the ids with both applied (None when no vocabulary was given)
+
+    @property
+    def hidden(self) -> torch.Tensor:
+        """The notes whose answer the input does not show: what evaluation scores and the diagnostics hide."""
+        return self.to_mask | self.to_random
+
+
+def validation_masks(ids: torch.Tensor, attention_mask: torch.Tensor, window_ids: torch.Tensor, ratio: float,
+                     vocab_sizes: list[int] | None = None) -> ValidationMasks:
+    """The validation masks of windows ``window_ids``: per window, ``ratio`` of its real notes selected and
+    corrupted 80/10/10 (:func:`random_selection`, :func:`corruption_plan`, :func:`apply_corruption`), drawn
+    on the real notes alone from ``training.generator(VALID_SEED, VALID_MASK, window)``. With ``vocab_sizes``
+    the corrupted ids come too (their random notes are drawn after the masks, so the masks never change)."""
+    chosen = torch.zeros(attention_mask.shape, dtype=torch.bool)
+    to_mask, to_random = torch.zeros_like(chosen), torch.zeros_like(chosen)
+    corrupted = ids.detach().cpu().clone() if vocab_sizes is not None else None
+    real_notes = attention_mask.detach().cpu().bool()
+    for row, window in enumerate(window_ids.tolist()):
+        positions = real_notes[row].nonzero()[:, 0]
+        if not len(positions):
+            continue
+        generator = training.generator(VALID_SEED, VALID_MASK, window)
+        selected = random_selection(torch.ones(1, len(positions), dtype=torch.long), ratio, generator)
+        masked, replaced = corruption_plan(selected, generator)
+        chosen[row, positions], to_mask[row, positions], to_random[row, positions] = selected[0], masked[0], replaced[0]
+        if corrupted is not None:
+            corrupted[row, positions] = apply_corruption(corrupted[row, positions][None], masked, replaced, vocab_sizes,
+                                                         generator)[0]
+    device = attention_mask.device
+    return ValidationMasks(chosen.to(device), to_mask.to(device), to_random.to(device),
+                           None if corrupted is None else corrupted.to(device))
 
 
 def mask_notes(input_ids: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:

@@ -19,19 +19,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 import torch
-import torch.nn.functional as F
 
 from musictl import constants
 from musictl.bert.diagnostics import unwrap
+from musictl.bert.losses import field_hits, field_losses
 from musictl.bert.masking import corrupt, random_selection
 from musictl.errors import ArtifactError
 
 if TYPE_CHECKING:
     from musictl.bert.settings import PretrainSettings
 
-DIAGNOSTIC_SEED_OFFSET = 7919  # the same fixed validation masks as the loop's evaluate()
-
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+# Validation batches for ``evaluate_extra``: (ids, attention_mask[, window_ids]); without window ids the windows
+# are numbered in order from 0 (:func:`musictl.bert.diagnostics.masker_diagnostics` draws their validation masks)
+Batches = Iterable[tuple[torch.Tensor, ...]]
 TrainWindows = Union[Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                      Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]]
 
@@ -43,16 +43,6 @@ class StepResult:
     masker_loss: float
     accuracy: float  # share of field values recovered on the masked notes
     masked: int
-
-
-def field_losses(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every field of every scored note: logits (n, V_f) x 8, targets (n, 8) -> (n, 8)."""
-    return torch.stack([F.cross_entropy(lg.float(), targets[:, f], reduction="none") for f, lg in enumerate(logits)], dim=-1)
-
-
-def field_hits(logits: list[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-    """Whether each field of each scored note was recovered, (n, 8)."""
-    return torch.stack([lg.argmax(-1) == targets[:, f] for f, lg in enumerate(logits)], dim=-1)
 
 
 def mlm_step(model, ids, attention_mask, weights, ratio, generator) -> StepResult:

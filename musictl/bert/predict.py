@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 
 import numpy as np
 
 from musictl import artifacts
-from musictl import constants as C
+from musictl.bert import tasks
 from musictl.bert.data import piece_windows
 from musictl.bert.finetune import predict_windows
 from musictl.bert.model import MidiBertForTokenClassification, load_midibert
-from musictl.bert.settings import PredictSettings, TaskName
+from musictl.bert.settings import PredictSettings
 from musictl.errors import ArtifactError
 from musictl.hf import quiet_transformers
 
 
 def load_classifier(model_dir: Path, device: str = "auto"):
     """The fine-tuned model of a ``finetune`` artifact (checked against its manifest) and its task."""
-    from musictl.training import resolve_device
+    from musictl.device import resolve_device
 
     quiet_transformers()
     folder = Path(model_dir).name  # names the task in hints only when it is one (not musictl-work/bert, gcn/horror)
-    artifacts.require(Path(model_dir), artifacts.FINETUNE, folder if folder in typing.get_args(TaskName) else None)
+    artifacts.require(Path(model_dir), artifacts.FINETUNE, folder if folder in tasks.TASKS else None)
     model = load_midibert(model_dir, producer="musictl finetune-mask --task TASK")
     task = getattr(model.config, "finetune_task", None)
     if task is None:
@@ -56,13 +55,9 @@ def predict_tokens(model, task: str, tokens: np.ndarray, settings: PredictSettin
 
 
 def prediction_midi(result: dict, task: str) -> bytes:
-    """Melody: notes split into one track per predicted class. Velocity: velocities set to the centre
-    of the predicted class."""
-    from musictl.midi.decode import decode_tokens, tokens_to_midi_bytes
-
-    tokens, config = result["tokens"].copy(), result["config"]
-    if task == "velocity":
-        centres = np.array([16, 40, 56, 72, 88, 112])[result["note_class"]]
-        tokens[:, C.VELOCITY] = centres * config.velocity_bins // 128 + C.N_SPECIAL
-        return tokens_to_midi_bytes(tokens, config)
-    return decode_tokens(tokens, config, groups=result["note_class"], group_names=result["classes"]).dumps_midi()
+    """A per-note prediction as MIDI, as the task's registry entry writes it (``Task.to_midi``): by default the notes
+    split into one track per predicted class; ``velocity`` sets each note's velocity to its class's centre. A task
+    this version does not register gets the default."""
+    entry = tasks.TASKS.get(task)
+    to_midi = entry.to_midi if entry is not None else tasks.tracks_midi
+    return to_midi(result["tokens"].copy(), result["config"], result["note_class"], result["classes"])

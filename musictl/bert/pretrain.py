@@ -39,6 +39,8 @@ from musictl import artifacts, training
 from musictl import constants as C
 from musictl.bert.baselines import ABSENT, NeighbourTables
 from musictl.bert.data import cut_windows, pad_batch
+from musictl.bert.losses import field_hits, field_losses
+from musictl.bert.masking import validation_masks
 from musictl.bert.model import MidiBertConfig, MidiBertForPreTraining
 from musictl.bert.objective import Objective, field_weights
 from musictl.bert.objectives import make_objective
@@ -49,7 +51,7 @@ from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
 
 KIND = artifacts.BERT
-EVAL_SEED = 7919  # validation masks: the same for every run, objective and number of processes
+MASK = "mask"  # the random stream of the training masks (index: the micro-batch, the same on any number of processes)
 BASELINES = ("unigram", "window", "previous", "neighbours")  # what every field is compared with (see evaluate)
 LEARNING_FIELDS = ("pitch", "position", "duration")  # the fields that carry the music (instrument, metre are near constant)
 log = logging.getLogger(__name__)
@@ -217,36 +219,26 @@ N_SCORES = 2 + len(BASELINES)  # accuracy, loss, then each baseline's accuracy, 
 
 
 @torch.no_grad()
-def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: float, tables: NeighbourTables,
-             seed: int = EVAL_SEED) -> dict:
-    """Masked-note accuracy and loss per field on the validation windows, with a fixed random selection and
-    80/10/10 corruption per window (drawn from the window's index: the same score on any number of processes),
-    beside the accuracy of the baselines on the same notes. Only hidden notes are scored, those made MASK or a
-    random note: a selected note left as it is has its answer in the input. ``masked_notes`` counts them."""
-    from musictl.bert.masking import apply_corruption, corruption_plan, random_selection
-
+def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: float, tables: NeighbourTables) -> dict:
+    """Masked-note accuracy and loss per field on the validation windows, with the fixed validation masks of
+    :func:`musictl.bert.masking.validation_masks` (``ratio`` of each window's real notes, 80/10/10, drawn from
+    the window's index: the same notes for every run, batch and number of processes, and the notes the masker
+    diagnostics hide), beside the accuracy of the baselines on the same notes. Only hidden notes are scored,
+    those made MASK or a random note: a selected note left as it is has its answer in the input.
+    ``masked_notes`` counts them."""
     model.eval()
     totals = torch.zeros(N_SCORES * C.N_FIELDS + 1, dtype=torch.float64)
     for batch in loader:
         ids, mask, index = batch["ids"], batch["attention_mask"], batch["window_ids"]
-        hidden = torch.zeros_like(mask, dtype=torch.bool)
-        corrupted = ids.clone()
-        for row in range(len(ids)):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + int(index[row]))
-            selected = random_selection(mask[row : row + 1], ratio, generator)
-            to_mask, to_random = corruption_plan(selected, generator)
-            corrupted[row] = apply_corruption(ids[row : row + 1], to_mask, to_random, model.config.vocab_sizes, generator)[0]
-            hidden[row] = (to_mask | to_random)[0]
-        logits = model(corrupted, mask, hidden)
+        masks = validation_masks(ids, mask, index, ratio, model.config.vocab_sizes)
+        hidden = masks.hidden
+        logits = model(masks.corrupted, mask, hidden)
         targets, rows = ids[hidden], hidden.nonzero()[:, 0]
         guesses = baseline_guesses(ids, mask, hidden, tables, model.config.vocab_sizes)
         per_window = torch.zeros(len(ids), N_SCORES * C.N_FIELDS + 1, device=ids.device)
-        for f, lg in enumerate(logits):
-            columns = [lg.argmax(-1) == targets[:, f],
-                       nn.functional.cross_entropy(lg.float(), targets[:, f], reduction="none"),
-                       *(guess[:, f] == targets[:, f] for guess in guesses)]
-            for k, values in enumerate(columns):
-                per_window[:, k * C.N_FIELDS + f].index_add_(0, rows, values.float())
+        columns = [field_hits(logits, targets), field_losses(logits, targets), *(guess == targets for guess in guesses)]
+        for k, values in enumerate(columns):  # (n_hidden, 8) each
+            per_window[:, k * C.N_FIELDS : (k + 1) * C.N_FIELDS].index_add_(0, rows, values.float())
         per_window[:, -1] = hidden.sum(1)
         totals += run.gather(per_window).sum(0).double().cpu()
     model.train()
@@ -297,10 +289,14 @@ def evaluation_row(totals: torch.Tensor) -> dict:
     }
 
 
-def valid_batches(windows: list, batch_size: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """All validation windows as padded (ids, attention mask) batches, for ``objective.evaluate_extra``."""
-    batches = [pad_batch(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)]
-    return [(ids.to(device), mask.to(device)) for ids, mask in batches]
+def valid_batches(windows: list, batch_size: int, device) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """All validation windows as padded (ids, attention mask, window ids) batches, for ``objective.evaluate_extra``
+    (the window ids key their validation masks, as in :func:`evaluate`)."""
+    batches = []
+    for start in range(0, len(windows), batch_size):
+        ids, mask = pad_batch(windows[start : start + batch_size])
+        batches.append((ids.to(device), mask.to(device), torch.arange(start, start + len(ids))))
+    return batches
 
 
 # ----- the run ----------------------------------------------------------------------------------------
@@ -344,7 +340,7 @@ def pretrain(
         core.reweight(state.last_eval, run.device)
 
         def forward(prepared, batch):
-            generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + int(batch["micro"]))
+            generator = training.generator(settings.seed, MASK, int(batch["micro"]))
             return prepared(batch["ids"], batch["attention_mask"], batch["window_ids"], generator)
 
         early = training.EarlyStopping.of(settings)

@@ -1,18 +1,47 @@
 """Settings of pretrain-bert, finetune-mask and predict: the one place their defaults live (torch-free).
 
 The command line reads every default, help text and range from these fields
-(``musictl.commands._common.option``); the library takes the same objects.
+(``musictl.commands._common.option``); the library takes the same objects. The choices of ``--task`` and
+``--objective`` are the registries' (:data:`musictl.bert.tasks.TASKS`, :data:`musictl.bert.objectives.OBJECTIVES`),
+read when a command is registered or a setting validated: an entry added there is a choice here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from pathlib import Path
+from typing import Any, Literal, Optional
 
+from musictl.bert import objectives, tasks
+from musictl.bert.tasks import DEFAULT_EMOTION_PATTERN
 from musictl.errors import UsageError
 from musictl.settings import DeviceName, Precision, RunSettings, Settings, setting  # noqa: F401 (re-exported for the CLI)
 
-Objective = Literal["adversarial", "hard-mining", "mlm"]
+
+def task_choices() -> Any:
+    """``--task``'s choices: a ``Literal`` of the tasks registered now. commands/bert.py calls it inside its
+    annotation, which ``musictl.cli.register`` evaluates, so the choices are the registry's at registration."""
+    return Literal[tasks.names()]
+
+
+def objective_choices() -> Any:
+    """``--objective``'s choices: a ``Literal`` of the objectives registered now (see :func:`task_choices`)."""
+    return Literal[objectives.names()]
+
+
+def task_help() -> str:
+    """``--task``'s help: every registered task with where its labels come from."""
+    return tasks.help_text()
+
+
+def objective_help() -> str:
+    """``--objective``'s help: every registered objective with its help."""
+    return objectives.help_text()
+
+
+# The tasks registered when this module was imported (the built-in ones; tests read them). The CLI and the
+# validation read the registry itself.
+TaskName = task_choices()
 Size = Literal["tiny", "small", "base"]
 WeightSource = Literal["train", "valid"]
 Preset = Literal["paper"]
@@ -30,9 +59,6 @@ PRESETS: dict[str, dict[str, object]] = {
     "paper": {"size": "base", "max_len": 1024, "batch_size": 8, "lr": 1e-4, "weight_decay": 0.01, "clip": 3.0, "epochs": 500,
               "patience": 30, "monitor": "both"},
 }
-TaskName = Literal["melody", "velocity", "composer", "emotion", "style", "label"]
-
-DEFAULT_EMOTION_PATTERN = r"^(Q[1-4])_"  # EMOPIA file names: Q1_..., Q2_...
 # Fine-tuning learning rates chosen on validation (benchmarks/results/finetune_lr.md, tiny size): from a pre-trained
 # model 1e-3 beat 3e-4 on composer (0.730 vs 0.649) and melody (0.743 vs 0.738); from scratch 3e-4 beat 1e-3 on
 # composer (0.730 vs 0.703) and tied on melody (0.7635 vs 0.7637)
@@ -54,9 +80,7 @@ class PretrainSettings(RunSettings):
     num_attention_heads: Optional[int] = setting(None, "Override the number of attention heads.", min=1, flag="--heads", fixed=True)
     field_embed_dim: Optional[int] = setting(None, "Override the per-field embedding size.", min=1, fixed=True)
     dropout: Optional[float] = setting(None, "Override hidden and attention dropout [default: 0.1].", min=0.0, max=0.9, fixed=True)
-    objective: Objective = setting(
-        "adversarial", "adversarial: the published masker with a mask book; hard-mining: a masker picks hard "
-                       "notes each step; mlm: random masking.", fixed=True)
+    objective: str = setting("adversarial", objective_help(), fixed=True)  # checked against the registry in validate()
     mask_ratio: float = setting(0.15, "Share of real notes masked per window.", min=0.01, max=0.9, fixed=True)
     random_share: float = setting(0.2, "hard-mining: share of the mask budget drawn at random.", min=0.0, max=1.0, fixed=True)
     freeze_every: int = setting(5, "adversarial: epochs between mask-book freezes (0: never).", min=0, fixed=True)
@@ -80,6 +104,9 @@ class PretrainSettings(RunSettings):
         None, "paper: the published pre-training (base size, 1024-note windows, batch 8, lr 1e-4, weight decay 0.01, clip 3.0, "
               "500 epochs, patience 30, monitor both); any flag given overrides it.")
 
+    def validate(self) -> None:
+        objectives.lookup(self.objective)  # a registered objective
+
     def with_preset(self, given: set[str]) -> PretrainSettings:
         """These settings with the preset's values for every field not in ``given`` (the flags typed)."""
         if self.preset is None:
@@ -92,7 +119,7 @@ class PretrainSettings(RunSettings):
 class FinetuneSettings(RunSettings):
     """``musictl finetune-mask``: the task, its labels, mask fine-tuning and early stopping."""
 
-    task: Optional[TaskName] = setting(None, "melody, velocity (per note); composer, emotion, style, label (per piece).", fixed=True)
+    task: Optional[str] = setting(None, task_help(), fixed=True)  # checked against the registry in validate()
     label_pattern: str = setting(DEFAULT_EMOTION_PATTERN, "--task emotion: regex whose group 1 is the label, on the file name.", fixed=True)
     labels_file: Optional[str] = setting(None, "--task label: CSV path,label or JSON {path: label}.", flag="--labels", fixed=True)
     mask_ratio: float = setting(0.15, "Share of input notes masked per batch (0: plain).", min=0.0, max=0.9, fixed=True)
@@ -116,7 +143,9 @@ class FinetuneSettings(RunSettings):
 
     def validate(self) -> None:
         if self.task is None:
-            raise UsageError("--task is required: melody, velocity, composer, emotion, style or label")
+            raise UsageError(f"--task is required: {tasks.summary()}")
+        # a registered task, given what it needs (--task label: --labels)
+        tasks.TaskSpec(self.task, self.label_pattern, Path(self.labels_file) if self.labels_file else None)
         if self.lr is None:
             self.lr = FINETUNE_LR_SCRATCH if self.from_scratch else FINETUNE_LR_PRETRAINED
 

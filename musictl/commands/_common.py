@@ -101,6 +101,8 @@ def reports_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from rich.markup import escape
+
         from musictl import artifacts
         from musictl.console import err, route_library_logs
 
@@ -116,7 +118,7 @@ def reports_errors(func):
             done = True
             return result
         except Interrupted as exc:
-            err.print(f"[bold red]interrupted[/]: {exc}", soft_wrap=True)
+            err.print(f"[bold red]interrupted[/]: {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]: unfinished output was removed; existing artifacts were left as they were")
@@ -124,12 +126,12 @@ def reports_errors(func):
         except MusictlError as exc:
             if debug_enabled():
                 raise
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             if debug_enabled():
                 raise
-            err.print(f"[bold red]error:[/] {os_error_message(exc)}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(os_error_message(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, SystemExit) as exc:
             done = getattr(exc, "exit_code", getattr(exc, "code", 1)) in (0, None)
@@ -138,7 +140,7 @@ def reports_errors(func):
             if debug_enabled():
                 raise
             text = str(exc).strip().splitlines()
-            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {text[0] if text else ''} "
+            err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(text[0]) if text else ''} "
                       "(run again with --debug for the traceback)", soft_wrap=True, markup=True)
             raise typer.Exit(1) from None
         finally:
@@ -198,18 +200,16 @@ def complete_style(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def complete_task(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
-    """Shell completion of ``--task``: every task, those already fine-tuned in the workspace marked so."""
-    import typing
-
+    """Shell completion of ``--task``: every registered task, those already fine-tuned in the workspace marked so."""
     from musictl import artifacts, workspace
-    from musictl.bert.settings import TaskName
+    from musictl.bert.tasks import TASKS
 
     try:
         done = set(workspace.named_artifacts(ctx.params.get("workdir"), artifacts.FINETUNE))
     except Exception:  # completion never fails loudly
         done = set()
     return [(task, "fine-tuned in the workspace" if task in done else "task")
-            for task in typing.get_args(TaskName) if task.startswith(incomplete.lower())]
+            for task in TASKS if task.startswith(incomplete.lower())]
 
 
 def emit_binary(data: bytes, out: Path | None, what: str = "MIDI", overwrite: bool = False,

@@ -76,6 +76,23 @@ def gcn_verdict(result) -> str:
     return "\n".join(lines)
 
 
+def judge_line(judge: Mapping[str, Any]) -> str:
+    """The judge's balanced accuracy with where it falls in its real-vs-real null, the verdict and the pieces
+    behind it: ``0.70, null percentile 62 (null 95th pct 0.88 on 4 vs 4 held-out pieces, 100 draws): cannot be
+    told apart; 8 vs 8 pieces, fewer than 40 a class``."""
+    from musictl.transfer.fidelity import ENOUGH_PIECES
+
+    null, counts = judge.get("null") or {}, f"{judge['generated']} vs {judge['held_out']} pieces"
+    if judge.get("percentile") is None:
+        text = f"{judge['accuracy']:.2f} (0.50: chance; no real-vs-real null: {null.get('note', 'not run')}); {counts}"
+    else:
+        a, b = null["sizes"]
+        verdict = "told apart" if judge["distinguishable"] else "cannot be told apart"
+        text = (f"{judge['accuracy']:.2f}, null percentile {100 * judge['percentile']:.0f} (null 95th pct "
+                f"{null['p95']:.2f} on {a} vs {b} held-out pieces, {null['draws']} draws): {verdict}; {counts}")
+    return text if judge.get("enough_pieces") else f"{text}, fewer than {ENOUGH_PIECES} a class"
+
+
 def demo_table(result):
     """The demo's summary (a rich Table)."""
     from rich.table import Table
@@ -105,7 +122,7 @@ def demo_table(result):
                       f"{made['duration_ratio']:.2f} / {real['duration_ratio']:.2f}")
     judge = fidelity.get("judge") or {}
     if judge.get("accuracy") is not None:
-        table.add_row("judge: real vs generated (balanced accuracy)", f"{judge['accuracy']:.2f} (0.50: cannot tell them apart)")
+        table.add_row("judge: real vs generated (balanced accuracy)", judge_line(judge))
     table.add_row("generated", f"{result.midi_path} ({result.notes} notes in {result.bars} bars), {result.png_path}")
     table.add_row("artifacts", str(result.root))
     return table

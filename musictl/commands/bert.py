@@ -1,6 +1,9 @@
 """``musictl pretrain-bert``, ``finetune-mask`` and ``predict``: parse, call one library function, render.
 
-Every default, help text and range comes from ``musictl.bert.settings``.
+Every default, help text and range comes from ``musictl.bert.settings``. ``--task`` and ``--objective`` take their
+choices and help from the registries (``musictl.bert.tasks.TASKS``, ``musictl.bert.objectives.OBJECTIVES``): their
+annotations call ``task_choices()`` / ``objective_choices()``, and with ``from __future__ import annotations`` an
+annotation is evaluated when ``musictl.cli.register`` adds the command, so a registered entry is a choice.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ import typer
 from musictl.bert.settings import (
     FinetuneSettings,
     Monitor,
-    Objective,
     Precision,
     PredictSettings,
     Preset,
     PretrainSettings,
     Size,
-    TaskName,
     WeightSource,
+    objective_choices,
+    objective_help,
+    task_choices,
+    task_help,
 )
 from musictl.commands._common import (
     FLAG,
@@ -48,7 +53,7 @@ def pretrain_bert(
     context: typer.Context,
     tokens: TokensOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory [default: WORKDIR/bert].")] = None,
-    objective: Objective = option(PretrainSettings, "objective"),
+    objective: Annotated[objective_choices(), typer.Option(help=objective_help())] = PretrainSettings.default_of("objective"),
     size: Size = option(PretrainSettings, "size"),
     hidden_size: Optional[int] = option(PretrainSettings, "hidden_size"),
     num_hidden_layers: Optional[int] = option(PretrainSettings, "num_hidden_layers"),
@@ -139,8 +144,7 @@ def typed_options(context: typer.Context) -> set[str]:
 
 @reports_errors
 def finetune_mask(
-    task: Annotated[TaskName, typer.Option(help=FinetuneSettings.__dataclass_fields__["task"].metadata["help"],
-                                           autocompletion=complete_task)],
+    task: Annotated[task_choices(), typer.Option(help=task_help(), autocompletion=complete_task)],
     model: Annotated[Optional[Path], typer.Option(help="Pre-trained MidiBert [default: WORKDIR/bert].")] = None,
     tokens: TokensOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output [default: WORKDIR/finetune/TASK].")] = None,

@@ -67,7 +67,6 @@ def train_gcn(
     from musictl import artifacts
     from musictl.commands._tables import gcn_table, gcn_verdict
     from musictl.console import err, track
-    from musictl.training import resolve_device
     from musictl.transfer.pipeline import make_gcn
 
     settings = GcnSettings.from_values(locals())
@@ -78,7 +77,7 @@ def train_gcn(
                describe=lambda row: f"{row['model']} epoch {row['epoch']} val AUC {row['val_auc']:.4f}") as on_progress:
         result = make_gcn(style, out_dir, settings, tokens_dir(workdir, tokens),
                           graph_dir or artifacts.artifact_dir(workdir, artifacts.GRAPH, style),
-                          embeddings, resolve_device(device), overwrite, on_progress, workdir=workdir)
+                          embeddings, device, overwrite, on_progress, workdir=workdir)
     err.print(gcn_table(result))
     err.print(gcn_verdict(result))
     err.print(f"validation AUC {result.val_auc:.4f}, {result.nodes} nodes")

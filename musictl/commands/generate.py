@@ -114,6 +114,7 @@ def generate_rwr(
                                     evaluate=bool(run.evaluate), on_progress=on_progress, classifier=given["classifier"])
     if run.evaluate:
         _write_report(generated.fidelity, out, overwrite, prompt)
+        _judge_summary(generated.fidelity.get("judge") or {})
         return
     for path, midi, tokens_array, piece_seed in zip(paths, generated.midi, generated.pieces, generated.seeds):
         info(f"{style}: {len(tokens_array)} notes in {walk.bars} bars (seed {piece_seed})")
@@ -128,6 +129,20 @@ def generate_rwr(
                            f"{style}: {walk.bars} bars, seed {piece_seed}")
     if out is not None:
         info(f"wrote {len(paths)} MIDI file(s){' and piano rolls' if run.plot else ''} to {out}")
+
+
+def _judge_summary(judge: dict) -> None:
+    """The judge's accuracy and its place in the real-vs-real null on stderr, and a warning with fewer than 40
+    pieces a class."""
+    from musictl.commands._tables import judge_line
+    from musictl.console import info, warn
+
+    if judge.get("accuracy") is None:
+        info(f"judge (real vs generated): {judge.get('note', 'not run')}")
+        return
+    info(f"judge (real vs generated, balanced accuracy): {judge_line(judge)}")
+    if not judge.get("enough_pieces"):
+        warn(judge["note"])
 
 
 def _write_report(report: dict, out: Path | None, overwrite: bool, prompt: Path | None) -> None:

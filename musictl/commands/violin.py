@@ -108,8 +108,8 @@ def train(
 
     from musictl import artifacts
     from musictl.console import err, info, track
+    from musictl.device import is_main_process
     from musictl.progress import no_progress
-    from musictl.training import is_main_process
     from musictl.violin import pipeline
 
     settings = LoraTrainSettings.from_values(locals())
@@ -159,11 +159,10 @@ def generate(
     Example: musictl lora-violin generate -p "solo violin, lively reel in D major" -o reel.wav
     """
     from musictl.console import info
-    from musictl.training import resolve_device
     from musictl.violin import pipeline
 
     settings = GenerateSettings.from_values(locals())
-    result = pipeline.generate(settings, prompt, out, adapter, not no_adapter, workdir, resolve_device(device), overwrite)
+    result = pipeline.generate(settings, prompt, out, adapter, not no_adapter, workdir, device, overwrite)
     source = f"adapter {result.adapter}" if result.adapter else "base only"
     info(f"wrote {out} ({seconds:g} s, seed {seed}, guidance {guidance:g}, {source})")
     print(out)
@@ -196,13 +195,12 @@ def evaluate(
     import json
 
     from musictl.console import err, track
-    from musictl.training import resolve_device
     from musictl.violin import pipeline
     from musictl.violin.evaluate import table
 
     settings = EvaluateSettings.from_values(locals())
     with track("clips", describe=lambda row: row["system"]) as on_progress:
-        result = pipeline.evaluate(settings, adapter, data, clap_model, out, workdir, resolve_device(device), overwrite,
+        result = pipeline.evaluate(settings, adapter, data, clap_model, out, workdir, device, overwrite,
                                    on_progress)
     err.print(table(result.results), soft_wrap=True)
     err.print(f"wrote {result.path / pipeline.RESULTS}" + (f" and {out}" if out else ""))

@@ -148,7 +148,7 @@ def simple_audio(parts: list[Part], samples: int, sample_rate: int) -> np.ndarra
             a = int(start * sample_rate)
             n = max(1, min(samples - a, int((end - start + 0.2) * sample_rate)))
             t = np.arange(n) / sample_rate
-            if part.is_drum:
+            if part.is_drum:  # own seeding: a drum's noise is its timbre, the same for the same pitch
                 tone = np.random.default_rng(int(pitch)).normal(size=n) * np.exp(-t * 30)
             else:
                 freq = 440.0 * 2 ** ((pitch - 69) / 12)

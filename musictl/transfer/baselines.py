@@ -57,7 +57,7 @@ def baseline_scores(split: tuple, features: torch.Tensor, settings: GcnSettings,
     for kind, (pairs, labels) in labelled_pairs(test_split).items():
         for name, scores in heuristic_scores(known, train_graph.num_nodes, pairs.cpu().numpy()).items():
             out[name].update(score_row({kind: link_scores(labels, scores)}))
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)  # own seeding: the random-feature baseline's features
     noise = torch.randn(features.shape, generator=generator).to(features.device)
     models = {
         "gcn_random_features": (Encoder, node_inputs(noise, train_graph, settings)),

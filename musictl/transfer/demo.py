@@ -102,7 +102,7 @@ def run_demo(workdir, settings: DemoSettings, out: Path, overwrite: bool = False
     from musictl.transfer.pipeline import make_embeddings, make_gcn, make_graph
     from musictl.transfer.plot import piano_roll_png
 
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)  # own seeding: the global RNG of the chain's library calls (the trainers seed their own)
     root = artifacts.workspace_root(workdir)
     style, steps, seed = artifacts.safe_name(settings.style, "style"), settings.steps, settings.seed
     check_workspace(root, overwrite)

@@ -146,7 +146,7 @@ def predictor_scores(corpus: TokenCorpus, pieces: list[Piece], table: np.ndarray
 
     graph = build_graph(corpus, pieces)
     x = table[graph.nodes]
-    if features == "random":
+    if features == "random":  # own seeding: a baseline's input features, not a training stream of a Run
         x = np.random.default_rng(seed).normal(size=x.shape) * x.std()
     settings = GcnSettings(epochs=config.epochs, patience=config.patience, hidden=config.hidden,
                            out_dim=config.out_dim, baselines=False, seed=seed, degree_features=features != "none")
@@ -186,6 +186,7 @@ def draw_shots(pool: list[Piece], k: int, seed: int) -> list[Piece]:
     """k pieces of the pool drawn by ``seed`` (k = 0 or k >= the pool: all of them)."""
     if k == 0 or k >= len(pool):
         return list(pool)
+    # own seeding: which pieces are the shots is a data split; a new rule would move every published cell
     return [pool[i] for i in sorted(np.random.default_rng(seed).choice(len(pool), k, replace=False))]
 
 
@@ -294,7 +295,7 @@ def summarise(cells: list[dict], seed: int = 0) -> dict:
     for k in sorted({c["k"] for c in cells}, key=lambda v: v or 1 << 30):
         group = [c for c in cells if c["k"] == k]
         n_pieces = len(group[0]["test"])
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed)  # own seeding: the bootstrap's resamples (statistics, not training)
         draws = np.vstack([np.arange(n_pieces), rng.integers(0, n_pieces, size=(BOOTSTRAP, n_pieces))])
 
         stats = {}

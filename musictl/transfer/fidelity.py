@@ -7,7 +7,10 @@
   note's duration to the time until the next onset of its part (1: legato), for the generated and
   the held-out pieces.
 - A judge: logistic regression on per-piece features, cross-validated, telling held-out pieces from
-  generated ones (balanced accuracy; 0.5 means it cannot tell them apart).
+  generated ones (balanced accuracy; 0.5 means it cannot tell them apart), beside its real-vs-real null: the
+  same judge telling held-out pieces from other held-out pieces, on random splits of them. Only an accuracy
+  above the null's 95th percentile says the generated pieces can be told apart, and only with 40+ pieces a
+  class is either worth reading (DESIGN §9).
 - What a fine-tuned style classifier says of them (``--classifier``).
 """
 
@@ -27,6 +30,8 @@ from musictl.transfer.tables import next_onset_gaps
 
 NGRAM = 4
 JUDGE_FOLDS = 5
+NULL_DRAWS = 100  # random splits of the held-out pieces for the judge's real-vs-real null
+ENOUGH_PIECES = 40  # a class: with fewer, the judge and its null are too noisy to read (DESIGN §9)
 
 
 def histograms(pieces: list[np.ndarray], config: TokenizerConfig) -> dict[str, np.ndarray]:
@@ -95,28 +100,94 @@ def piece_features(tokens: np.ndarray, config: TokenizerConfig) -> np.ndarray:
                            [silence, float(np.median(ratios)) if len(ratios) else 0.0]])
 
 
-def judge(generated: list[np.ndarray], real: list[np.ndarray], config: TokenizerConfig, seed: int = 0) -> dict:
-    """Cross-validated balanced accuracy of a logistic regression telling ``real`` pieces from ``generated`` ones
-    (0.5: it cannot tell them apart; 1.0: every piece is recognised)."""
+def _judge_accuracy(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float, int]:
+    """(balanced accuracy of a standardised logistic regression telling class 1 from class 0 under stratified
+    cross-validation, mean over the folds; the number of folds: up to :data:`JUDGE_FOLDS`, at most the smaller
+    class's size). The one rule of the judge and of every draw of its null."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    folds = min(JUDGE_FOLDS, *np.bincount(y, minlength=2))
+    scores = []
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[train], y[train])
+        scores.append(balanced_accuracy_score(y[test], model.predict(x[test])))
+    return float(np.mean(scores)), int(folds)
+
+
+def null_sizes(generated: int, held_out: int) -> tuple[int, int]:
+    """The two groups each null draw splits the ``held_out`` reference pieces into: the first as many as the
+    generated pieces and the second every other reference piece, when the reference has at least twice as many
+    pieces as were generated; else its halves (the first the smaller). Smaller groups than the real comparison's
+    make a wider null, so its 95th percentile is then a higher (more conservative) bar."""
+    first = min(generated, held_out // 2)
+    return first, held_out - first
+
+
+def judge_null(features: np.ndarray, sizes: tuple[int, int], seed: int = 0, draws: int = NULL_DRAWS) -> np.ndarray:
+    """The judge's accuracy on ``draws`` random splits of the reference pieces (rows of ``features``, computed
+    once) into groups of ``sizes``, each draw with its own folds; seeded by ``seed``."""
+    rng = np.random.default_rng([seed, len(features), *sizes])  # own seeding: statistics, the null is the same for a seed
+    y = np.array([0] * sizes[0] + [1] * sizes[1])
+    accuracies = np.empty(draws)
+    for i in range(draws):
+        order = rng.permutation(len(features))[: sum(sizes)]
+        accuracies[i] = _judge_accuracy(features[order], y, int(rng.integers(2**31)))[0]
+    return accuracies
+
+
+def judge(generated: list[np.ndarray], real: list[np.ndarray], config: TokenizerConfig, seed: int = 0,
+          null_draws: int = NULL_DRAWS) -> dict:
+    """Cross-validated balanced accuracy of a logistic regression telling ``real`` pieces from ``generated`` ones
+    (0.5: it cannot tell them apart; 1.0: every piece is recognised), beside its real-vs-real null (the same
+    judge on ``null_draws`` random splits of ``real``, :func:`null_sizes`): ``percentile`` is the share of null
+    draws at or below the accuracy, ``distinguishable`` whether the accuracy is above the null's 95th percentile,
+    ``enough_pieces`` whether both classes have :data:`ENOUGH_PIECES` pieces."""
     folds = min(JUDGE_FOLDS, len(generated), len(real))
     if folds < 2:
         return {"accuracy": None, "folds": 0, "note": "needs at least 2 generated and 2 held-out pieces"}
-    x = np.stack([piece_features(t, config) for t in [*generated, *real]])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # hundreds of tiny fits: threads only cost time
+        return _judge(generated, real, config, seed, null_draws)
+
+
+def _judge(generated: list[np.ndarray], real: list[np.ndarray], config: TokenizerConfig, seed: int,
+           null_draws: int) -> dict:
+    x = np.stack([piece_features(t, config) for t in [*generated, *real]])  # each piece's features once
     y = np.array([0] * len(generated) + [1] * len(real))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    scores = cross_val_score(model, x, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-                             scoring="balanced_accuracy")
-    return {"accuracy": round(float(scores.mean()), 4), "folds": folds, "chance": 0.5,
-            "generated": len(generated), "held_out": len(real)}
+    accuracy, folds = _judge_accuracy(x, y, seed)
+    enough = min(len(generated), len(real)) >= ENOUGH_PIECES
+    result = {"accuracy": round(accuracy, 4), "folds": folds, "chance": 0.5,
+              "generated": len(generated), "held_out": len(real), "null": None, "percentile": None,
+              "distinguishable": None, "enough_pieces": enough}
+    sizes = null_sizes(len(generated), len(real))
+    if min(sizes) < 2 or null_draws < 1:
+        result["null"] = {"note": "needs at least 4 held-out pieces (two groups of 2) and one draw"}
+    else:
+        null = judge_null(x[len(generated):], sizes, seed, null_draws)
+        p95 = float(np.percentile(null, 95))
+        result["null"] = {
+            "mean": round(float(null.mean()), 4), "sd": round(float(null.std(ddof=1)) if null_draws > 1 else 0.0, 4),
+            "p95": round(p95, 4), "draws": null_draws, "sizes": list(sizes), "folds": min(JUDGE_FOLDS, *sizes),
+            "what": f"the same judge telling {sizes[0]} held-out pieces from {sizes[1]} others, on random splits of "
+                    f"the {len(real)} held-out pieces" + ("" if sizes[0] == len(generated) else
+                                                         " (halves: too few to match the generated pieces' number)"),
+        }
+        result["percentile"] = round(float(np.mean(null <= accuracy + 1e-9)), 4)
+        result["distinguishable"] = bool(accuracy > p95 + 1e-9)
+    if not enough:
+        result["note"] = (f"{len(generated)} generated vs {len(real)} held-out pieces: fewer than {ENOUGH_PIECES} a "
+                          "class, so the judge and its null are too noisy to tell the generated pieces from the "
+                          "style's; generate more (--evaluate N) and hold out more pieces")
+    return result
 
 
 def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str, seed: int = 0,
-                   graph_saw_held_out: bool = False) -> dict:
+                   graph_saw_held_out: bool = False, null_draws: int = NULL_DRAWS) -> dict:
     """Divergences of ``generated`` from the style's held-out pieces and from every other style, the share of
     n-grams copied from the training pieces, listener metrics and the judge (see the module docstring). A style
     without held-out pieces is compared with its training pieces, and the report says so, as it does when the
@@ -146,7 +217,7 @@ def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str,
         f"copied_{NGRAM}gram_share": round(copied, 4),
         "novelty": round(1 - copied, 4),
         "listening": {"generated": listening(generated, config), "held_out": listening(real, config)},
-        "judge": judge(generated, real, config, seed),
+        "judge": judge(generated, real, config, seed, null_draws),
     }
     if others:
         mean_other = {k: round(float(np.mean([d[k] for d in others.values()])), 5) for k in own}

@@ -238,7 +238,7 @@ def split_edges(data, device: str = "cpu", seed: int = 0, message=None):
                                        add_negative_train_samples=False, split_labels=False)
     graphs = split(data)
     every_edge = edge_keys(data.edge_index, data.num_nodes)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # own seeding: the split's negatives (a data split, kept as published)
     train_graph = graphs[0]
     for graph in graphs:
         graph.target_index = train_graph.edge_index
@@ -360,6 +360,7 @@ def fit_and_test(encoder_cls, x: torch.Tensor, split, settings: GcnSettings, dev
                  on_progress: Progress | None = None, score_test: bool = True, name: str = "gcn"):
     """Build a fresh (seeded) encoder + decoder, fit on validation, score the test split once."""
     train_graph, val, test_split = split
+    # own seeding: PyG's layers and sampling take no generator, only the global RNGs
     random.seed(settings.seed)  # PyG's negative_sampling draws with Python's random
     torch.manual_seed(settings.seed)
     encoder = encoder_cls(x.shape[1], settings).to(device)

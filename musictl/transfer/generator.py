@@ -134,7 +134,7 @@ class StyleGenerator:
 
             tokens = encode_file(prompt, self.config).tokens
         else:
-            pieces = self._pieces(self.corpus, self.style)
+            pieces = self._pieces(self.corpus, self.style)  # own seeding: the next line draws the piece that prompts the walk
             tokens = self.corpus.piece_tokens(pieces[np.random.default_rng(seed).integers(len(pieces))])
         plan = PiecePlan.of_values(tokens.astype(np.int64) - C.N_SPECIAL) if len(tokens) else None
         return self.walker.seed_nodes(tokens[:SEED_NOTES]), plan

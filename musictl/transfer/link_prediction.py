@@ -71,6 +71,8 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
     passing) or :class:`~musictl.transfer.gcn.MlpEncoder` (the node features alone). ``score_test=False`` (a sweep
     choosing on validation) leaves the test edges untouched: test scores are None.
     """
+    # own seeding: RandomLinkSplit, negative_sampling and the layers' initialisation take no generator, only the global
+    # RNGs (Python's, torch's, numpy's); the split is a data split, kept as published
     random.seed(settings.seed)  # PyG's negative_sampling draws with Python's random
     torch.manual_seed(settings.seed)
     np.random.seed(settings.seed)

@@ -155,12 +155,15 @@ def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, gr
 
     Missing inputs are named all at once, with every command that makes them (``workdir``: where those
     commands write); ``result.graph`` is the graph the GCN learned: the style graph's edges (transition,
-    cooccurrence) or ``similarity``."""
+    cooccurrence) or ``similarity``. ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`)."""
     import torch
     from safetensors.torch import save_file
 
+    from musictl.device import resolve_device
     from musictl.transfer.features import model_graphs, node_features
     from musictl.transfer.link_prediction import train_link_prediction
+
+    device = resolve_device(device)
 
     tokens = workspace.Needed(artifacts.TOKENS, None, Path(tokens_path))
     known = workspace.tokens_styles(tokens_path) if (Path(tokens_path) / artifacts.MANIFEST).is_file() else []

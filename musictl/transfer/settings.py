@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from musictl.constants import FIELDS
 from musictl.errors import UsageError
 from musictl.settings import Settings, setting
 
@@ -34,9 +35,6 @@ LinkTarget = Literal["style", "own"]
 # The fields that carry the music: the default nodes of a style graph. Bar numbers, metre and tempo
 # only book the place (a bar-number token meets every note of its bar), so they are opt-in.
 MUSICAL_FIELDS = ("position", "instrument", "pitch", "duration", "velocity")
-# The graph of earlier versions (every field a node, co-occurrence edges within --window, every piece):
-# reproduced by ``--nodes all --edges cooccurrence --window 2 --pieces all``.
-ALL_FIELDS = ("bar", "position", "instrument", "pitch", "duration", "velocity", "time_signature", "tempo")
 
 # The study's three models (Hanxi-002/Token-Transfer-Learning, code/gcn.py): node features and graph.
 MODELS: dict[int, tuple[str, str]] = {
@@ -59,14 +57,16 @@ class EmbedSettings(Settings):
 
 
 def parse_fields(text: str) -> tuple[str, ...]:
-    """Field names of a comma-separated ``--nodes`` value (``all``: every field), in Octuple order."""
+    """Field names of a comma-separated ``--nodes`` value (``all``: every field of ``constants.FIELDS``), in Octuple
+    order. The graph of earlier versions (every field a node, co-occurrence edges within --window, every piece) is
+    ``--nodes all --edges cooccurrence --window 2 --pieces all``."""
     names = [n.strip().replace("-", "_") for n in str(text).split(",") if n.strip()]
     if names == ["all"]:
-        return ALL_FIELDS
-    unknown = [n for n in names if n not in ALL_FIELDS]
+        return FIELDS
+    unknown = [n for n in names if n not in FIELDS]
     if unknown or not names:
-        raise UsageError(f"--nodes {text!r}: name fields separated by commas, from {', '.join(ALL_FIELDS)} (or all)")
-    return tuple(f for f in ALL_FIELDS if f in names)
+        raise UsageError(f"--nodes {text!r}: name fields separated by commas, from {', '.join(FIELDS)} (or all)")
+    return tuple(f for f in FIELDS if f in names)
 
 
 @dataclass
@@ -91,7 +91,7 @@ class GraphSettings(Settings):
     @property
     def fields(self) -> tuple[int, ...]:
         """Column indices of the node fields."""
-        return tuple(ALL_FIELDS.index(name) for name in parse_fields(self.nodes))
+        return tuple(FIELDS.index(name) for name in parse_fields(self.nodes))
 
 
 @dataclass

@@ -216,7 +216,7 @@ class RandomWalker:
         ``seeds`` are seed notes as node indices ``(n, 8)`` (-1 where a token is not a node);
         ``on_progress`` hears of every bar.
         """
-        rng = np.random.default_rng(settings.seed)
+        rng = np.random.default_rng(settings.seed)  # own seeding: a generated piece, the same for the same --seed as before
         plan = self.plan(settings, rng, plan)
         slots = self.rhythm(plan, settings, rng)
         context = _Context(last=seeds[0].copy())

@@ -31,7 +31,7 @@ def generate(model, tokenizer, prompts: list[str], seconds: float, guidance: flo
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     frames = max(1, int(round(seconds * inner.config.audio_encoder.frame_rate)))
     inputs = tokenizer(prompts, padding=True, return_tensors="pt").to(inner.device)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # own seeding: generate() samples from the global RNG and takes no generator
     with torch.no_grad():
         audio = inner.generate(
             input_ids=inputs.input_ids,

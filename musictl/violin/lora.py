@@ -74,8 +74,11 @@ def text_batch(model, tokenizer, captions: list[str], codes, drop) -> Batch:
 
     base = base_model(model)
     enc = tokenizer(captions, padding=True, truncation=True, max_length=64, return_tensors="pt").to(base.device)
+    encoder, mode = base.text_encoder, base.text_encoder.training
+    encoder.eval()  # frozen, so without dropout: its states would otherwise depend on each rank's RNG
     with torch.no_grad():
-        hidden = base.text_encoder(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+        hidden = encoder(input_ids=enc.input_ids, attention_mask=enc.attention_mask).last_hidden_state
+    encoder.train(mode)
     hidden, mask = null_condition(hidden, enc.attention_mask, torch.as_tensor(drop, device=hidden.device))
     labels = delay_pattern(codes.to(base.device), base.config.decoder.pad_token_id).transpose(1, 2).contiguous()
     return Batch(hidden, mask, labels)

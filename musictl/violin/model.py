@@ -54,7 +54,7 @@ def build_tiny_base(
     import torch
     from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, MusicgenForConditionalGeneration, T5Config
 
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # own seeding: transformers initialises weights from the global RNG (a test model)
     text = T5Config(vocab_size=256, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4, decoder_start_token_id=0)
     audio = EncodecConfig(
         sampling_rate=32_000,
@@ -105,7 +105,7 @@ def build_tiny_base(
 def _init_codebooks(encodec, seed: int) -> None:
     import torch
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # own seeding: the tiny test model's codebooks
     t = np.arange(32_000 * 2) / 32_000
     tones = [
         0.5 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * r * t)) / 2

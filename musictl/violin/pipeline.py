@@ -230,9 +230,13 @@ class GenerateResult:
 
 def generate(settings: GenerateSettings, prompt: str, out: Path, adapter: Path | None = None, use_adapter: bool = True,
              workdir=None, device: str = "cpu", overwrite: bool = False) -> GenerateResult:
-    """A 32 kHz WAV of ``prompt`` from the adapter (default: the workspace's) or, without it, the base alone."""
+    """A 32 kHz WAV of ``prompt`` from the adapter (default: the workspace's) or, without it, the base alone.
+    ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`)."""
+    from musictl.device import resolve_device
     from musictl.violin.audio import wav_bytes
     from musictl.violin.generate import generate as sample
+
+    device = resolve_device(device)
 
     if not prompt.strip():
         raise UsageError("--prompt is empty; describe the music, e.g. 'solo violin, gentle waltz in G major'")
@@ -275,8 +279,12 @@ class EvaluateResult:
 def evaluate(settings: EvaluateSettings, adapter: Path | None = None, data: Path | None = None, clap_model: Path | None = None,
              output: Path | None = None, workdir=None, device: str = "cpu", overwrite: bool = False,
              on_progress: Progress | None = None) -> EvaluateResult:
-    """Base vs base + adapter on the held-out clips into ``WORKDIR/violin/eval/`` (and ``output`` when given)."""
+    """Base vs base + adapter on the held-out clips into ``WORKDIR/violin/eval/`` (and ``output`` when given).
+    ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`)."""
+    from musictl.device import resolve_device
     from musictl.violin.evaluate import evaluate as score
+
+    device = resolve_device(device)
 
     adapter_dir = adapter or artifacts.artifact_dir(workdir, LORA_KIND)
     manifest = artifacts.require(adapter_dir, LORA_KIND)

@@ -8,9 +8,10 @@ ranks, and only the main process writes. Read top to bottom: :func:`encode_split
 into codes, :func:`build` wraps the base in LoRA and makes the optimizer, :func:`train` steps,
 validates and checkpoints.
 
-Which samples lose their text is drawn from ``(seed, stream position)``, so it does not depend on
-the number of processes. Checkpoints are :class:`musictl.training.Run`'s (the one run lifecycle);
-for a PEFT model they hold the adapter only, not the frozen base.
+Which samples lose their text is drawn from the ``text-drop`` stream at the sample's stream position
+(:func:`musictl.training.rng`), so it does not depend on the number of processes. Checkpoints are
+:class:`musictl.training.Run`'s (the one run lifecycle); for a PEFT model they hold the adapter only, not
+the frozen base.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from musictl.violin.lora import add_lora, codebook_losses, forward, parameter_sh
 from musictl.violin.settings import LoraTrainSettings
 
 log = logging.getLogger(__name__)
-DROP_STREAM = 7  # a constant of the seed sequence that draws the text drops (apart from the stream order)
+TEXT_DROP = "text-drop"  # the random stream of the text drops (index: the sample's stream position)
 # Settings a checkpoint must share with the run that resumes it (the others may change, e.g. --max-steps).
 
 
@@ -99,7 +100,9 @@ def encode_splits(model, data_dir: Path) -> tuple[Clips, Clips]:
 # ----- batches -------------------------------------------------------------------------------------
 def drops_text(seed: int, position: int, drop_text: float) -> bool:
     """Whether the sample at this stream position is trained without its text (the null condition)."""
-    return bool(np.random.default_rng([seed, DROP_STREAM, position]).random() < drop_text)
+    from musictl import training
+
+    return bool(training.rng(seed, TEXT_DROP, position).random() < drop_text)
 
 
 def collate_for(clips: Clips, drop_text: float, seed: int):
