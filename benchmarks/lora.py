@@ -91,11 +91,10 @@ def main() -> None:
     import torch
 
     from musictl import artifacts as artifacts_module
-    from musictl.training import Run
     from musictl.violin.dataset import from_midi
     from musictl.violin.evaluate import evaluate, table
     from musictl.violin.generate import load_for_generation
-    from musictl.violin.model import build_tiny_base, load_base
+    from musictl.violin.model import build_tiny_base
     from musictl.violin.settings import EvaluateSettings, LoraTrainSettings
     from musictl.violin.train import train
 
@@ -137,16 +136,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
 
-    model, tokenizer = load_base(tiny)
     settings = LoraTrainSettings(
-        rank=16, alpha=32, lr=3e-3, batch_size=args.batch_size, max_steps=args.train_steps, eval_every=args.train_steps, device="cpu"
+        base=str(tiny), rank=16, alpha=32, lr=3e-3, batch_size=args.batch_size, max_steps=args.train_steps,
+        eval_every=args.train_steps, device="cpu"
     )
+    artifacts_module.write_manifest(work / "data", artifacts_module.Manifest("violin-data", {"seconds": args.seconds}))
     start = time.perf_counter()
-    run = Run(settings, find_unused_parameters=False)
-    with run.staged(artifacts_module.resumable(work / "run"), overwrite=True) as state:
-        peft_model, result = train(model, tokenizer, work / "data", settings, run, state)
+    result = train(settings, work / "data", work / "lora", work).result
     train_s = time.perf_counter() - start
-    peft_model.save_pretrained(work / "lora")
     model, tokenizer, _ = load_for_generation(tiny, work / "lora", "cpu")
     results = evaluate(model, tokenizer, work / "data", EvaluateSettings(seconds=args.seconds, guidance=3.0, seed=0, limit=8))
     vocab = model.get_base_model().config.decoder.vocab_size

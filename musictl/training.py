@@ -26,21 +26,32 @@ typed :class:`musictl.settings.RunSettings` every trainer's settings extend. Wha
 - only the main process writes: :meth:`Run.on_main` runs a function there and hands its result (or
   its error) to every rank, so no rank waits forever at a barrier for a process that failed.
 
-The loop itself reads top to bottom in the trainer (nanoGPT style)::
+The loop reads top to bottom in one place, :meth:`Run.fit` (nanoGPT style); a trainer is only what
+differs between trainers, with the same names in every trainer module (``bert/pretrain.py``,
+``bert/finetune.py``, ``violin/train.py``): ``build`` (model, optimizer), ``forward`` (the loss of a
+batch), ``evaluate`` (the validation scores), ``write_artifact`` (the finished files), and one call into Run::
 
     run = Run(settings, clip=settings.clip)
     with run.staged(artifacts.resumable(out, KIND), resume, overwrite) as state:
-        loader = run.train_loader(items, collate, steps=total - state.step, start=state.position)
-        model, optimizer, scheduler, loader = run.prepare(model, optimizer, scheduler, loader)
+        model, optimizer = build(...)
+        model, optimizer = run.prepare(model, optimizer)
         run.restore()
-        for done in run.train(model, optimizer, scheduler, loader, forward, start_step=state.step):
-            state.step, state.position = done.step, state.position + run.plan.global_batch
-            run.log(row)
-            run.save_checkpoint(state, model, state.improved(evaluation))
+        run.fit(state, Cadence.every(settings.eval_every, steps=total), model, optimizer, None, items, collate,
+                forward=forward, evaluate=lambda: evaluate(...), row=row, early=EarlyStopping.of(settings), best=model)
         run.finish(write_artifact)
 
+What :meth:`Run.fit` does, after every optimizer step (a step :class:`Cadence`: pre-training, LoRA) or
+every epoch (an epoch cadence: fine-tuning): it advances the :class:`TrainerState` (step, stream
+position, epoch; a trainer never does), calls ``on_epoch_end`` for each epoch the stream completed,
+and decides whether this is an evaluation (every ``eval_every`` steps and at the last; every epoch).
+There it calls ``evaluate()``, records the scores (the best so far by :class:`EarlyStopping`'s metric,
+the patience marks), writes the checkpoint (``best/`` when improved) and stops when the run is out of
+patience. ``row(done, state, scores)`` is the trainer's metrics row (``scores`` None between
+evaluations), logged at every evaluation and every ``log_every`` steps; ``on_progress(done, total, row)``
+follows every row.
+
 ``forward(model, batch)`` returns the loss tensor, or an object with a ``.loss`` tensor (kept in
-``done.outputs`` for logging). It must call ``model(...)`` exactly once: put any loss computation
+``done.outputs`` for the row). It must call ``model(...)`` exactly once: put any loss computation
 that needs several passes inside a module's ``forward`` (see ``musictl.bert.pretrain.ObjectiveModule``).
 
 Evaluation: :meth:`Run.eval_loader` shards a list of items over the ranks (the last batch padded,
@@ -54,8 +65,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -345,10 +358,48 @@ class TrainerState:
 # ----- the run -----------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class StepDone:
-    """What :meth:`Run.train` yields after each optimizer step."""
+    """What :meth:`Run.train` yields after each optimizer step, and what :meth:`Run.fit` hands a trainer's ``row``:
+    the step reached, this rank's forward outputs since the last row (one per micro-batch; under an epoch
+    cadence the epoch's detached losses) and the seconds since the loop began."""
 
     step: int
     outputs: list[Any]
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+    """How long a run trains and when :meth:`Run.fit` evaluates and checkpoints: every ``eval_every`` optimizer
+    steps and after the last of ``steps`` (:meth:`every`: pre-training, LoRA), or at the end of each of ``epochs``
+    epochs (:meth:`per_epoch`: fine-tuning). Between evaluations a metrics row is logged every ``log_every`` steps."""
+
+    steps: int = 0
+    eval_every: int = 0
+    log_every: int = 1
+    epochs: int = 0
+
+    @classmethod
+    def every(cls, eval_every: int, steps: int, log_every: int = 1) -> Cadence:
+        return cls(steps=steps, eval_every=eval_every, log_every=log_every)
+
+    @classmethod
+    def per_epoch(cls, epochs: int) -> Cadence:
+        return cls(epochs=epochs)
+
+    @property
+    def by_epoch(self) -> bool:
+        return self.epochs > 0
+
+    def evaluates(self, step: int) -> bool:
+        return self.by_epoch or step % self.eval_every == 0 or step == self.steps
+
+    def logs(self, step: int) -> bool:
+        return self.by_epoch or step % self.log_every == 0
+
+
+def loss_of(output: Any) -> Any:
+    """The loss tensor of a ``forward`` output (the tensor itself, or its ``.loss``)."""
+    return output if hasattr(output, "backward") else output.loss
 
 
 class Run:
@@ -567,6 +618,80 @@ class Run:
     def unwrap(self, model: Any) -> Any:
         return self.accelerator.unwrap_model(model)
 
+    def steps_per_epoch(self, items: int) -> int:
+        """Optimizer steps that see ``items`` stream items at least once (the last step reads on into the next epoch)."""
+        return -(-items // self.plan.global_batch)
+
+    def steps_for_epochs(self, items: int, epochs: float) -> int:
+        """Optimizer steps of ``epochs`` (possibly fractional) passes over ``items`` stream items, at least 1."""
+        return max(1, math.ceil(epochs * items / self.plan.global_batch))
+
+    # --- the loop of every trainer
+    def fit(self, state: TrainerState, cadence: Cadence, model, optimizer, scheduler, items: Sequence[Any],
+            collate: Callable[[list[Sample]], Any], *, forward: Callable[[Any, Any], Any], evaluate: Callable[[], dict],
+            row: Callable[[StepDone, TrainerState, dict | None], dict], early: EarlyStopping | None = None,
+            best: Any = None, on_epoch_end: Callable[[int], None] | None = None,
+            objects_with_state: Sequence[tuple[str, Any]] = (), history: bool = False,
+            on_progress: Callable[..., None] | None = None) -> None:
+        """Train the prepared ``model`` on the stream of ``items`` from where ``state`` stands to the end of ``cadence``.
+
+        After each step (each epoch under an epoch cadence): the state advanced (:meth:`_advance`); at an
+        evaluation ``evaluate()``'s scores recorded, with ``best`` (the model whose best weights ``best/``
+        keeps) chosen and patience checked by ``early``, or only recorded as the last evaluation when
+        ``best`` is None; the row (``row(done, state, scores)``) logged (kept in ``state.extra["history"]``
+        with ``history``), the checkpoint written (with each of ``objects_with_state``); the run stops
+        early when out of patience. See the module docstring.
+        """
+        rule = early or EarlyStopping()
+        for done in self._advance(state, cadence, model, optimizer, scheduler, items, collate, forward, on_epoch_end):
+            evaluating = cadence.evaluates(done.step)
+            scores = evaluate() if evaluating else None
+            metrics = row(done, state, scores)
+            improved = None
+            if evaluating and best is not None:
+                improved = state.improved(scores, rule)
+                state.out_of_patience(rule, len(items))  # sets state.stopped_early; its marks go into the checkpoint
+            elif evaluating:
+                state.last_eval = scores
+            if evaluating and history:
+                state.extra["history"] = [*state.extra.get("history", []), metrics]
+            if evaluating or cadence.logs(done.step):
+                self.log(metrics)
+            if evaluating:
+                self.save_checkpoint(state, best, improved, objects_with_state)
+            if on_progress is not None and self.is_main:
+                done_so_far, total = (state.epoch, cadence.epochs) if cadence.by_epoch else (done.step, cadence.steps)
+                on_progress(done_so_far, total, metrics)
+            if state.stopped_early:
+                break
+
+    def _advance(self, state: TrainerState, cadence: Cadence, model, optimizer, scheduler, items: Sequence[Any],
+                 collate, forward, on_epoch_end) -> Iterator[StepDone]:
+        """The optimizer steps left, with ``state`` (step, stream position, epoch) advanced after each: yields each
+        step (a step cadence; ``on_epoch_end(epoch)`` first for each epoch of the stream it completed), or each
+        epoch (an epoch cadence: one data loader per epoch, the epoch's detached losses as the outputs)."""
+        n, started = len(items), time.perf_counter()
+        passes = [self.steps_per_epoch(n)] * max(0, cadence.epochs - state.epoch) if cadence.by_epoch else \
+            [max(0, cadence.steps - state.step)]
+        for steps in passes:
+            loader = self.prepare(self.train_loader(items, collate, steps, start=state.position))
+            losses: list[Any] = []
+            for done in self.train(model, optimizer, scheduler, loader, forward, start_step=state.step):
+                epoch_before = state.position // n
+                state.step, state.position = done.step, state.position + self.plan.global_batch
+                done.seconds = time.perf_counter() - started
+                if cadence.by_epoch:
+                    losses += [loss_of(out).detach() for out in done.outputs]
+                    continue
+                state.epoch = state.position // n
+                for epoch in range(epoch_before, state.epoch):
+                    if on_epoch_end is not None:
+                        on_epoch_end(epoch)
+                yield done
+            if cadence.by_epoch:
+                state.epoch += 1
+                yield StepDone(state.step, losses, time.perf_counter() - started)
+
     def train(self, model, optimizer, scheduler, loader, forward: Callable[[Any, Any], Any],
               start_step: int = 0) -> Iterator[StepDone]:
         """Run the prepared ``loader`` to its end; yield after every optimizer step."""
@@ -575,7 +700,7 @@ class Run:
         for batch in loader:
             with accelerator.accumulate(model):
                 out = forward(model, batch)
-                accelerator.backward(out if hasattr(out, "backward") else out.loss)
+                accelerator.backward(loss_of(out))
                 if accelerator.sync_gradients and self.clip:
                     accelerator.clip_grad_norm_(model.parameters(), self.clip)
                 optimizer.step()

@@ -13,11 +13,8 @@ micro-batch, with the same masks: their weights must agree.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,26 +28,9 @@ from musictl.bert.model import load_encoder
 from musictl.bert.pretrain import PretrainSettings, pretrain
 from musictl.errors import UsageError
 from musictl.settings import RunSettings
+from tests.processes import environment, launch_line
 
 TINY = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--field-embed-dim", "8", "--max-len", "64", "--dropout", "0"]
-
-
-def launch_line(processes: int) -> list[str]:
-    """``accelerate launch --multi_gpu --num_processes N`` (docs/distributed.md), on a free port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    accelerate = Path(sys.executable).with_name("accelerate")
-    head = [str(accelerate)] if accelerate.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
-    if head[-1] != "accelerate.commands.launch":
-        head.append("launch")
-    return [*head, "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "musictl"]
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 def launch(args: list[str], processes: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -21,6 +21,7 @@ from musictl import artifacts, training, workspace
 from musictl.bert.pretrain import PretrainSettings, pretrain
 from musictl.cli import app
 from musictl.errors import Interrupted
+from tests.violin_factory import lora_settings, make_data
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, field_embed_dim=8, max_len=64, batch_size=4,
@@ -92,19 +93,18 @@ def test_a_new_kind_in_the_registry_shows_up_in_status(tmp_path, monkeypatch):
 
 
 def test_lora_training_interrupted_by_sigint_resumes_to_the_same_adapter(tmp_path):
-    from musictl.violin import pipeline
     from musictl.violin.model import build_tiny_base
-    from tests.test_violin_faults import lora_settings, make_data
+    from musictl.violin.train import train
 
     tiny = build_tiny_base(tmp_path / "tiny")
     make_data(tmp_path)
     settings = lora_settings(tiny, max_steps=6, device="cpu")
-    whole = pipeline.train(settings, tmp_path / "violin/data", tmp_path / "whole", tmp_path)
+    whole = train(settings, tmp_path / "violin/data", tmp_path / "whole", tmp_path)
     lora = tmp_path / "violin/lora"
     with pytest.raises(Interrupted, match=r"checkpoint at step 4 kept in .*musictl lora-violin train --resume"):
-        pipeline.train(settings, tmp_path / "violin/data", lora, tmp_path, on_progress=sigint_at(5))
+        train(settings, tmp_path / "violin/data", lora, tmp_path, on_progress=sigint_at(5))
     assert [(r.kind, r.step) for r in workspace.scan(tmp_path).resumable] == [("violin-lora", 4)]
-    resumed = pipeline.train(settings, tmp_path / "violin/data", lora, tmp_path, resume=True)
+    resumed = train(settings, tmp_path / "violin/data", lora, tmp_path, resume=True)
     assert (resumed.result.start_step, resumed.result.steps) == (4, 6)
     assert resumed.result.valid_loss == whole.result.valid_loss
     assert same_weights(whole.path / "adapter_model.safetensors", lora / "adapter_model.safetensors")
@@ -153,14 +153,13 @@ def test_a_full_disk_at_a_trainer_save_is_one_line_and_keeps_the_old_artifact(co
 
 
 def test_a_full_disk_at_a_lora_save_is_one_line_and_keeps_the_old_adapter(tmp_path, monkeypatch):
-    from musictl.violin import pipeline
     from musictl.violin.model import build_tiny_base
-    from tests.test_violin_faults import lora_settings, make_data
+    from musictl.violin.train import train
 
     tiny = build_tiny_base(tmp_path / "tiny")
     make_data(tmp_path)
     lora = tmp_path / "violin/lora"
-    pipeline.train(lora_settings(tiny, max_steps=2, device="cpu"), tmp_path / "violin/data", lora, tmp_path)
+    train(lora_settings(tiny, max_steps=2, device="cpu"), tmp_path / "violin/data", lora, tmp_path)
     before = artifacts.require(lora, "violin-lora").fingerprint
     fill_the_disk(monkeypatch)
     result = runner.invoke(app, ["lora-violin", "train", "--base", str(tiny), "--rank", "2", "--batch-size", "2", "--max-steps", "2",

@@ -230,6 +230,8 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert all({"auc", "ap", "auc_same_field", "ap_same_field"} <= set(b) for b in metrics["baselines"].values())
     graph_manifest = json.loads((ws / "graph" / "waltz" / "manifest.json").read_text())
     assert graph_manifest["parameters"]["edges"] == "transition" and graph_manifest["metrics"]["pieces"] == 4  # train split
+    assert graph_manifest["parameters"]["key"] == "common" and sum(graph_manifest["metrics"]["keys"].values()) == 4
+    assert (ws / "graph" / "waltz" / "key.json").is_file()  # each training piece's key and shift
 
     out = tmp_path / "walk.mid"
     ok("generate-rwr", "-n", "4", "-o", str(out), "--seed", "2")  # style defaults to the one trained GCN's
@@ -247,7 +249,8 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert report["judge"]["folds"] == 2 and 0 <= report["judge"]["accuracy"] <= 1
     assert report["walk"]["gcn"] and 0 <= report["walk"]["mix"] <= 1
     ablation = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "2", "--no-gcn", "--mix", "0.5").stdout)
-    assert ablation["walk"] == {"mix": 0.5, "gcn": False, "temperature": 1.0}
+    assert ablation["walk"] == {"mix": 0.5, "gcn": False, "temperature": 1.0, "key": "common"}  # adjacency's default key
+    assert 0 < listening["generated"]["key_consistency"] <= 1 and 0 < listening["held_out"]["key_consistency"] <= 1
     ok("adjacency", "--style", "waltz", "--nodes", "all", "--edges", "cooccurrence", "--pieces", "all",
        "--overwrite")  # the graph of earlier versions
     assert json.loads((ws / "graph" / "waltz" / "graph.json").read_text())["edges"] == "cooccurrence"

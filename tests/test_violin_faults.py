@@ -22,9 +22,9 @@ sf = pytest.importorskip("soundfile")
 
 from musictl import artifacts  # noqa: E402
 from musictl.errors import ArtifactError, Interrupted, UsageError  # noqa: E402
+from tests.processes import launch_line  # noqa: E402
+from tests.violin_factory import lora_settings, make_data  # noqa: E402
 
-CAPTIONS = ("solo violin, lively reel in D major", "solo violin, gentle jig in A minor",
-            "solo violin, slow waltz in G major", "solo violin, bright polka in E minor")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -36,34 +36,11 @@ def tiny(tmp_path_factory) -> Path:
     return build_tiny_base(tmp_path_factory.mktemp("base") / "tiny")
 
 
-def make_data(root: Path, clips: int = 6, seconds: float = 0.5) -> Path:
-    """A violin-data artifact in ``root/violin/data``: sine clips, every third one held out."""
-    out = root / "violin" / "data"
-    (out / "clips").mkdir(parents=True)
-    t = np.arange(int(seconds * 32_000)) / 32_000
-    rows = []
-    for i in range(clips):
-        sf.write(out / f"clips/{i:05d}.wav", 0.3 * np.sin(2 * np.pi * (330 + 55 * i) * t), 32_000)
-        rows.append({"audio": f"clips/{i:05d}.wav", "caption": CAPTIONS[i % 4], "attributes": {}, "source": "synthetic",
-                     "split": "valid" if i % 3 == 2 else "train"})
-    artifacts.write_jsonl(out / "metadata.jsonl", rows)
-    artifacts.write_manifest(out, artifacts.Manifest("violin-data", {"seconds": seconds}, metrics={"clips": clips}))
-    return out
-
-
-def lora_settings(tiny: Path, **changes):
-    from musictl.violin.settings import LoraTrainSettings
-
-    values = {"base": str(tiny), "rank": 2, "alpha": 4.0, "dropout": 0.0, "lr": 1e-3, "batch_size": 2, "max_steps": 4,
-              "eval_every": 2} | changes
-    return LoraTrainSettings(**values)
-
-
 def train(root: Path, tiny: Path, overwrite: bool = False, resume: bool = False, on_progress=None, **changes):
-    from musictl.violin import pipeline
+    import musictl.violin.train
 
-    return pipeline.train(lora_settings(tiny, device="cpu", **changes), root / "violin/data", root / "violin/lora", root, resume,
-                          overwrite, on_progress)
+    return musictl.violin.train.train(lora_settings(tiny, device="cpu", **changes), root / "violin/data", root / "violin/lora",
+                                      root, resume, overwrite, on_progress)
 
 
 @pytest.fixture(scope="module")
@@ -338,8 +315,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     make_data(tmp_path)
     one = train(tmp_path, tiny, batch_size=2, max_steps=4, lr=1e-2)
     assert one.result.processes == 1
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "musictl"]
+    launch = launch_line(2)
     two_dir = tmp_path / "violin/lora2"
     args = ["lora-violin", "train", "--base", str(tiny), "--rank", "2", "--alpha", "4", "--dropout", "0", "--lr", "1e-2",
             "--batch-size", "1", "--max-steps", "4", "--eval-every", "2", "--device", "cpu", "-w", str(tmp_path), "-o", str(two_dir)]

@@ -168,9 +168,8 @@ def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path, caplog):
 
     import soundfile as sf
 
-    from musictl import artifacts, training
+    from musictl import artifacts
     from musictl.artifacts import write_jsonl
-    from musictl.violin.model import load_base
     from musictl.violin.settings import LoraTrainSettings
     from musictl.violin.train import train
 
@@ -182,17 +181,14 @@ def test_training_resumes_from_its_checkpoint(tiny_base, tmp_path, caplog):
         sf.write(data / f"clips/{i}.wav", 0.3 * np.sin(2 * np.pi * f * t), 32_000)
         rows.append({"audio": f"clips/{i}.wav", "caption": "solo violin in D major", "split": "valid" if i == 3 else "train"})
     write_jsonl(data / "metadata.jsonl", rows)
+    artifacts.write_manifest(data, artifacts.Manifest("violin-data", {"seconds": 0.5}, metrics={"clips": 4}))
     out = tmp_path / "lora"
 
     def fit(config, resume):
-        model, tok = load_base(tiny_base)
-        run = training.Run(config, find_unused_parameters=False)
-        with run.staged(artifacts.resumable(out), resume, overwrite=True) as state:
-            _, result = train(model, tok, data, config, run, state)
-            run.finish(lambda staging: None)
-        return result, artifacts.read_jsonl(out / "metrics.jsonl")
+        run = train(config, data, out, tmp_path, resume=resume, overwrite=True)
+        return run.result, artifacts.read_jsonl(out / "metrics.jsonl")
 
-    config = LoraTrainSettings(rank=4, alpha=8, lr=1e-2, batch_size=2, max_steps=2, eval_every=1, device="cpu")
+    config = LoraTrainSettings(base=str(tiny_base), rank=4, alpha=8, lr=1e-2, batch_size=2, max_steps=2, eval_every=1, device="cpu")
     first, metrics = fit(config, False)
     assert [r["step"] for r in metrics] == [1, 2] and len(first.valid_loss_per_codebook) == 4
     config = dataclasses.replace(config, max_steps=4)

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -322,9 +321,9 @@ def evaluate_split(run: training.Run, model, split: Split, classes: list[str], s
 
 
 # ----- build -----------------------------------------------------------------------------------------------
-def build_model(model_dir: Path, corpus: TokenCorpus, tokens_path: Path, classes: list[str], spec: tasks.TaskSpec,
-                settings: FinetuneSettings) -> tuple[torch.nn.Module, dict]:
-    """The classifier (pre-trained encoder unless --from-scratch) and the inputs its manifest records."""
+def build(model_dir: Path, corpus: TokenCorpus, tokens_path: Path, classes: list[str], spec: tasks.TaskSpec,
+          settings: FinetuneSettings) -> tuple[torch.nn.Module, torch.optim.Optimizer, dict]:
+    """The classifier (pre-trained encoder unless --from-scratch), AdamW, and the inputs its manifest records."""
     model_dir = Path(model_dir)
     inputs = {"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}
     if settings.from_scratch:
@@ -347,7 +346,8 @@ def build_model(model_dir: Path, corpus: TokenCorpus, tokens_path: Path, classes
     model = (MidiBertForTokenClassification if spec.per_note else MidiBertForSequenceClassification)(config)
     if encoder is not None:
         model.bert.load_state_dict(encoder.state_dict())
-    return model, inputs
+    optimizer = torch.optim.AdamW(training.param_groups(model, settings.weight_decay), lr=settings.lr)
+    return model, optimizer, inputs
 
 
 def check_pretraining_tokens(model_dir: Path, bert: artifacts.Manifest, tokens_path: Path, corpus: TokenCorpus) -> None:
@@ -357,6 +357,16 @@ def check_pretraining_tokens(model_dir: Path, bert: artifacts.Manifest, tokens_p
         artifacts.check_input(model_dir, bert, "tokens", corpus.manifest, command="musictl pretrain-bert")
     elif recorded is not None:
         log.info("%s was pre-trained on %s; fine-tuning it on %s", model_dir, recorded, tokens_path)
+
+
+def forward(model, batch: dict[str, torch.Tensor], n_classes: int) -> torch.Tensor:
+    """The loss of one micro-batch through the prepared classifier."""
+    return loss_of(model(batch["inputs"], batch["attention_mask"]), batch["target"], n_classes)
+
+
+def evaluate(run: training.Run, model, split: Split, classes: list[str], settings: FinetuneSettings) -> dict:
+    """The validation scores of an epoch (:func:`evaluate_split` on clean input, without the per-piece counts)."""
+    return {k: v for k, v in evaluate_split(run, model, split, classes, settings).items() if k != "pieces"}
 
 
 def loss_of(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -382,41 +392,26 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
     output = artifacts.resumable(out, KIND, settings.task, what=f"{settings.task} fine-tuning run")
     with run.staged(output, resume, overwrite) as state:
         by_split, classes, missing = labelled_pieces(corpus, spec, split_file, tokens_path)
-        model, inputs = build_model(model_dir, corpus, tokens_path, classes, spec, settings)
+        model, optimizer, inputs = build(model_dir, corpus, tokens_path, classes, spec, settings)
         max_len = min(settings.max_len, model.config.max_position_embeddings)
         data = split_windows(by_split, classes, spec.per_note, max_len, corpus.config.max_bars)
         train, per_note, n_classes = data["train"], spec.per_note, len(classes)
-        optimizer = torch.optim.AdamW(training.param_groups(model, settings.weight_decay), lr=settings.lr)
         model, optimizer = run.prepare(model, optimizer)
         run.restore()
         unwrapped = run.unwrap(model)
         collate = functools.partial(collate_train, split=train, per_note=per_note, settings=settings,
                                     batch_size=run.plan.per_device)
-        steps_per_epoch = math.ceil(len(train.windows) / run.plan.global_batch)
 
-        def forward(prepared, batch):
-            return loss_of(prepared(batch["inputs"], batch["attention_mask"]), batch["target"], n_classes)
+        def row(done: training.StepDone, state: training.TrainerState, valid: dict) -> dict:
+            train_loss = run.reduce_mean(sum(float(loss) for loss in done.outputs) / len(done.outputs))
+            return {"epoch": state.epoch, "step": state.step, "train_loss": round(train_loss, 5),
+                    "valid_accuracy": valid["accuracy"], "valid_macro_f1": valid["macro_f1"], "valid_loss": valid["loss"]}
 
-        early = training.EarlyStopping.of(settings)
         started = time.perf_counter()
-        for epoch in range(state.epoch + 1, settings.epochs + 1):
-            loader = run.prepare(run.train_loader(list(range(len(train.windows))), collate, steps_per_epoch, start=state.position))
-            losses = [float(out.detach()) for done in run.train(model, optimizer, None, loader, forward, start_step=state.step)
-                      for out in done.outputs]
-            state.step, state.position, state.epoch = state.step + steps_per_epoch, state.position + steps_per_epoch * \
-                run.plan.global_batch, epoch
-            valid = evaluate_split(run, unwrapped, data["valid"], classes, settings)
-            row = {"epoch": epoch, "step": state.step, "train_loss": round(run.reduce_mean(sum(losses) / len(losses)), 5),
-                   "valid_accuracy": valid["accuracy"], "valid_macro_f1": valid["macro_f1"], "valid_loss": valid["loss"]}
-            improved = state.improved({k: v for k, v in valid.items() if k != "pieces"}, early)
-            stop = state.out_of_patience(early, len(train.windows))
-            state.extra["history"] = [*state.extra.get("history", []), row]
-            run.log(row)
-            run.save_checkpoint(state, unwrapped, improved)
-            if on_progress is not None and run.is_main:
-                on_progress(epoch, settings.epochs, row)
-            if stop:
-                break
+        run.fit(state, training.Cadence.per_epoch(settings.epochs), model, optimizer, None, list(range(len(train.windows))),
+                collate, forward=functools.partial(forward, n_classes=n_classes),
+                evaluate=lambda: evaluate(run, unwrapped, data["valid"], classes, settings), row=row,
+                early=training.EarlyStopping.of(settings), best=unwrapped, history=True, on_progress=on_progress)
         unwrapped.load_state_dict(load_weights(run.best_dir()))
         test = evaluate_split(run, unwrapped, data["test"], classes, settings)
         masked = evaluate_split(run, unwrapped, data["test"], classes, settings, masked=True) if settings.eval_masked else None
@@ -427,7 +422,7 @@ def finetune(tokens_path: Path, model_dir: Path, out: Path, settings: FinetuneSe
             pieces={s: len(data[s].items) for s in C.SPLITS}, unlabelled_pieces=len(missing), valid=state.best, test=test,
             history=history, chance_accuracy=round(1 / n_classes, 4), batch=run.describe(), test_masked=masked,
             stopped_early=state.stopped_early, main_process=run.is_main)
-        run.finish(lambda staging: _save(staging, unwrapped, result, settings, model_dir, split_file, inputs, missing))
+        run.finish(lambda staging: write_artifact(staging, unwrapped, result, settings, model_dir, split_file, inputs, missing))
     return result
 
 
@@ -439,13 +434,13 @@ def load_weights(directory: Path) -> dict:
     return load_file(str(Path(directory) / "model.safetensors"))
 
 
-def _save(tmp: Path, model, result: FinetuneResult, settings: FinetuneSettings, model_dir: Path, split_file: Path | None,
+def write_artifact(tmp: Path, model, result: FinetuneResult, settings: FinetuneSettings, model_dir: Path, split_file: Path | None,
           inputs: dict, missing: list[str]) -> None:
     model.save_pretrained(tmp)
     metrics = result.to_dict()
     artifacts.atomic_write_json(tmp / "metrics.json", metrics)
     confusion_png(np.array(result.test["confusion_matrix"]), result.classes, tmp / "confusion.png", f"{settings.task}: test")
-    (tmp / "README.md").write_text(_card(settings, metrics, model_dir))
+    (tmp / "README.md").write_text(model_card(settings, metrics, model_dir))
     if missing:
         artifacts.write_jsonl(tmp / "unlabelled.jsonl", [{"path": m} for m in missing])
     artifacts.write_manifest(tmp, artifacts.Manifest(
@@ -475,7 +470,7 @@ def confusion_png(matrix: np.ndarray, classes: list[str], path: Path, title: str
     plt.close(fig)
 
 
-def _card(settings: FinetuneSettings, metrics: dict, model_dir: Path) -> str:
+def model_card(settings: FinetuneSettings, metrics: dict, model_dir: Path) -> str:
     origin = "trained from scratch (no pre-training)" if settings.from_scratch else f"fine-tuned from `{model_dir}`"
     return f"""---
 library_name: transformers

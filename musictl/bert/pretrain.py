@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -196,14 +195,27 @@ def build_optimizer(model: nn.Module, settings: PretrainSettings, total_steps: i
     return optimizer, scheduler
 
 
+def build(corpus: TokenCorpus, tokens_path: Path, settings: PretrainSettings, checkpoint: Path | None,
+          total_steps: int) -> tuple[ObjectiveModule, torch.optim.Optimizer, Any]:
+    """The model (the checkpoint's config when resuming) and its objective as one module, AdamW and its schedule."""
+    model = MidiBertForPreTraining(build_config(corpus, settings, checkpoint))
+    model.check_tokens(corpus.config, str(tokens_path))
+    module = ObjectiveModule(model, make_objective(settings))
+    optimizer, scheduler = build_optimizer(module, settings, total_steps)
+    return module, optimizer, scheduler
+
+
+def forward(model: ObjectiveModule, batch: dict[str, torch.Tensor], seed: int):
+    """One micro-batch through the prepared :class:`ObjectiveModule`, its masks drawn from the ``mask`` stream at its
+    micro-batch index: the objective's step (``.loss`` and the terms the metrics row reports)."""
+    generator = training.generator(seed, MASK, int(batch["micro"]))
+    return model(batch["ids"], batch["attention_mask"], batch["window_ids"], generator)
+
+
 def collate_windows(samples: list[training.Sample], batch_size: int) -> dict[str, torch.Tensor]:
     ids, attention_mask = pad_batch([s.item for s in samples])
     return {"ids": ids, "attention_mask": attention_mask, "window_ids": torch.tensor([s.index for s in samples]),
             "micro": torch.tensor(training.micro_batch_of(samples, batch_size))}
-
-
-def total_steps_of(settings: PretrainSettings, train_windows: int, global_batch: int) -> int:
-    return settings.max_steps or max(1, math.ceil(settings.epochs * train_windows / global_batch))
 
 
 def count_baselines(windows: list[np.ndarray]) -> NeighbourTables:
@@ -323,53 +335,37 @@ def pretrain(
     with run.staged(output, resume, overwrite, inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}) as state:
         if run.resumed_from:
             artifacts.check_input(output.target, artifacts.Manifest(kind=KIND, inputs=state.inputs), "tokens", corpus.manifest)
-        config = build_config(corpus, settings, run.resumed_from)
-        model = MidiBertForPreTraining(config)
-        model.check_tokens(corpus.config, str(tokens_path))
-        objective = make_objective(settings)
-        module = ObjectiveModule(model, objective)
         n_train = len(data.train_windows)
-        total_steps = total_steps_of(settings, n_train, run.plan.global_batch)
-        optimizer, scheduler = build_optimizer(module, settings, total_steps)
+        total_steps = settings.max_steps or run.steps_for_epochs(n_train, settings.epochs)
+        module, optimizer, scheduler = build(corpus, tokens_path, settings, run.resumed_from, total_steps)
+        objective, config = module.objective, module.model.config
+        module, optimizer, scheduler = run.prepare(module, optimizer, scheduler)
         collate = functools.partial(collate_windows, batch_size=run.plan.per_device)
-        loader = run.train_loader(data.train_windows, collate, max(0, total_steps - state.step), start=state.position)
-        module, optimizer, scheduler, loader = run.prepare(module, optimizer, scheduler, loader)
         valid_loader = run.eval_loader(data.valid_windows, collate)
         run.restore(("objective", objective))
         core = run.unwrap(module)
         core.reweight(state.last_eval, run.device)
 
-        def forward(prepared, batch):
-            generator = training.generator(settings.seed, MASK, int(batch["micro"]))
-            return prepared(batch["ids"], batch["attention_mask"], batch["window_ids"], generator)
+        def validation() -> dict:
+            """The scores of :func:`evaluate` and the objective's own; the next steps' field weights follow them."""
+            scores = evaluate(run, core.model, valid_loader, settings.mask_ratio, tables)
+            if run.is_main:
+                scores.update(objective.evaluate_extra(core.model, valid_batches(data.valid_windows, settings.batch_size,
+                                                                                 run.device)))
+                core.model.train()
+            core.reweight(scores, run.device)
+            return scores
 
-        early = training.EarlyStopping.of(settings)
+        def row(done: training.StepDone, state: training.TrainerState, scores: dict | None) -> dict:
+            notes_per_s = core.notes * run.num_processes / done.seconds
+            return step_row(done, state, scheduler, notes_per_s) | ({"valid": scores} if scores is not None else {})
+
         started = time.perf_counter()
-        for done in run.train(module, optimizer, scheduler, loader, forward, start_step=state.step):
-            epoch_before = state.position // n_train
-            state.step, state.position = done.step, state.position + run.plan.global_batch
-            state.epoch = state.position // n_train
-            for epoch in range(epoch_before, state.epoch):
-                objective.on_epoch_end(epoch, core.model, data.train_windows)
-            row = step_row(done, state, scheduler, core.notes * run.num_processes / (time.perf_counter() - started))
-            evaluating = done.step % settings.eval_every == 0 or done.step == total_steps
-            if evaluating:
-                row["valid"] = evaluate(run, core.model, valid_loader, settings.mask_ratio, tables)
-                if run.is_main:
-                    row["valid"].update(objective.evaluate_extra(core.model, valid_batches(
-                        data.valid_windows, settings.batch_size, run.device)))
-                    core.model.train()
-                improved = state.improved(row["valid"], early)
-                core.reweight(state.last_eval, run.device)
-                stop = state.out_of_patience(early, n_train)  # its marks go into the checkpoint
-            if evaluating or done.step % max(1, settings.eval_every // 10) == 0:
-                run.log(row)
-            if evaluating:
-                run.save_checkpoint(state, core.model, improved, [("objective", objective)])
-            if on_progress is not None and run.is_main:
-                on_progress(done.step, total_steps, row)
-            if evaluating and stop:
-                break
+        run.fit(state, training.Cadence.every(settings.eval_every, total_steps, log_every=max(1, settings.eval_every // 10)),
+                module, optimizer, scheduler, data.train_windows, collate, forward=functools.partial(forward, seed=settings.seed),
+                evaluate=validation, row=row, early=training.EarlyStopping.of(settings), best=core.model,
+                on_epoch_end=lambda epoch: objective.on_epoch_end(epoch, core.model, data.train_windows),
+                objects_with_state=[("objective", objective)], on_progress=on_progress)
         seconds = time.perf_counter() - started
         total_notes = int(run.accelerator.reduce(torch.tensor(core.notes, device=run.device), "sum"))
         result = PretrainResult(

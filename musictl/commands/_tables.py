@@ -120,6 +120,9 @@ def demo_table(result):
         table.add_row("silence share generated / held-out", f"{made['silence_share']:.3f} / {real['silence_share']:.3f}")
         table.add_row("median duration / next onset generated / held-out",
                       f"{made['duration_ratio']:.2f} / {real['duration_ratio']:.2f}")
+        if made.get("key_consistency") is not None and real.get("key_consistency") is not None:
+            table.add_row("key consistency generated / held-out",
+                          f"{made['key_consistency']:.2f} / {real['key_consistency']:.2f}")
     judge = fidelity.get("judge") or {}
     if judge.get("accuracy") is not None:
         table.add_row("judge: real vs generated (balanced accuracy)", judge_line(judge))

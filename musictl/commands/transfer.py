@@ -17,7 +17,16 @@ from musictl.commands._common import (
     tokens_dir,
     warn_if_untrained,
 )
-from musictl.transfer.settings import Edges, EmbedMode, EmbedSettings, Export, GraphPieces, GraphSettings, Normalize
+from musictl.transfer.settings import (
+    Edges,
+    EmbedMode,
+    EmbedSettings,
+    Export,
+    GraphPieces,
+    GraphSettings,
+    KeyMode,
+    Normalize,
+)
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"embed": (EmbedSettings,), "adjacency": (GraphSettings,)}
@@ -62,6 +71,7 @@ def adjacency(
     edges: Edges = option(GraphSettings, "edges"),
     window: int = option(GraphSettings, "window"),
     pieces: GraphPieces = option(GraphSettings, "pieces"),
+    key: KeyMode = option(GraphSettings, "key"),
     normalize: Normalize = option(GraphSettings, "normalize"),
     export: Optional[Export] = option(GraphSettings, "export"),
     tokens: TokensOpt = None,
@@ -70,10 +80,11 @@ def adjacency(
     workdir: Workdir = None,
 ) -> None:
     """Build the weighted graph of one style over its musical tokens (sparse, only tokens that occur), from its
-    training pieces: by default directed note-to-next-note transitions of each part.
+    training pieces: by default directed note-to-next-note transitions of each part, each piece counted transposed
+    to C major / A minor (--key common; --key as-is counts pitches as they are).
 
     Example: musictl adjacency --style fiddle-tunes   |   the graph of earlier versions:
-    musictl adjacency --style fiddle-tunes --nodes all --edges cooccurrence --window 2 --pieces all
+    musictl adjacency --style fiddle-tunes --nodes all --edges cooccurrence --window 2 --pieces all --key as-is
     """
     from musictl import artifacts
     from musictl.commands._tables import progress_after
@@ -87,4 +98,7 @@ def adjacency(
     repeats = f", self-loop weight {result.loop_weight}" if result.loop_weight else ""
     info(f"{result.nodes} nodes, {result.edges} edges, density {result.density}, {result.components} component(s) "
          f"from {result.pieces} pieces{repeats}")
+    if result.keys:
+        found = ", ".join(f"{name} {n}" for name, n in result.keys["keys"].items())
+        info(f"counted in {result.keys['key_reference']}; the pieces' keys: {found}")
     print(out_dir)

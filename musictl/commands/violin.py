@@ -1,7 +1,7 @@
 """``musictl lora-violin``: violin text-to-music by LoRA fine-tuning of MusicGen (prepare, train, generate, evaluate).
 
-Each command parses its options, calls one function of :mod:`musictl.violin.pipeline` and renders
-what it returns; defaults, help texts and ranges come from :mod:`musictl.violin.settings`.
+Each command parses its options, calls one function of :mod:`musictl.violin.pipeline` (training:
+:func:`musictl.violin.train.train`) and renders what it returns; defaults, help texts and ranges come from :mod:`musictl.violin.settings`.
 """
 
 from __future__ import annotations
@@ -106,19 +106,19 @@ def train(
     """
     import contextlib
 
+    import musictl.violin.train
     from musictl import artifacts
     from musictl.console import err, info, track
     from musictl.device import is_main_process
     from musictl.progress import no_progress
-    from musictl.violin import pipeline
 
     settings = LoraTrainSettings.from_values(locals())
     data_dir = data or artifacts.artifact_dir(workdir, artifacts.VIOLIN_DATA)
     target = out or artifacts.artifact_dir(workdir, artifacts.VIOLIN_LORA)
     bar = track("steps", describe=_loss_line, log_every=_eval_line) if is_main_process() else contextlib.nullcontext(no_progress)
     with bar as on_progress:
-        run = pipeline.train(settings, data_dir, target, workdir, resume, overwrite, on_progress)
-    if not run.main:  # another process of an `accelerate launch` run: the main one reports
+        run = musictl.violin.train.train(settings, data_dir, target, workdir, resume, overwrite, on_progress)
+    if not run.main_process:  # another process of an `accelerate launch` run: the main one reports
         return
     result = run.result
     info(f"trainable parameters: {result.trainable:,} of {result.total:,} ({100 * result.trainable_share:.3f}%)")

@@ -8,11 +8,16 @@ bar, instrument; bar numbers, metre and tempo are opt-in) that occur in the styl
   evidence a Markov chain uses. ``adjacency[i, j]`` counts ``i -> j``.
 - ``cooccurrence``: the tokens of a note link to each other (weight 1), and every token of a note
   links to every token of the notes up to ``window`` places later (weight 1/distance); symmetric.
-  ``--nodes all --edges cooccurrence --window 2 --pieces all`` is the graph of earlier versions.
+  ``--nodes all --edges cooccurrence --window 2 --pieces all --key as-is`` is the graph of earlier versions.
 
 A token that recurs (a repeated pitch, the same duration again) is a self-loop: the adjacency keeps
 an empty diagonal (link prediction has nothing to learn there) and the loops' weights are kept
 beside it in ``loops`` for the walk (repeated notes).
+
+``key="common"`` (``musictl adjacency``'s default) counts each piece transposed to C major / A minor
+(:mod:`musictl.transfer.keys`): the graph's pitch nodes are then scale degrees of one key, not a mix of every
+key of the style; the graph records each piece's key and shift (``keys``, saved as ``key.json``). The library
+default ``"as-is"`` counts pitches as they are (the few-shot likelihoods and the Markov-chain baseline rely on it).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +34,7 @@ from musictl import constants as C
 from musictl.midi.tokens import Piece, TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 from musictl.progress import Progress
+from musictl.transfer.keys import KEY_FILE, StyleKeys, to_common_key
 
 GRAPH_FILE = "graph.npz"
 NODES_FILE = "nodes.npy"
@@ -43,6 +50,7 @@ class StyleGraph:
     loops: np.ndarray | None = None  # (n_nodes,) self-loop weight of each node (the token recurring); None: unknown
     edges: str = "cooccurrence"
     fields: tuple[int, ...] = field(default=tuple(range(C.N_FIELDS)))  # the node fields (column indices)
+    keys: StyleKeys | None = None  # counted in the common key: each piece's key and shift; None: pitches as they are
 
     @property
     def directed(self) -> bool:
@@ -124,9 +132,11 @@ def _transitions(ids: np.ndarray, values: np.ndarray):
 
 def build_graph(corpus: TokenCorpus, pieces: list[Piece], window: int | None = None, normalize: str = "none",
                 on_progress: Progress | None = None, fields: tuple[int, ...] | None = None,
-                edges: str | None = None) -> StyleGraph:
+                edges: str | None = None, key: str = "as-is") -> StyleGraph:
     """The style graph of ``pieces`` over the tokens of ``fields`` (column indices); ``None`` takes the default of
-    :class:`musictl.transfer.settings.GraphSettings` (the musical graph)."""
+    :class:`musictl.transfer.settings.GraphSettings` (the musical graph). ``key``: ``as-is`` counts pitches as they
+    are; ``common`` first transposes each piece to C major / A minor (:mod:`musictl.transfer.keys`; the default of
+    ``musictl adjacency``, :class:`~musictl.transfer.settings.GraphSettings`) and records the shifts in ``keys``."""
     from musictl.transfer.settings import GraphSettings
 
     defaults = GraphSettings()
@@ -136,11 +146,17 @@ def build_graph(corpus: TokenCorpus, pieces: list[Piece], window: int | None = N
     fields = defaults.fields if fields is None else tuple(sorted(fields))
     if edges not in EDGE_KINDS:
         raise ValueError(f"unknown edges {edges!r} ({', '.join(EDGE_KINDS)})")
+    if key not in ("common", "as-is"):
+        raise ValueError(f"unknown key {key!r} (common, as-is)")
     rows, cols, weights = [], [], []
+    keys = StyleKeys() if key == "common" else None
     for done, piece in enumerate(pieces, 1):
         if on_progress:
             on_progress(done, len(pieces), None)
         tokens = corpus.piece_tokens(piece)
+        if keys is not None:
+            (tokens,), (found,) = to_common_key([tokens], config)
+            keys.pieces[piece.id], keys.names[piece.id] = found, Path(piece.path).name
         ids = graph_ids(tokens, config)[:, list(fields)]
         r, c, w = (_transitions(ids, tokens.astype(np.int64) - C.N_SPECIAL) if edges == "transition"
                    else _cooccurrence(ids, window))
@@ -159,7 +175,8 @@ def build_graph(corpus: TokenCorpus, pieces: list[Piece], window: int | None = N
     matrix.eliminate_zeros()
     if normalize != "none":  # D^-1/2 L D^-1/2 and D^-1 L agree on the diagonal
         loops = loops / np.maximum(np.asarray(matrix.sum(axis=1)).ravel(), 1e-12)
-    return StyleGraph(nodes=nodes, adjacency=normalise(matrix, normalize), loops=loops, edges=edges, fields=fields)
+    return StyleGraph(nodes=nodes, adjacency=normalise(matrix, normalize), loops=loops, edges=edges, fields=fields,
+                      keys=keys)
 
 
 def normalise(matrix: sp.csr_matrix, how: str) -> sp.csr_matrix:
@@ -182,20 +199,24 @@ def save_graph(graph: StyleGraph, folder) -> None:
         np.save(folder / LOOPS_FILE, graph.loops)
     names = [C.FIELDS[f] for f in graph.fields]
     (folder / META_FILE).write_text(json.dumps({"edges": graph.edges, "fields": names}) + "\n")
+    if graph.keys is not None:
+        graph.keys.save(folder)
 
 
 def load_graph(folder) -> StyleGraph:
     """A saved graph; ``loops`` is None for graphs made before self-loops were kept, and a graph without
-    ``graph.json`` (made before node fields were chosen) is a co-occurrence graph over every field."""
+    ``graph.json`` (made before node fields were chosen) is a co-occurrence graph over every field; ``keys`` is read
+    from ``key.json`` (a graph counted in the common key), else None."""
     from musictl.errors import ArtifactError
 
     try:
         loops = np.load(folder / LOOPS_FILE, allow_pickle=False) if (folder / LOOPS_FILE).is_file() else None
         meta = json.loads((folder / META_FILE).read_text()) if (folder / META_FILE).is_file() else {}
         fields = tuple(C.FIELDS.index(name) for name in meta.get("fields", C.FIELDS))
+        keys = StyleKeys.load(folder) if (folder / KEY_FILE).is_file() else None
         return StyleGraph(nodes=np.load(folder / NODES_FILE, allow_pickle=False),
                           adjacency=sp.load_npz(folder / GRAPH_FILE).tocsr(), loops=loops,
-                          edges=meta.get("edges", "cooccurrence"), fields=fields)
+                          edges=meta.get("edges", "cooccurrence"), fields=fields, keys=keys)
     except (OSError, ValueError, KeyError) as exc:
         raise ArtifactError(f"{folder}: unreadable graph ({exc}); remake it: musictl adjacency --style "
                             f"{folder.name} --overwrite") from None

@@ -3,9 +3,10 @@
 - Histogram divergences from the style's held-out pieces (its valid and test splits; the graph and
   tables come from its train split) and from every other style.
 - Novelty: the share of generated pitch 4-grams not copied from the training pieces.
-- What a listener hears first: the share of a piece's time where no note sounds, and the ratio of a
-  note's duration to the time until the next onset of its part (1: legato), for the generated and
-  the held-out pieces.
+- What a listener hears first: the share of a piece's time where no note sounds, the ratio of a
+  note's duration to the time until the next onset of its part (1: legato), and key consistency (the
+  share of note time inside the piece's best-fitting diatonic scale), for the generated and the
+  held-out pieces.
 - A judge: logistic regression on per-piece features, cross-validated, telling held-out pieces from
   generated ones (balanced accuracy; 0.5 means it cannot tell them apart), beside its real-vs-real null: the
   same judge telling held-out pieces from other held-out pieces, on random splits of them. Only an accuracy
@@ -26,6 +27,7 @@ from musictl.errors import UsageError
 from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 from musictl.transfer.adjacency import style_split
+from musictl.transfer.keys import pitch_class_profile, scale_shares
 from musictl.transfer.tables import next_onset_gaps
 
 NGRAM = 4
@@ -81,12 +83,29 @@ def piece_listening(tokens: np.ndarray, config: TokenizerConfig) -> tuple[float,
     return float(silent / span) if span > 0 else 0.0, duration[has] / gap[has]
 
 
+def key_consistency(tokens: np.ndarray, config: TokenizerConfig) -> float | None:
+    """The share of a piece's pitched (non-drum) note time, each note weighted by its duration, that lies inside
+    its best-fitting diatonic scale: the best of the 12 major scales (a natural minor scale is the same pitch-class
+    set as its relative major, so 12 sets cover both; so do the modes). 1: every note in one key; about 7/12 for
+    pitches drawn at random. None for a piece without pitched notes."""
+    profile = pitch_class_profile(tokens, config)
+    return float(scale_shares(profile).max()) if profile.sum() > 0 else None
+
+
+def mean_key_consistency(pieces: list[np.ndarray], config: TokenizerConfig) -> float | None:
+    """:func:`key_consistency` averaged over the pieces that have pitched notes."""
+    shares = [k for k in (key_consistency(t, config) for t in pieces) if k is not None]
+    return round(float(np.mean(shares)), 4) if shares else None
+
+
 def listening(pieces: list[np.ndarray], config: TokenizerConfig) -> dict:
-    """Mean silence share of the pieces and the median duration-to-next-onset ratio over all their notes."""
+    """Mean silence share of the pieces, the median duration-to-next-onset ratio over all their notes and the mean
+    key consistency (:func:`key_consistency`)."""
     measured = [piece_listening(t, config) for t in pieces]
     ratios = np.concatenate([r for _, r in measured]) if measured else np.zeros(0)
     return {"pieces": len(pieces), "silence_share": round(float(np.mean([s for s, _ in measured])), 4) if measured else None,
-            "duration_ratio": round(float(np.median(ratios)), 4) if len(ratios) else None}
+            "duration_ratio": round(float(np.median(ratios)), 4) if len(ratios) else None,
+            "key_consistency": mean_key_consistency(pieces, config)}
 
 
 def piece_features(tokens: np.ndarray, config: TokenizerConfig) -> np.ndarray:

@@ -6,6 +6,11 @@ every pair of nodes, and chooses the walk's mixing weight by likelihood on the s
 pieces (:meth:`RandomWalker.choose_mix`); ``.generate(bars, seed)`` walks one
 piece. ``musictl generate-rwr``, ``musictl demo`` and ``benchmarks/transfer.py`` all use it, so
 ``--count K`` writes K pieces in one process without reloading anything.
+
+A graph counted in the common key (``adjacency --key common``, the default) is walked in C major /
+A minor: its tables, seed notes and validation pieces are transposed like the graph's pieces, and each walked
+piece is then placed in the key of the style's piece whose plan it took (drawn by the seed, so the style's keys
+come out as often as its pieces are in them), or in the prompt's key (:mod:`musictl.transfer.keys`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from musictl.midi.tokens import TokenCorpus
 from musictl.midi.vocab import TokenizerConfig
 from musictl.progress import Progress
 from musictl.transfer import adjacency as graphs
+from musictl.transfer import keys as common
 from musictl.transfer.settings import WalkSettings
 from musictl.transfer.tables import PiecePlan, StyleTables
 from musictl.transfer.walk import RandomWalker
@@ -88,6 +94,7 @@ class StyleGenerator:
         self.corpus = corpus
         self.walker = walker
         self.graph_pieces = "train"  # which of the style's pieces its graph counted (graph manifest: pieces)
+        self.keys: common.StyleKeys | None = None  # the graph counted in the common key: the pieces' shifts; None: as-is
 
     @property
     def config(self):
@@ -114,12 +121,30 @@ class StyleGenerator:
         if graph.loops is None:
             log.info("%s was made before self-loops were kept, so repeated notes are rare; remake it: "
                      "musictl adjacency --style %s --overwrite", graph_dir, style)
-        tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in cls._pieces(corpus, style)], corpus.config)
+        parameters = artifacts.read_manifest(graph_dir).parameters
+        key = parameters.get("key", "as-is")  # graphs made before --key counted pitches as they are
+        if (key == "common") != (graph.keys is not None):
+            raise ArtifactError(f"{graph_dir}: its manifest says key={key}, but {common.KEY_FILE} is "
+                                f"{'missing' if graph.keys is None else 'there'}; remake it: "
+                                f"musictl adjacency --style {style} --overwrite")
         links = link_probabilities(gcn_dir, stored["embeddings"])
+        return cls.from_graph(style, corpus, graph, links, graph_pieces=parameters.get("pieces", "all"))
+
+    @classmethod
+    def from_graph(cls, style: str, corpus: TokenCorpus, graph: graphs.StyleGraph, links: np.ndarray | None = None,
+                   graph_pieces: str = "train") -> StyleGenerator:
+        """A generator on ``graph`` (``links``: the link predictor's probabilities; None: counts only, a Markov
+        chain). A graph counted in the common key (``graph.keys``) gets tables and validation pieces transposed
+        like its pieces, and its walks are placed back in a key of the style's (:meth:`generate`)."""
+        key = "as-is" if graph.keys is None else "common"
+        tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in cls._pieces(corpus, style)], corpus.config,
+                                         key=key)
         walker = RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links, graph.directed)
-        walker.choose_mix([corpus.piece_tokens(p) for p in corpus.select(style=style, split="valid")])
+        valid = [corpus.piece_tokens(p) for p in corpus.select(style=style, split="valid")]
+        walker.choose_mix(common.to_common_key(valid, corpus.config)[0] if graph.keys is not None else valid)  # as walked
         generator = cls(style, corpus, walker)
-        generator.graph_pieces = artifacts.read_manifest(graph_dir).parameters.get("pieces", "all")
+        generator.graph_pieces = graph_pieces
+        generator.keys = graph.keys
         return generator
 
     @staticmethod
@@ -129,15 +154,28 @@ class StyleGenerator:
 
     def seed(self, seed: int, prompt: Path | None = None) -> tuple[np.ndarray, PiecePlan]:
         """Seed notes (node indices) and the piece plan: the prompt's, or a (seeded) random piece of the style's."""
+        return self.seed_and_key(seed, prompt)[:2]
+
+    def seed_and_key(self, seed: int, prompt: Path | None = None) -> tuple[np.ndarray, PiecePlan, int]:
+        """(seed notes, piece plan, shift): the shift that moved the prompt or the style's piece to the common key
+        (0 for a graph of pitches as they are); the seed notes are transposed by it, and the walked piece is placed
+        back by it (:meth:`generate`)."""
+        shift = 0
         if prompt is not None:
             from musictl.midi.encode import encode_file
 
             tokens = encode_file(prompt, self.config).tokens
+            if self.keys is not None:
+                shift = common.common_key_shift(tokens, self.config)
         else:
             pieces = self._pieces(self.corpus, self.style)  # own seeding: the next line draws the piece that prompts the walk
-            tokens = self.corpus.piece_tokens(pieces[np.random.default_rng(seed).integers(len(pieces))])
+            piece = pieces[np.random.default_rng(seed).integers(len(pieces))]
+            tokens = self.corpus.piece_tokens(piece)
+            if self.keys is not None:
+                recorded = self.keys.shift_of(piece.id)
+                shift = common.common_key_shift(tokens, self.config) if recorded is None else recorded
         plan = PiecePlan.of_values(tokens.astype(np.int64) - C.N_SPECIAL) if len(tokens) else None
-        return self.walker.seed_nodes(tokens[:SEED_NOTES]), plan
+        return self.walker.seed_nodes(common.transpose(tokens[:SEED_NOTES], shift)), plan, shift
 
     def generate(self, bars: int | None = None, seed: int | None = None, settings: WalkSettings | None = None,
                  prompt: Path | None = None, on_progress: Progress | None = None) -> np.ndarray:
@@ -145,8 +183,9 @@ class StyleGenerator:
         settings = settings or WalkSettings()
         overrides = {k: v for k, v in (("bars", bars), ("seed", seed)) if v is not None}
         settings = dataclasses.replace(settings, **overrides) if overrides else settings
-        seeds, plan = self.seed(settings.seed, prompt)
-        return self.walker.walk(seeds, settings, plan, on_progress)
+        seeds, plan, shift = self.seed_and_key(settings.seed, prompt)
+        tokens = self.walker.walk(seeds, settings, plan, on_progress)
+        return common.place(tokens, shift) if self.keys is not None else tokens
 
     def generate_many(self, count: int, settings: WalkSettings, prompt: Path | None = None,
                       on_progress: Progress | None = None) -> list[np.ndarray]:
@@ -196,7 +235,8 @@ def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settin
         fidelity = judge.style_fidelity(pieces, generator.corpus, generator.style, settings.seed,
                                         graph_saw_held_out=generator.graph_pieces == "all")
         fidelity["walk"] = {"mix": generator.walker.mix if settings.mix is None else settings.mix, "gcn": settings.gcn,
-                            "temperature": settings.temperature}
+                            "temperature": settings.temperature,
+                            "key": "as-is" if generator.keys is None else "common"}
         if classifier_model is not None:
             fidelity["classifier"] = {"classifier": str(classifier),
                                       **judge.classifier_assignments(classifier_model, pieces, generator.style)}

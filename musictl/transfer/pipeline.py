@@ -121,15 +121,16 @@ def make_graph(tokens_path: Path, style: str, out: Path, settings: GraphSettings
     pieces = graphs.style_split(corpus, style)[0] if settings.pieces == "train" else corpus.select(style=style)
     with artifacts.staging(out, overwrite) as tmp:
         graph = graphs.build_graph(corpus, pieces, window=settings.window, normalize=settings.normalize,
-                                   on_progress=on_progress, fields=settings.fields, edges=settings.edges)
+                                   on_progress=on_progress, fields=settings.fields, edges=settings.edges, key=settings.key)
         graphs.save_graph(graph, tmp)
         if settings.export == "graphml":
             graphs.export_graphml(graph, corpus.config, tmp / "graph.graphml")
         stats = {**graph.stats(), "pieces": len(pieces), "notes": int(sum(p.length for p in pieces))}
+        keys = graph.keys.summary() if graph.keys is not None else None  # the style's keys, before the common key
         artifacts.write_manifest(tmp, artifacts.Manifest(
             kind=artifacts.GRAPH, parameters={"style": style, **settings.to_dict(), "vocab_id": corpus.config.vocab_id},
-            inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}, metrics=stats))
-    return GraphResult(out=Path(out), style=style, **stats)
+            inputs={"tokens": artifacts.input_ref(tokens_path, corpus.manifest)}, metrics={**stats, **(keys or {})}))
+    return GraphResult(out=Path(out), style=style, **stats, keys=keys)
 
 
 # ----- train-gcn -----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class GraphResult(Result):
     loop_weight: float | None
     pieces: int
     notes: int
+    keys: dict | None = None  # key=common: the key distribution and shifts (musictl.transfer.keys.StyleKeys.summary)
 
 
 @dataclass

@@ -31,6 +31,7 @@ Edges = Literal["cooccurrence", "transition"]
 GraphPieces = Literal["train", "all"]
 Negatives = Literal["uniform", "same-field"]
 LinkTarget = Literal["style", "own"]
+KeyMode = Literal["common", "as-is"]
 
 # The fields that carry the music: the default nodes of a style graph. Bar numbers, metre and tempo
 # only book the place (a bar-number token meets every note of its bar), so they are opt-in.
@@ -59,7 +60,7 @@ class EmbedSettings(Settings):
 def parse_fields(text: str) -> tuple[str, ...]:
     """Field names of a comma-separated ``--nodes`` value (``all``: every field of ``constants.FIELDS``), in Octuple
     order. The graph of earlier versions (every field a node, co-occurrence edges within --window, every piece) is
-    ``--nodes all --edges cooccurrence --window 2 --pieces all``."""
+    ``--nodes all --edges cooccurrence --window 2 --pieces all --key as-is``."""
     names = [n.strip().replace("-", "_") for n in str(text).split(",") if n.strip()]
     if names == ["all"]:
         return FIELDS
@@ -82,6 +83,9 @@ class GraphSettings(Settings):
                           min=0, max=64)
     pieces: GraphPieces = setting("train", "Count the style's training pieces (held-out ones stay unseen, for fidelity), "
                                            "or all of them (as earlier versions did).")
+    key: KeyMode = setting("common", "common: count each piece transposed to C major / A minor (its key estimated "
+                                     "from its pitch-class durations), so the walk keeps one key and generate-rwr "
+                                     "places each piece in a key of the style's; as-is: count pitches as they are.")
     normalize: Normalize = setting("none", "none: raw counts; sym: D^-1/2 A D^-1/2; row: transition matrix.")
     export: Optional[Export] = setting(None, "Also write the graph as graphml (networkx).")
 

@@ -71,8 +71,14 @@ class StyleTables:
     repeat_share: float = 0.0
 
     @classmethod
-    def from_pieces(cls, pieces: list[np.ndarray], config: TokenizerConfig) -> StyleTables:
-        """Count the tables over token arrays (ids, ``(n, 8)``) of a style's pieces."""
+    def from_pieces(cls, pieces: list[np.ndarray], config: TokenizerConfig, key: str = "as-is") -> StyleTables:
+        """Count the tables over token arrays (ids, ``(n, 8)``) of a style's pieces; ``key="common"``: each piece
+        transposed to C major / A minor first, as a common-key graph counted it (:mod:`musictl.transfer.keys`;
+        only the pitch values change)."""
+        if key == "common":
+            from musictl.transfer.keys import to_common_key
+
+            pieces = to_common_key(pieces, config)[0]
         tables = cls(config)
         repeats = total = 0
         for tokens in pieces:

@@ -1,7 +1,8 @@
 """The violin stage as library calls that read and write workspace artifacts.
 
-prepare -> ``violin/data/`` (``violin-data``); train -> ``violin/lora/`` (``violin-lora``); generate ->
-a WAV file; evaluate -> ``violin/eval/`` (``violin-eval``, and a JSON file on request). The CLI
+prepare -> ``violin/data/`` (``violin-data``); generate -> a WAV file; evaluate -> ``violin/eval/``
+(``violin-eval``, and a JSON file on request). Training (``violin/lora/``, ``violin-lora``) is the
+trainer's own module, :func:`musictl.violin.train.train`. The CLI
 (``musictl lora-violin ...``) calls these and renders what they return; each result has ``to_dict()``.
 
 Every input is read through :func:`musictl.artifacts.require` (a missing, incomplete or edited
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,8 @@ from musictl.progress import Progress
 from musictl.violin.settings import (
     DEFAULT_BASE,
     SAMPLE_RATE,
-    TINY,
     EvaluateSettings,
     GenerateSettings,
-    LoraTrainSettings,
     PrepareSettings,
 )
 
@@ -98,94 +96,6 @@ def prepare(settings: PrepareSettings, out: Path, midi: Path | None = None, audi
     return PrepareResult(out, source, len(report.rows), splits["train"], splits["valid"], report.problems, report.notices)
 
 
-# ----- train ---------------------------------------------------------------------------------------
-@dataclass
-class TrainRun:
-    path: Path
-    result: Any  # musictl.violin.train.TrainResult
-    base: str
-    random_base: bool
-    device: str
-    main: bool = True  # False in the other processes of an ``accelerate launch`` run (they write nothing)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "base": self.base, "random_base": self.random_base, "device": self.device,
-                **self.result.to_dict()}
-
-
-def train(settings: LoraTrainSettings, data_dir: Path, out: Path, workdir=None, resume: bool = False,
-          overwrite: bool = False, on_progress: Progress | None = None) -> TrainRun:
-    """LoRA-train MusicGen's decoder on a violin-data artifact into a violin-lora artifact.
-
-    The run lifecycle is :class:`musictl.training.Run`'s (lock, staging beside ``out``, a checkpoint at
-    every validation, ``resume``, trackers); the old adapter is replaced only by a complete new one.
-    Ctrl-C and SIGTERM raise :class:`Interrupted` saying what was kept. Under ``accelerate launch``
-    every process trains and only the main one writes.
-    """
-    from musictl.hf import quiet_transformers
-    from musictl.training import Run
-    from musictl.violin.model import is_random_base, load_base, resolve_base
-    from musictl.violin.train import train as run_training
-
-    data_manifest = artifacts.require(data_dir, DATA_KIND)
-    run = Run(settings, clip=None, find_unused_parameters=False)
-    output = artifacts.resumable(out, LORA_KIND, what="LoRA training run")
-    with run.staged(output, resume, overwrite, inputs={"data": artifacts.input_ref(data_dir, data_manifest)}) as state:
-        quiet_transformers()
-        base_ref = run.on_main(lambda: resolve_base(settings.base, _violin_dir(workdir)))  # the tiny base is built once
-        random_base = settings.base == TINY or is_random_base(base_ref)
-        if random_base and run.is_main:
-            log.warning("base: a tiny untrained MusicGen; everything made from it is noise-level and only exercises the pipeline")
-        model, tokenizer = load_base(base_ref)
-        peft_model, result = run_training(model, tokenizer, data_dir, settings, run, state, on_progress)
-        run.finish(lambda staging: _write_adapter(staging, peft_model, tokenizer, settings, result, base_ref, random_base,
-                                                  run.device.type, state.inputs["data"]))
-    return TrainRun(out, result, settings.base, random_base, run.device.type, run.is_main)
-
-
-def _write_adapter(tmp: Path, peft_model, tokenizer, settings: LoraTrainSettings, result, base_ref,
-                   random_base: bool, device: str, data_ref: dict) -> None:
-    from musictl.hf import save_with_card
-    from musictl.violin.train import config_dict
-
-    config = config_dict(settings)
-    headline = {
-        "steps": result.steps,
-        "trainable_parameters": result.trainable,
-        "total_parameters": result.total,
-        "trainable_share": result.trainable_share,
-        "train_loss": result.train_loss,
-        "valid_loss": result.valid_loss,
-        "valid_loss_per_codebook": result.valid_loss_per_codebook,
-        "lora_targets": config["lora_targets"],
-        "random_base": random_base,
-        "processes": result.processes,
-    }
-    save_with_card(peft_model, tmp, model_card(settings.base, random_base, config, headline))
-    tokenizer.save_pretrained(tmp)
-    if random_base:
-        shutil.copytree(base_ref, tmp / "base")
-    inputs = {"data": data_ref}
-    if isinstance(base_ref, Path) and not random_base:  # a local base: found again relative to the adapter
-        inputs["base"] = {"path": str(base_ref.resolve()), "kind": "musicgen", "fingerprint": ""}
-    params = config | {"base": settings.base, "device": device, **result.batch}
-    artifacts.write_manifest(tmp, artifacts.Manifest(LORA_KIND, params, inputs, headline))
-
-
-def model_card(base: str, random_base: bool, config: dict, metrics: dict) -> str:
-    warning = "\n**Random base**: trained on an untrained tiny MusicGen; outputs are noise and only exercise the pipeline.\n"
-    return (
-        f"---\nbase_model: {base}\nlibrary_name: peft\ntags: [musicgen, lora, violin, text-to-audio]\n---\n\n"
-        f"# Violin LoRA for {base}\n{warning if random_base else ''}\n"
-        f"LoRA adapter on the MusicGen decoder (`{', '.join(config['targets'])}`, preset `{config['lora_targets']}`, "
-        f"rank {config['rank']}, alpha {config['alpha']}), "
-        f"trained on captioned solo-violin clips with `musictl lora-violin train`. Text encoder and EnCodec are frozen.\n\n"
-        f"- steps: {metrics['steps']}, trainable share: {100 * metrics['trainable_share']:.3f}%\n"
-        f"- train loss: {metrics['train_loss']:.4f}, validation loss: {metrics['valid_loss']}\n\n"
-        "Load: `PeftModel.from_pretrained(MusicgenForConditionalGeneration.from_pretrained(BASE), THIS_DIR)`\n"
-    )
-
-
 # ----- generate ------------------------------------------------------------------------------------
 def adapter_base(adapter: Path | None, manifest: artifacts.Manifest | None, base: str | None, workdir=None):
     """The base to load: ``--base``, else the adapter's ``base/`` copy, else the base it was trained on."""
@@ -232,9 +142,9 @@ def generate(settings: GenerateSettings, prompt: str, out: Path, adapter: Path |
              workdir=None, device: str = "cpu", overwrite: bool = False) -> GenerateResult:
     """A 32 kHz WAV of ``prompt`` from the adapter (default: the workspace's) or, without it, the base alone.
     ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`)."""
+    import musictl.violin.generate
     from musictl.device import resolve_device
     from musictl.violin.audio import wav_bytes
-    from musictl.violin.generate import generate as sample
 
     device = resolve_device(device)
 
@@ -247,7 +157,7 @@ def generate(settings: GenerateSettings, prompt: str, out: Path, adapter: Path |
     artifacts.check_output(out, overwrite, _inputs(adapter_dir))
     model, tokenizer, random_base = _load(adapter_dir, manifest, settings.base, workdir, device)
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    audio = sample(model, tokenizer, [prompt], settings.seconds, settings.guidance, settings.seed)[0]
+    audio = musictl.violin.generate.generate(model, tokenizer, [prompt], settings.seconds, settings.guidance, settings.seed)[0]
     data = wav_bytes(audio, inner.config.audio_encoder.sampling_rate)
     artifacts.write_output(out, data, overwrite, _inputs(adapter_dir))
     return GenerateResult(out, settings.seconds, settings.seed, settings.guidance, adapter_dir, random_base, len(data))
@@ -281,8 +191,8 @@ def evaluate(settings: EvaluateSettings, adapter: Path | None = None, data: Path
              on_progress: Progress | None = None) -> EvaluateResult:
     """Base vs base + adapter on the held-out clips into ``WORKDIR/violin/eval/`` (and ``output`` when given).
     ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`)."""
+    import musictl.violin.evaluate
     from musictl.device import resolve_device
-    from musictl.violin.evaluate import evaluate as score
 
     device = resolve_device(device)
 
@@ -299,7 +209,7 @@ def evaluate(settings: EvaluateSettings, adapter: Path | None = None, data: Path
         artifacts.check_output(output, overwrite, _inputs(adapter_dir, data_dir))
     with artifacts.staging(target, overwrite) as tmp:
         model, tokenizer, random_base = _load(adapter_dir, manifest, settings.base, workdir, device)
-        results = score(model, tokenizer, data_dir, settings, clap_model, on_progress)
+        results = musictl.violin.evaluate.evaluate(model, tokenizer, data_dir, settings, clap_model, on_progress)
         if results is None:
             raise ArtifactError(f"{data_dir} has no held-out (valid) clips; remake it with: musictl lora-violin prepare "
                                 "--valid 0.2 --overwrite")
