@@ -1,6 +1,6 @@
 """The one run lifecycle of musictl: 1 CPU, 1 GPU or N processes (``accelerate launch``), the same code.
 
-pretrain-bert, finetune-mask and lora-violin train all train through :class:`Run`, which takes the
+pretrain-bert, finetune-mask, lora-violin train and train-gcn all train through :class:`Run`, which takes the
 typed :class:`musictl.settings.RunSettings` every trainer's settings extend. What it guarantees:
 
 - **on disk** (:meth:`Run.staged`, :meth:`Run.finish`): the target is checked and locked before any
@@ -28,7 +28,7 @@ typed :class:`musictl.settings.RunSettings` every trainer's settings extend. Wha
 
 The loop reads top to bottom in one place, :meth:`Run.fit` (nanoGPT style); a trainer is only what
 differs between trainers, with the same names in every trainer module (``bert/pretrain.py``,
-``bert/finetune.py``, ``violin/train.py``): ``build`` (model, optimizer), ``forward`` (the loss of a
+``bert/finetune.py``, ``violin/train.py``, ``transfer/train_gcn.py``): ``build`` (model, optimizer), ``forward`` (the loss of a
 batch), ``evaluate`` (the validation scores), ``write_artifact`` (the finished files), and one call into Run::
 
     run = Run(settings, clip=settings.clip)
@@ -40,15 +40,15 @@ batch), ``evaluate`` (the validation scores), ``write_artifact`` (the finished f
                 forward=forward, evaluate=lambda: evaluate(...), row=row, early=EarlyStopping.of(settings), best=model)
         run.finish(write_artifact)
 
-What :meth:`Run.fit` does, after every optimizer step (a step :class:`Cadence`: pre-training, LoRA) or
-every epoch (an epoch cadence: fine-tuning): it advances the :class:`TrainerState` (step, stream
-position, epoch; a trainer never does), calls ``on_epoch_end`` for each epoch the stream completed,
-and decides whether this is an evaluation (every ``eval_every`` steps and at the last; every epoch).
-There it calls ``evaluate()``, records the scores (the best so far by :class:`EarlyStopping`'s metric,
-the patience marks), writes the checkpoint (``best/`` when improved) and stops when the run is out of
-patience. ``row(done, state, scores)`` is the trainer's metrics row (``scores`` None between
-evaluations), logged at every evaluation and every ``log_every`` steps; ``on_progress(done, total, row)``
-follows every row.
+What :meth:`Run.fit` does, after every optimizer step (a step :class:`Cadence`: pre-training, LoRA) or every
+epoch (an epoch cadence: fine-tuning; the full-batch GCN, one item per epoch: the graph): it advances the
+:class:`TrainerState` (step, stream position, epoch; a trainer never does), calls ``on_epoch_end`` for each
+epoch the stream completed, and decides whether this is an evaluation (every ``eval_every`` steps and at the
+last; every epoch). There it calls ``evaluate()``, records the scores (the best so far by
+:class:`EarlyStopping`'s metric, the patience marks), writes the checkpoint (``best/`` when improved) and
+stops when the run is out of patience. ``row(done, state, scores)`` is the trainer's metrics row (``scores``
+None between evaluations), logged at every evaluation and every ``log_every`` steps; ``on_progress(done,
+total, row)`` follows every row.
 
 ``forward(model, batch)`` returns the loss tensor, or an object with a ``.loss`` tensor (kept in
 ``done.outputs`` for the row). It must call ``model(...)`` exactly once: put any loss computation
@@ -858,11 +858,12 @@ def scalars(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
 Points = list[tuple[float, float]]
 CURVE_LEFT_OUT = ("lr", "notes_per_s", "masked_notes", "diagnostic_notes")  # a setting, a speed, counts: no curve
 PRETRAIN_OBJECTIVE = ("loss", "recover_loss", "masker_loss")  # pre-training's logged training loss and its terms
-UNIT_WORDS = (("correlation", ("spearman",)), ("ratio", ("ratio",)), ("loss", ("loss",)), ("share", ("accuracy", "f1", "share")))
+UNIT_WORDS = (("correlation", ("spearman",)), ("ratio", ("ratio",)), ("loss", ("loss",)),
+              ("share", ("accuracy", "f1", "share", "auc", "_ap")))  # auc, _ap: the GCN's ROC-AUC and AP
 UNITS = {  # unit: title, y-axis label, y range (panels in this order; any other number gets a panel of its own)
     "loss": ("loss", "cross-entropy (nats)", None),
     "objective": ("training objective: not on the validation loss's scale", "objective (weighted per field)", None),
-    "share": ("accuracies and shares", "share (0 to 1)", (0.0, 1.0)),
+    "share": ("accuracies, shares, ROC-AUC and AP", "share (0 to 1)", (0.0, 1.0)),
     "correlation": ("correlations", "Spearman rho (-1 to 1)", (-1.0, 1.0)),
     "ratio": ("ratios", "ratio (1: no difference)", None),
 }

@@ -58,15 +58,16 @@ def _must_not_run(*args, **kwargs):
 @pytest.mark.slow
 def test_existing_outputs_are_refused_before_the_work(ws, monkeypatch):
     import musictl.transfer.adjacency as graphs
-    import musictl.transfer.link_prediction as link_prediction
     import musictl.transfer.pipeline as pipeline
+    import musictl.transfer.train_gcn as train_gcn
 
     monkeypatch.setattr(graphs, "build_graph", _must_not_run)
-    monkeypatch.setattr(link_prediction, "train_link_prediction", _must_not_run)
+    monkeypatch.setattr(train_gcn, "prepare_split", _must_not_run)
     monkeypatch.setattr(pipeline, "embedding_tables", _must_not_run)
     for args in (("adjacency", "--style", "waltz"), ("train-gcn", "--style", "waltz"), ("embed",)):
         result = invoke(ws, *args)
-        assert result.exit_code == 1 and "already exists; pass --overwrite" in result.output, result.output
+        # (train-gcn, a resumable run: "already holds a train-gcn run of waltz; pass --overwrite ..., or --resume")
+        assert result.exit_code == 1 and "already" in result.output and "; pass --overwrite" in result.output, result.output
 
 
 @pytest.mark.slow

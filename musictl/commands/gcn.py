@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from musictl.commands._common import (
+    FLAG,
     DeviceOpt,
     OutOpt,
     Overwrite,
@@ -19,6 +20,7 @@ from musictl.commands._common import (
     tokens_dir,
     warn_if_untrained,
 )
+from musictl.settings import ReportTo
 from musictl.transfer.settings import Conv, Decoder, EdgeWeight, Features, GcnSettings, GraphKind, LinkTarget, Negatives
 
 # The settings classes each command reads (for the defaults test).
@@ -50,6 +52,9 @@ def train_gcn(
     graph_dir: Annotated[Optional[Path], typer.Option(help="Graph artifact [default: WORKDIR/graph/STYLE].")] = None,
     embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings artifact [default: WORKDIR/embeddings].")] = None,
     out: OutOpt = None,
+    report_to: ReportTo = option(GcnSettings, "report_to"),
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted run, or of a finished "
+                                              "one with a larger --epochs).", metavar=FLAG)] = False,
     seed: int = option(GcnSettings, "seed"),
     device: DeviceOpt = "auto",
     overwrite: Overwrite = False,
@@ -61,6 +66,8 @@ def train_gcn(
     and the test edges are scored once, for the GCN and for every baseline (heuristics on the
     training graph, a GCN on random features, an MLP on the embeddings without the graph), against
     uniform negatives and against negatives of the same field pair (metrics.json holds both).
+    Each epoch ends with a checkpoint: Ctrl-C keeps it, --resume continues it; metrics.jsonl and
+    curves.png hold the losses and validation scores, --report-to sends them to a tracker too.
 
     Example: musictl train-gcn --style fiddle-tunes --model 3
     """
@@ -77,7 +84,7 @@ def train_gcn(
                describe=lambda row: f"{row['model']} epoch {row['epoch']} val AUC {row['val_auc']:.4f}") as on_progress:
         result = make_gcn(style, out_dir, settings, tokens_dir(workdir, tokens),
                           graph_dir or artifacts.artifact_dir(workdir, artifacts.GRAPH, style),
-                          embeddings, device, overwrite, on_progress, workdir=workdir)
+                          embeddings, device, overwrite, on_progress, workdir=workdir, resume=resume)
     err.print(gcn_table(result))
     err.print(gcn_verdict(result))
     err.print(f"validation AUC {result.val_auc:.4f}, {result.nodes} nodes")

@@ -16,10 +16,13 @@ pitch-pitch edge against pitch-pitch non-edges). Training draws its negatives ei
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +32,24 @@ from torch import nn
 from musictl.errors import MusictlError
 from musictl.progress import Progress
 from musictl.transfer.settings import TEST_SHARE, VAL_SHARE, GcnSettings
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Python's, numpy's and torch's global RNGs seeded ``seed`` for the block (None: left as they are), and put
+    back as they were after it (``torch.random.fork_rng``): PyG's layers' initialisation, ``RandomLinkSplit`` and
+    ``negative_sampling`` take no generator, only the global RNGs, and the caller's draws must not shift."""
+    python, numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        try:
+            if seed is not None:  # own seeding: PyG draws only from the global RNGs; forked here, put back below
+                random.seed(seed)
+                np.random.seed(seed)
+                torch.manual_seed(seed)
+            yield
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
 
 
 class Encoder(nn.Module):
@@ -82,6 +103,29 @@ class LinkDecoder(nn.Module):
     def forward(self, z: torch.Tensor, edge_label_index: torch.Tensor) -> torch.Tensor:
         product = z[edge_label_index[0]] * z[edge_label_index[1]]
         return product.sum(dim=-1) if self.mlp is None else self.mlp(product).squeeze(-1)
+
+
+class LinkPredictor(nn.Module):
+    """Encoder + decoder as one module (what :class:`musictl.training.Run` trains and checkpoints): ``forward``
+    is :func:`encode` then :func:`decode`. Its weights on disk (:meth:`weights`) are the encoder's under their own
+    names and the decoder's under ``decoder.*``, as ``gcn/STYLE/model.safetensors`` has always held them."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(self, x: torch.Tensor, graph, pairs: torch.Tensor) -> torch.Tensor:
+        return decode(self.decoder, encode(self.encoder, x, graph), pairs)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {**self.encoder.state_dict(), **{f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}}
+
+    def save_pretrained(self, directory: Path) -> None:
+        """``model.safetensors`` (the module's own state dict: ``best/`` of a checkpoint)."""
+        from safetensors.torch import save_file
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(Path(directory) / "model.safetensors"))
 
 
 def similarity_graph(features: np.ndarray, k: int) -> sp.csr_matrix:
@@ -273,14 +317,18 @@ def decode(decoder: nn.Module, z: torch.Tensor, pairs: torch.Tensor) -> torch.Te
     return decoder(z, pairs)
 
 
-def draw_negatives(graph, count: int, kind: str = "same-field") -> torch.Tensor:
+def draw_negatives(graph, count: int, kind: str = "same-field", generator: torch.Generator | None = None) -> torch.Tensor:
     """Fresh training negatives: ``uniform`` non-edges of the training graph, or ``same-field`` ones (one per
-    training edge, one end replaced by a token of its field)."""
+    training edge, one end replaced by a token of its field). With ``generator`` (a run's stream), the draw comes
+    from it alone: ``negative_sampling`` takes no generator, so it runs seeded from it under :func:`seeded`."""
     from torch_geometric.utils import negative_sampling
 
     if kind == "uniform":
-        return negative_sampling(graph.target_index, num_nodes=graph.num_nodes, num_neg_samples=count)
-    return same_field_negatives(graph.edge_label_index, graph.field, graph.forbidden)
+        if generator is None:
+            return negative_sampling(graph.target_index, num_nodes=graph.num_nodes, num_neg_samples=count)
+        with seeded(int(torch.randint(2**31 - 1, (1,), generator=generator))):
+            return negative_sampling(graph.target_index, num_nodes=graph.num_nodes, num_neg_samples=count)
+    return same_field_negatives(graph.edge_label_index, graph.field, graph.forbidden, generator)
 
 
 def train(encoder: nn.Module, decoder: nn.Module, optimizer, x: torch.Tensor, graph, negatives: str = "same-field") -> float:
@@ -360,12 +408,10 @@ def fit_and_test(encoder_cls, x: torch.Tensor, split, settings: GcnSettings, dev
                  on_progress: Progress | None = None, score_test: bool = True, name: str = "gcn"):
     """Build a fresh (seeded) encoder + decoder, fit on validation, score the test split once."""
     train_graph, val, test_split = split
-    # own seeding: PyG's layers and sampling take no generator, only the global RNGs
-    random.seed(settings.seed)  # PyG's negative_sampling draws with Python's random
-    torch.manual_seed(settings.seed)
-    encoder = encoder_cls(x.shape[1], settings).to(device)
-    decoder = LinkDecoder(settings.out_dim, settings.decoder).to(device)
-    chosen = fit(encoder, decoder, x, train_graph, val, settings, on_progress, name)
+    with seeded(settings.seed):  # PyG's layers and sampling take no generator: the global RNGs, forked for the block
+        encoder = encoder_cls(x.shape[1], settings).to(device)
+        decoder = LinkDecoder(settings.out_dim, settings.decoder).to(device)
+        chosen = fit(encoder, decoder, x, train_graph, val, settings, on_progress, name)
     scores = test(encoder, decoder, x, train_graph, test_split) if score_test else {}
     return encoder, decoder, chosen, scores
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +11,7 @@ import torch
 
 from musictl.progress import Progress
 from musictl.transfer.baselines import baseline_scores
-from musictl.transfer.gcn import Encoder, fit_and_test, node_inputs, score_row, split_edges, to_data
+from musictl.transfer.gcn import Encoder, fit_and_test, node_inputs, score_row, seeded, split_edges, to_data
 from musictl.transfer.settings import GcnSettings
 
 
@@ -59,6 +58,32 @@ def _scores(scores: dict, prefix: str) -> dict:
     return {f"{prefix}{k}": row.get(f"{prefix}{k}") for k in ("auc", "ap", "auc_same_field", "ap_same_field")}
 
 
+def prepare_split(features: np.ndarray, adjacency: sp.csr_matrix, settings: GcnSettings, device: str = "cpu",
+                  fields: np.ndarray | None = None, message: sp.csr_matrix | None = None):
+    """((train, validation, test) graphs, the whole graph, the message graph or None): the clean edge split of
+    :func:`~musictl.transfer.gcn.split_edges`, seeded by ``settings.seed`` without touching the caller's RNGs
+    (``RandomLinkSplit`` draws from the global ones: forked for the block). Each split's ``x`` is the encoder's
+    input (with the log-degrees of the message-passing graph), ``raw_x`` the node features alone."""
+    data = to_data(features, adjacency, settings.edge_weight, fields)
+    passing = to_data(features, message, settings.edge_weight) if message is not None else None
+    with seeded(settings.seed):
+        split = split_edges(data, device, settings.seed, passing)
+    train_graph = split[0]
+    raw = train_graph.x
+    x = node_inputs(raw, train_graph, settings)
+    for graph in split:
+        graph.raw_x, graph.x = raw, x  # degrees of the message-passing graph, the same for every split
+    return split, data, passing
+
+
+def full_embeddings(encoder, data, passing, settings: GcnSettings, device: str) -> torch.Tensor:
+    """The final node embeddings: message passing over every edge (the message graph's, where there is one)."""
+    encoder.eval()
+    with torch.no_grad():
+        full = (passing if passing is not None else data).clone().to(device)
+        return encoder(node_inputs(full.x, full, settings), full.edge_index, full.edge_weight).cpu()
+
+
 def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settings: GcnSettings, device: str = "cpu",
                           on_progress: Progress | None = None, score_test: bool = True, fields: np.ndarray | None = None,
                           message: sp.csr_matrix | None = None, encoder_cls=Encoder) -> LinkPrediction:
@@ -71,24 +96,12 @@ def train_link_prediction(features: np.ndarray, adjacency: sp.csr_matrix, settin
     passing) or :class:`~musictl.transfer.gcn.MlpEncoder` (the node features alone). ``score_test=False`` (a sweep
     choosing on validation) leaves the test edges untouched: test scores are None.
     """
-    # own seeding: RandomLinkSplit, negative_sampling and the layers' initialisation take no generator, only the global
-    # RNGs (Python's, torch's, numpy's); the split is a data split, kept as published
-    random.seed(settings.seed)  # PyG's negative_sampling draws with Python's random
-    torch.manual_seed(settings.seed)
-    np.random.seed(settings.seed)
-    data = to_data(features, adjacency, settings.edge_weight, fields)
-    passing = to_data(features, message, settings.edge_weight) if message is not None else None
-    split = split_edges(data, device, settings.seed, passing)
+    split, data, passing = prepare_split(features, adjacency, settings, device, fields, message)
     train_graph, val, test_split = split
-    raw = train_graph.x
-    x = node_inputs(raw, train_graph, settings)
-    train_graph.x = val.x = test_split.x = x  # degrees of the message-passing graph, the same for every split
+    raw, x = train_graph.raw_x, train_graph.x
     encoder, decoder, chosen, test_scores = fit_and_test(encoder_cls, x, split, settings, device, on_progress, score_test)
     baselines = baseline_scores(split, raw, settings, device, on_progress) if settings.baselines and score_test else {}
-    encoder.eval()
-    with torch.no_grad():  # final embeddings: message passing over every edge
-        full = (passing if passing is not None else data).clone().to(device)
-        embeddings = encoder(node_inputs(full.x, full, settings), full.edge_index, full.edge_weight).cpu()
+    embeddings = full_embeddings(encoder, data, passing, settings, device)
     state = {**encoder.state_dict(), **{f"decoder.{k}": v for k, v in decoder.state_dict().items()}}
     return LinkPrediction(
         **_scores(test_scores, "test_"), **_scores(chosen.scores, "val_"), selected_on=chosen.selected_on,

@@ -8,6 +8,7 @@ output without ``overwrite``, an unwritable workspace or a second writer is refu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -151,20 +152,17 @@ def check_gcn_inputs(corpus: TokenCorpus, style: str, graph_dir: Path, embedding
 
 
 def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, graph_dir: Path, embeddings_dir: Path,
-             device: str = "cpu", overwrite: bool = False, on_progress: Progress | None = None, workdir=None) -> GcnResult:
+             device: str = "cpu", overwrite: bool = False, on_progress: Progress | None = None, workdir=None,
+             resume: bool = False) -> GcnResult:
     """Write ``gcn/<style>/``: a link predictor of the study's ``settings.model`` with its baselines.
 
     Missing inputs are named all at once, with every command that makes them (``workdir``: where those
     commands write); ``result.graph`` is the graph the GCN learned: the style graph's edges (transition,
-    cooccurrence) or ``similarity``. ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from musictl.device import resolve_device
+    cooccurrence) or ``similarity``. ``device``: auto, cpu or cuda (:func:`musictl.device.resolve_device`).
+    The training is :func:`musictl.transfer.train_gcn.train`'s, on :class:`musictl.training.Run` (``resume``:
+    continue the interrupted or finished run in ``out``'s staging); the caller's global RNGs are left as they were."""
     from musictl.transfer.features import model_graphs, node_features
-    from musictl.transfer.link_prediction import train_link_prediction
-
-    device = resolve_device(device)
+    from musictl.transfer.train_gcn import train
 
     tokens = workspace.Needed(artifacts.TOKENS, None, Path(tokens_path))
     known = workspace.tokens_styles(tokens_path) if (Path(tokens_path) / artifacts.MANIFEST).is_file() else []
@@ -177,30 +175,21 @@ def make_gcn(style: str, out: Path, settings: GcnSettings, tokens_path: Path, gr
     corpus = TokenCorpus.open(tokens_path)
     corpus.require_style(name)
     graph_manifest, emb_manifest = check_gcn_inputs(corpus, style, graph_dir, embeddings_dir)
-    with artifacts.staging(out, overwrite) as tmp:
+    if device != settings.device:
+        settings = dataclasses.replace(settings, device=device)
+    # the style graph is named by its edges (transition or cooccurrence), as adjacency built it
+    built = graph_manifest.parameters.get("edges", "cooccurrence") if settings.graph == "cooccurrence" else settings.graph
+
+    def inputs_of():
         graph = graphs.load_graph(graph_dir)
         tables = embedding.load_embeddings(embeddings_dir)
         features = node_features(tables["token"].numpy(), tables["position"].numpy(), graph.nodes, corpus, style,
                                  settings.features)
         target, message = model_graphs(settings, features, graph.undirected())
-        result = train_link_prediction(features, target, settings, device, on_progress,
-                                       fields=graph.node_fields(corpus.config), message=message)
-        save_file({k: v.contiguous() for k, v in result.state.items()}, str(tmp / "model.safetensors"))
-        artifacts.atomic_write_json(tmp / "config.json", {**settings.to_dict(), "in_dim": result.in_dim})
-        save_file({"embeddings": result.embeddings.contiguous(), "nodes": torch.from_numpy(graph.nodes)},
-                  str(tmp / "node_embeddings.safetensors"))
-        artifacts.atomic_write_json(tmp / "metrics.json", {"style": style, **result.to_dict()})
-        artifacts.write_jsonl(tmp / "history.jsonl", result.history)
-        # the style graph is named by its edges (transition or cooccurrence), as adjacency built it
-        built = graph_manifest.parameters.get("edges", "cooccurrence") if settings.graph == "cooccurrence" else settings.graph
-        summary = GcnResult(out=Path(out), style=style, model=settings.model, features=settings.features,
-                            graph=built, **{k: getattr(result, k) for k in (
-                                "test_auc", "test_ap", "val_auc", "val_ap", "best_epoch", "epochs_run", "nodes", "in_dim",
-                                "test_auc_same_field", "test_ap_same_field", "baselines")})
-        artifacts.write_manifest(tmp, artifacts.Manifest(
-            kind=artifacts.GCN, parameters={**settings.to_dict(), "style": style, "vocab_id": corpus.config.vocab_id},
-            inputs={"graph": artifacts.input_ref(graph_dir, graph_manifest),
-                    "embeddings": artifacts.input_ref(embeddings_dir, emb_manifest),
-                    "tokens": artifacts.input_ref(tokens_path, corpus.manifest)},
-            metrics={k: v for k, v in summary.to_dict().items() if k not in ("out", "baselines")}))
+        return features, target, graph.node_fields(corpus.config), message, graph.nodes
+
+    summary = train(style, out, settings, inputs_of, built_graph=built, vocab_id=corpus.config.vocab_id, inputs={
+        "graph": artifacts.input_ref(graph_dir, graph_manifest), "embeddings": artifacts.input_ref(embeddings_dir, emb_manifest),
+        "tokens": artifacts.input_ref(tokens_path, corpus.manifest)}, resume=resume, overwrite=overwrite,
+        on_progress=on_progress)
     return summary

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from musictl.constants import FIELDS
 from musictl.errors import UsageError
-from musictl.settings import Settings, setting
+from musictl.settings import Precision, RunSettings, Settings, setting
 
 # GCN link prediction: an upper bound, early stopping on validation ROC-AUC ends runs sooner.
 GCN_MAX_EPOCHS = 1000
@@ -99,35 +99,44 @@ class GraphSettings(Settings):
 
 
 @dataclass
-class GcnSettings(Settings):
-    """``musictl train-gcn``: the model, its training and the edge split."""
+class GcnSettings(RunSettings):
+    """``musictl train-gcn``: the model, its training and the edge split.
+
+    A :class:`musictl.settings.RunSettings` (``--report-to``, ``--device``): the GCN trains through
+    :class:`musictl.training.Run`, full-batch (the one graph is the one item of each epoch, so the batch
+    fields stay at 1). Fields that shape the model, its inputs or the split are ``fixed`` on ``--resume``.
+    """
+
+    batch_size: int = setting(1, "Full-batch: the whole graph is the one item of each epoch.", min=1, max=1)
+    grad_accum: int = setting(1, "Full-batch: one optimizer step per epoch.", min=1, max=1)
+    mixed_precision: Optional[Precision] = setting("no", "no autocast: the GCN is small and full precision.")
 
     model: int = setting(3, "The study's model: 1 token embeddings + their similarity graph; 2 token x positional "
                             "embeddings + their similarity graph; 3 token embeddings + the style graph (musictl adjacency).",
-                         min=1, max=3)
+                         min=1, max=3, fixed=True)
     features: Optional[Features] = setting(None, "Node features [default: the --model's]: token, token-pos (token + "
-                                                 "positional embedding at the token's mean index), position-profile.")
+                                                 "positional embedding at the token's mean index), position-profile.", fixed=True)
     graph: Optional[GraphKind] = setting(None, "Graph [default: the --model's]: cooccurrence (the style graph) or "
-                                               "similarity (cosine kNN of the node features).")
-    conv: Conv = setting("gcn", "gcn (uses edge weights) or sage.")
-    decoder: Decoder = setting("mlp", "mlp: MLP on the Hadamard product; dot: dot product.")
-    edge_weight: EdgeWeight = setting("log", "GCN edge weights: log(1 + count) or the count, scaled to max 1.")
-    degree_features: bool = setting(True, "Append log-degrees (of the message-passing graph only) to the node features.")
-    layers: int = setting(2, "Graph convolution layers.", min=1, max=8)
-    hidden: int = setting(128, "Hidden size.", min=2)
-    out_dim: int = setting(64, "Node embedding size.", min=2)
-    dropout: float = setting(0.2, "Dropout between layers.", min=0.0, max=0.9)
+                                               "similarity (cosine kNN of the node features).", fixed=True)
+    conv: Conv = setting("gcn", "gcn (uses edge weights) or sage.", fixed=True)
+    decoder: Decoder = setting("mlp", "mlp: MLP on the Hadamard product; dot: dot product.", fixed=True)
+    edge_weight: EdgeWeight = setting("log", "GCN edge weights: log(1 + count) or the count, scaled to max 1.", fixed=True)
+    degree_features: bool = setting(True, "Append log-degrees (of the message-passing graph only) to the node features.", fixed=True)
+    layers: int = setting(2, "Graph convolution layers.", min=1, max=8, fixed=True)
+    hidden: int = setting(128, "Hidden size.", min=2, fixed=True)
+    out_dim: int = setting(64, "Node embedding size.", min=2, fixed=True)
+    dropout: float = setting(0.2, "Dropout between layers.", min=0.0, max=0.9, fixed=True)
     lr: float = setting(0.01, "Adam learning rate.", min=1e-6, max=1.0)
     epochs: int = setting(GCN_MAX_EPOCHS, "Maximum epochs.", min=1)
     patience: int = setting(30, "Stop after N epochs without a better validation AUC.", min=1)
-    similarity_k: int = setting(10, "Neighbours per node of a similarity graph.", min=1)
+    similarity_k: int = setting(10, "Neighbours per node of a similarity graph.", min=1, fixed=True)
     negatives: Negatives = setting("same-field", "Training negatives (and the validation score that selects the "
                                                  "epoch): same-field (a non-edge of the same field pair as each "
-                                                 "positive) or uniform (any non-edge).")
+                                                 "positive) or uniform (any non-edge).", fixed=True)
     predict: LinkTarget = setting("style", "Edges to predict: style (the style graph's, for every model) or own (the "
-                                           "model's own graph: for models 1 and 2 the kNN graph of their features).")
+                                           "model's own graph: for models 1 and 2 the kNN graph of their features).", fixed=True)
     baselines: bool = setting(True, "Also score heuristics, random features and an MLP on the same test edges.")
-    seed: int = setting(0, SEED_HELP)
+    seed: int = setting(0, SEED_HELP, fixed=True)
 
     def validate(self) -> None:
         features, graph = MODELS[self.model]
