@@ -68,7 +68,7 @@ def run_all(args) -> dict:
 
 def book_of(run: Path) -> dict:
     """The adversarial run's last checkpointed mask book (first 24 training windows) and freeze history."""
-    from musictl.training import read_state
+    from musictl.artifacts import read_state
 
     state = read_state(run / "checkpoints" / "last", "objective")
     book, lengths = np.asarray(state["book"]), np.asarray(state["lengths"])

@@ -843,3 +843,39 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             except ValueError as exc:
                 raise ArtifactError(f"{path}:{number}: malformed JSON line ({exc}); remake the artifact with --overwrite") from None
     return rows
+
+
+# ----- a checkpoint's state that is not a tensor of the model ----------------------------------------------------------
+def write_state(directory: Path, name: str, state: dict[str, Any]) -> None:
+    """``name.json`` (plain values) + ``name.safetensors`` (numpy arrays / tensors): never a pickle."""
+    from safetensors.numpy import save_file
+
+    arrays = {k: _as_numpy(v) for k, v in state.items() if _is_array(v)}
+    plain = {k: v for k, v in state.items() if k not in arrays}
+    (Path(directory) / f"{name}.json").write_text(json.dumps(plain, indent=1))
+    if arrays:
+        save_file(arrays, str(Path(directory) / f"{name}.safetensors"))
+
+
+def read_state(directory: Path, name: str) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    state: dict[str, Any] = {}
+    plain, arrays = Path(directory) / f"{name}.json", Path(directory) / f"{name}.safetensors"
+    if plain.is_file():
+        state.update(json.loads(plain.read_text()))
+    if arrays.is_file():
+        state.update(load_file(str(arrays)))
+    return state
+
+
+def _is_array(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
+
+
+def _as_numpy(value: Any) -> Any:
+    import numpy as np
+
+    return np.ascontiguousarray(value if isinstance(value, np.ndarray) else value.detach().cpu().numpy())

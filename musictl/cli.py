@@ -1,7 +1,7 @@
 """The ``musictl`` command: a Typer app whose commands live in :mod:`musictl.commands`.
 
-:data:`COMMANDS` is the one registry: every command's name and function, in the order of
-``musictl --help``; a name with a space is a sub-command of the group :data:`GROUPS` describes.
+:data:`COMMANDS` lists every command's name and function, in the order of ``musictl --help``; a name with a
+space is a sub-command of a group, whose help :data:`GROUPS` holds.
 Command modules import only Typer and torch-free settings at the top, so this stays instant.
 """
 

@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 
 from musictl import artifacts
+from musictl.curves import CURVES_FILE, plot_curves, scalars
 from musictl.device import check_launch, resolve_device, resolve_mixed_precision
 from musictl.errors import Interrupted, MusictlError, UsageError
 from musictl.settings import RunSettings, Settings
@@ -84,7 +85,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = artifacts.STATE_FILE
 METRICS_FILE = "metrics.jsonl"
-CURVES_FILE = "curves.png"
 
 
 # ----- parameter groups ------------------------------------------------------------------------
@@ -499,7 +499,7 @@ class Run:
             self.accelerator.load_state(str(self.resumed_from))
             self.accelerator.step = 0  # checkpoints sit on optimizer-step boundaries
             for name, obj in objects_with_state:
-                obj.load_state_dict(read_state(self.resumed_from, name))
+                obj.load_state_dict(artifacts.read_state(self.resumed_from, name))
         except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:  # not OSError: a full disk stays one
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise artifacts.damaged_checkpoint(
@@ -530,7 +530,7 @@ class Run:
                 else:
                     _link_tree(checkpoint / "best", tmp / "best")
             for name, obj in objects_with_state:
-                write_state(tmp, name, obj.state_dict())
+                artifacts.write_state(tmp, name, obj.state_dict())
             artifacts.atomic_write_json(tmp / STATE_FILE, state.to_dict())
 
         with artifacts.disk_errors(checkpoint):
@@ -842,143 +842,6 @@ def trackers_of(report_to: str) -> list[str]:
     return names
 
 
-def scalars(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """The numbers of a (nested) metrics row, flattened to ``valid/fields/pitch/accuracy`` names."""
-    out: dict[str, float] = {}
-    for key, value in row.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(scalars(value, name + "/"))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (prefix or key not in ("step", "epoch")):
-            out[name] = float(value)
-    return out
-
-
-# ----- curves.png: one panel per unit --------------------------------------------------------------------
-Points = list[tuple[float, float]]
-CURVE_LEFT_OUT = ("lr", "notes_per_s", "masked_notes", "diagnostic_notes")  # a setting, a speed, counts: no curve
-PRETRAIN_OBJECTIVE = ("loss", "recover_loss", "masker_loss")  # pre-training's logged training loss and its terms
-UNIT_WORDS = (("correlation", ("spearman",)), ("ratio", ("ratio",)), ("loss", ("loss",)),
-              ("share", ("accuracy", "f1", "share", "auc", "_ap")))  # auc, _ap: the GCN's ROC-AUC and AP
-UNITS = {  # unit: title, y-axis label, y range (panels in this order; any other number gets a panel of its own)
-    "loss": ("loss", "cross-entropy (nats)", None),
-    "objective": ("training objective: not on the validation loss's scale", "objective (weighted per field)", None),
-    "share": ("accuracies, shares, ROC-AUC and AP", "share (0 to 1)", (0.0, 1.0)),
-    "correlation": ("correlations", "Spearman rho (-1 to 1)", (-1.0, 1.0)),
-    "ratio": ("ratios", "ratio (1: no difference)", None),
-}
-OBJECTIVE_NOTES = {  # what pre-training's logged training loss is, by objective
-    "adversarial": "\u03a3 over fields of weight \u00d7 (masked-note CE + all-notes CE) + masker MSE;\n"
-                   "weights \u221d 1 / training accuracy, renewed each epoch (dotted): it jumps there",
-    "loop": "masked-note CE, fields weighted by the last validation's errors (+ masker loss);\n"
-            "weights renewed at each evaluation (dotted): it can jump there",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class CurvePanel:
-    """One panel of ``curves.png``: the series of one unit, ``{metrics name: [(x, y), ...]}``."""
-
-    title: str
-    unit: str  # the y-axis label
-    series: dict[str, Points]
-    x: str = "step"
-    limits: tuple[float, float] | None = None  # the unit's range, where it has one
-    marks: tuple[float, ...] = ()  # x of dotted lines (the title says what they are)
-
-
-def curve_unit(name: str, pretraining: bool) -> str | None:
-    """The panel of a flattened metrics name, or None for a number not drawn: per-field numbers (they
-    are in metrics.json and the trackers), the learning rate, the speed and counts."""
-    last = name.rsplit("/", 1)[-1]
-    if name.startswith("valid/fields/") or last in CURVE_LEFT_OUT:
-        return None
-    if pretraining and name in PRETRAIN_OBJECTIVE:
-        return "objective"
-    return next((unit for unit, words in UNIT_WORDS if any(word in last for word in words)), f"other: {name}")
-
-
-def curve_panels(rows: list[dict[str, Any]]) -> list[CurvePanel]:
-    """The panels of ``curves.png`` from metrics.jsonl rows: one per unit, so a count never shares an axis
-    with an accuracy. Fine-tuning's and LoRA's training and validation losses are both the mean
-    cross-entropy of what is predicted and share a panel; pre-training's training loss is its objective
-    (fields weighted, weights renewed during the run) and gets a panel of its own that says so."""
-    if not rows:
-        return []
-    x = "step" if "step" in rows[0] else "epoch"
-    pretraining = any("recover_loss" in row for row in rows)
-    by_unit: dict[str, dict[str, Points]] = {}
-    for row in rows:
-        for name, value in scalars(row).items():
-            unit = curve_unit(name, pretraining)
-            if unit is not None:
-                by_unit.setdefault(unit, {}).setdefault(name, []).append((float(row.get(x, 0)), value))
-    order = [*UNITS, *sorted(u for u in by_unit if u not in UNITS)]
-    panels = []
-    for unit in (u for u in order if u in by_unit):
-        title, label, limits = UNITS.get(unit, (unit.removeprefix("other: "), "value", None))
-        if unit == "loss" and pretraining:
-            title = "validation loss: masked-note cross-entropy, mean over fields"
-        marks: tuple[float, ...] = ()
-        if unit == "objective":
-            adversarial = any("frozen_share" in row.get("valid", {}) for row in rows)
-            title = f"{title}\nloss = {OBJECTIVE_NOTES['adversarial' if adversarial else 'loop']}"
-            marks = weight_renewals(rows, x, adversarial)
-        panels.append(CurvePanel(title, label, by_unit[unit], x, limits, marks))
-    return panels
-
-
-def weight_renewals(rows: list[dict[str, Any]], x: str, adversarial: bool) -> tuple[float, ...]:
-    """Where pre-training's field weights were renewed: at each epoch end (the adversarial objective's
-    1 / accuracy weights; the first logged row of each new epoch), else at each evaluation."""
-    from itertools import pairwise
-
-    if adversarial:
-        return tuple(float(b.get(x, 0)) for a, b in pairwise(rows) if b.get("epoch", 0) > a.get("epoch", 0))
-    return tuple(float(row.get(x, 0)) for row in rows if "valid" in row)
-
-
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """``curves.png``: the panels of :func:`curve_panels` (two columns when there are more than two)."""
-    panels = curve_panels(rows)
-    if not panels:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = 1 if len(panels) <= 2 else 2
-    n_rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(n_rows, columns, figsize=(6.5 * columns, 3.3 * n_rows), dpi=100, squeeze=False)
-    xs = [x for panel in panels for points in panel.series.values() for x, _ in points]
-    pad = 0.02 * ((max(xs) - min(xs)) or 1)
-    for ax, panel in zip(axes.ravel(), panels):
-        _draw_panel(ax, panel)
-        ax.set_xlim(min(xs) - pad, max(xs) + pad)  # one x range for every panel
-    for ax in axes.ravel()[len(panels):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _draw_panel(ax: Any, panel: CurvePanel) -> None:
-    for name, points in sorted(panel.series.items()):
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="." if len(points) < 30 else None, label=name)
-    for x in panel.marks:
-        ax.axvline(x, color="grey", linestyle=":", linewidth=0.9)
-    if panel.limits:
-        low, high = panel.limits
-        ax.set_ylim(low - 0.02 * (high - low), high + 0.02 * (high - low))
-    ax.set_title(panel.title, fontsize=9)
-    ax.set_xlabel(panel.x)
-    ax.set_ylabel(panel.unit)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
-
 def _link_tree(source: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for file in source.iterdir():
@@ -1004,35 +867,3 @@ def _remote_error(name: str, message: str, is_musictl: bool, exit_code: int) -> 
         error.exit_code = exit_code
         return error
     return RuntimeError(f"the main process failed: {name}: {message}")
-
-
-# ----- state that is not a tensor of the model ----------------------------------------------------------
-def write_state(directory: Path, name: str, state: dict[str, Any]) -> None:
-    """``name.json`` (plain values) + ``name.safetensors`` (numpy arrays / tensors): never a pickle."""
-    from safetensors.numpy import save_file
-
-    arrays = {k: _as_numpy(v) for k, v in state.items() if _is_array(v)}
-    plain = {k: v for k, v in state.items() if k not in arrays}
-    (Path(directory) / f"{name}.json").write_text(json.dumps(plain, indent=1))
-    if arrays:
-        save_file(arrays, str(Path(directory) / f"{name}.safetensors"))
-
-
-def read_state(directory: Path, name: str) -> dict[str, Any]:
-    from safetensors.numpy import load_file
-
-    state: dict[str, Any] = {}
-    plain, arrays = Path(directory) / f"{name}.json", Path(directory) / f"{name}.safetensors"
-    if plain.is_file():
-        state.update(json.loads(plain.read_text()))
-    if arrays.is_file():
-        state.update(load_file(str(arrays)))
-    return state
-
-
-def _is_array(value: Any) -> bool:
-    return isinstance(value, np.ndarray) or type(value).__name__ == "Tensor"
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    return np.ascontiguousarray(value if isinstance(value, np.ndarray) else value.detach().cpu().numpy())

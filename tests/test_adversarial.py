@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from musictl import constants
+from musictl.artifacts import read_state, write_state
 from musictl.bert import adversarial, maskbook
 from musictl.bert.adversarial import inverse_accuracy_weights, masker_loss, recovery_loss
 from musictl.bert.data import pad_batch
@@ -19,7 +20,6 @@ from musictl.bert.objectives import make_objective
 from musictl.bert.settings import PretrainSettings
 from musictl.errors import ArtifactError, UsageError
 from musictl.midi.vocab import TokenizerConfig
-from musictl.training import read_state, write_state
 
 TINY = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, field_embed_dim=8, intermediate_size=64)
 SPECIAL = constants.N_SPECIAL

@@ -13,8 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from musictl import artifacts, training, workspace
+from musictl import artifacts, workspace
 from musictl.cli import app
+from musictl.curves import curve_panels
 from musictl.errors import Interrupted, UsageError
 from musictl.transfer.pipeline import make_embeddings, make_gcn, make_graph
 from musictl.transfer.settings import EmbedSettings, GcnSettings
@@ -73,7 +74,7 @@ def test_train_gcn_interrupted_by_sigint_resumes_to_the_weights_of_an_uninterrup
 def test_curves_draw_the_gcn_losses_and_its_auc_and_ap_on_zero_to_one():
     rows = [{"epoch": e, "loss": 0.7 - 0.1 * e, "val_auc": 0.6 + 0.05 * e, "val_ap": 0.5 + 0.05 * e,
              "val_auc_same_field": 0.55, "val_ap_same_field": 0.5} for e in (1, 2, 3)]
-    panels = {panel.unit: panel for panel in training.curve_panels(rows)}
+    panels = {panel.unit: panel for panel in curve_panels(rows)}
     assert set(panels) == {"cross-entropy (nats)", "share (0 to 1)"}
     assert set(panels["share (0 to 1)"].series) == {"val_auc", "val_ap", "val_auc_same_field", "val_ap_same_field"}
     assert panels["share (0 to 1)"].limits == (0.0, 1.0) and panels["share (0 to 1)"].x == "epoch"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from musictl import constants as C
+from musictl.curves import curve_panels, plot_curves
 from musictl.midi.vocab import TokenizerConfig
-from musictl.training import curve_panels, plot_curves
 from musictl.transfer.plot import piano_roll, piano_roll_figure, piano_roll_png
 
 # metrics.jsonl rows of a real tiny adversarial pre-training (steps 14-19 and 30; 18 steps an epoch),

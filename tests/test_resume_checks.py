@@ -15,6 +15,7 @@ from musictl.bert.settings import FinetuneSettings
 from musictl.cli import app
 from musictl.errors import UsageError
 from musictl.training import TrainerState
+from musictl.transfer.settings import GcnSettings
 from musictl.violin.settings import LoraTrainSettings
 
 runner = CliRunner()
@@ -32,8 +33,12 @@ CHANGED = {
                        "from_scratch": True, "pitch_shift": 2, "max_len": 128, "dropout": 0.0, "monitor": "both"},
     LoraTrainSettings: {"seed": 4, "base": "elsewhere", "lora_targets": "attention-mlp", "targets": "q_proj", "rank": 4,
                         "alpha": 8.0, "dropout": 0.1, "drop_text": 0.0},
+    GcnSettings: {"seed": 4, "model": 1, "features": "token-pos", "graph": "similarity", "conv": "sage", "decoder": "dot",
+                  "edge_weight": "linear", "degree_features": False, "layers": 3, "hidden": 64, "out_dim": 32, "dropout": 0.0,
+                  "similarity_k": 5, "negatives": "uniform", "predict": "own"},
 }
-BASE = {PretrainSettings: dict(TINY), FinetuneSettings: {"task": "style", "seed": 3}, LoraTrainSettings: {"seed": 3}}
+BASE = {PretrainSettings: dict(TINY), FinetuneSettings: {"task": "style", "seed": 3}, LoraTrainSettings: {"seed": 3},
+        GcnSettings: {"seed": 3}}
 
 
 def test_the_table_above_covers_every_fixed_setting():

@@ -5,7 +5,7 @@ window on clean input, the top-scored ``U(0.1, 0.3)`` share of its still-maskabl
 (never masked again), and then each frozen note is released again with a probability
 ``p ~ U(0, 0.1)`` drawn per window (the reference ``update_maskbook``). The book is indexed by the
 training window's index, grows as windows are seen, and travels in the objective's
-``state_dict()`` (numpy arrays; the loop saves them with ``musictl.training.write_state``, never a
+``state_dict()`` (numpy arrays; the loop saves them with ``musictl.artifacts.write_state``, never a
 pickle) so ``--resume`` continues it.
 """
 

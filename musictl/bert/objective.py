@@ -5,7 +5,7 @@ The training loop (:mod:`musictl.bert.pretrain`) builds an objective by name
 ``objective.step(model, ids, attention_mask, window_ids, weights, generator)``; at the end of each
 epoch ``objective.on_epoch_end(epoch, model, windows)``; at each evaluation
 ``objective.evaluate_extra(model, valid_batches)``; and it saves ``objective.state_dict()`` with its
-checkpoint (:func:`musictl.training.write_state`: numpy arrays + JSON, never a pickle).
+checkpoint (:func:`musictl.artifacts.write_state`: numpy arrays + JSON, never a pickle).
 
 ``mlm``: 15% of real notes chosen at random, 80/10/10 corrupted, per-field cross-entropy on them.
 The other objectives live in :mod:`musictl.bert.adversarial` (the published method) and
@@ -94,7 +94,7 @@ class Objective:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        """What ``--resume`` needs: numpy arrays and JSON-able values (``musictl.training.write_state``)."""
+        """What ``--resume`` needs: numpy arrays and JSON-able values (``musictl.artifacts.write_state``)."""
         return {"objective": self.name}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
