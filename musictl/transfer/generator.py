@@ -38,18 +38,6 @@ log = logging.getLogger(__name__)
 SEED_NOTES = 32
 
 
-def latest_gcn_style(workdir) -> str:
-    """The style of the most recently trained GCN in the workspace."""
-    root = artifacts.artifact_dir(workdir, artifacts.GCN)
-    found = []
-    for manifest_file in root.glob(f"*/{artifacts.MANIFEST}"):
-        manifest = artifacts.read_manifest(manifest_file.parent)
-        found.append((manifest.created, manifest_file.parent.name))
-    if not found:
-        raise ArtifactError(f"no trained GCN in {root}; run: musictl train-gcn --style STYLE")
-    return max(found)[1]
-
-
 def check_chain(corpus: TokenCorpus, style: str, gcn_dir: Path) -> Path:
     """The graph directory behind ``gcn_dir``, after checking that graph and GCN are fresh against the tokens."""
     gcn_manifest = artifacts.require(gcn_dir, artifacts.GCN, style)
@@ -108,7 +96,9 @@ class StyleGenerator:
     def load(cls, workdir, style: str | None = None, tokens_path: Path | None = None) -> StyleGenerator:
         from safetensors.numpy import load_file
 
-        style = artifacts.safe_name(style or latest_gcn_style(workdir), "style")
+        from musictl.workspace import generate_style
+
+        style = artifacts.safe_name(style or generate_style(workdir, None, tokens_path), "style")
         corpus = TokenCorpus.open(tokens_path or artifacts.artifact_dir(workdir, artifacts.TOKENS))
         corpus.require_style(style)
         gcn_dir = artifacts.artifact_dir(workdir, artifacts.GCN, style)
@@ -223,8 +213,8 @@ class Generated:
 def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settings: WalkSettings, count: int = 1,
                     prompt: Path | None = None, evaluate: bool = False, on_progress: Progress | None = None,
                     classifier: Path | None = None) -> Generated:
-    """``count`` pieces (seeds ``settings.seed`` ...) of ``style`` (default: the latest GCN's), with their
-    style fidelity against the corpus when ``evaluate`` (and a style classifier's verdict when given)."""
+    """``count`` pieces (seeds ``settings.seed`` ...) of ``style`` (default: the one style with a trained GCN), with
+    their style fidelity against the corpus when ``evaluate`` (and a style classifier's verdict when given)."""
     from musictl.transfer import fidelity as judge
 
     generator = StyleGenerator.load(workdir, style, tokens_path)
