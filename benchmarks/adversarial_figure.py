@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-WORK = HERE / ".work" / "adversarial"
-RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE))
-import results_json  # noqa: E402  (benchmarks/results_json.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import cells, commands, paths, tables
+
+ROOT, RESULTS = paths.ROOT, paths.RESULTS
+WORK = paths.work_folder("adversarial")
+QUESTION = "Does the adversarial masker learn to hide the notes that are hardest to recover?"
+COMPARISON = ("the adversarial run's masker diagnostics on validation notes at the end of the run: Spearman(masker score, "
+              "recovery loss) above 0 and the loss on the masker's notes over the loss on random notes above 1")
 
 FIGURE = ROOT / "docs" / "img" / "adversarial.png"
 OBJECTIVES = ("adversarial", "mlm", "hard-mining")
@@ -36,9 +35,7 @@ OBJECTIVES = ("adversarial", "mlm", "hard-mining")
 
 def musictl(*args: str) -> float:
     """Run one musictl command (stdout/stderr shown), return its wall time in seconds."""
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "musictl", *args], check=True, cwd=ROOT)
-    return round(time.perf_counter() - started, 1)
+    return commands.musictl(None, *args, work=WORK)
 
 
 def run_all(args) -> dict:
@@ -52,11 +49,13 @@ def run_all(args) -> dict:
     curves = {o: [r for r in map(json.loads, (WORK / f"bert-{o}" / "metrics.jsonl").read_text().splitlines()) if "valid" in r]
               for o in OBJECTIVES}
     return {
+        "format": cells.FORMAT, "script": "benchmarks/adversarial_figure.py",
         "command": f"python benchmarks/adversarial_figure.py --steps {args.steps} --max-len {args.max_len} "
                    f"--eval-every {args.eval_every} --write",
-        "machine": f"{os.cpu_count()} CPU cores, no GPU",
-        "scale": {"size": "tiny", "max_len": args.max_len, "steps": args.steps, "batch": 8, "seed": 0,
-                  "corpus": "the bundled corpus (musictl tokenize defaults, split 0.8/0.1/0.1)"},
+        "machine": paths.machine(),
+        "config": {"size": "tiny", "max_len": args.max_len, "steps": args.steps, "batch": 8, "seed": 0,
+                   "corpus": "the bundled corpus (musictl tokenize defaults, split 0.8/0.1/0.1)"},
+        "cells": {}, "commands": [],
         "seconds": seconds,
         "curves": {o: [{"step": r["step"], **{k: r["valid"].get(k) for k in (
             "accuracy", "loss", "masker_spearman", "adversarial_loss_ratio", "frozen_share")}} for r in rows]
@@ -143,26 +142,25 @@ def draw(data: dict) -> None:
 
 def render(data: dict) -> str:
     """The Markdown table, from the JSON only."""
-    scale = data["scale"]
+    scale = data["config"]
     lines = [
         "# Adversarial pre-training on a short run",
         "",
+        *tables.planned(QUESTION, COMPARISON, exploratory=2 * (len(data["curves"]) - 1), intervals=False),
         f"Command: `{data['command']}`",
         "",
         f"Machine: {data['machine']}. Scale: {scale['size']} MidiBert, windows of {scale['max_len']} notes, batch "
         f"{scale['batch']}, {scale['steps']} steps, seed {scale['seed']}, on {scale['corpus']}. Figure: docs/img/adversarial.png. The wall "
         "times were taken while other jobs shared the 2 cores: they are not a speed comparison (see pretrain_tiny.md).",
         "",
-        "| objective | best valid masked accuracy | final valid masked accuracy | masker Spearman | loss ratio (masker / random) "
-        "| frozen share | wall seconds (shared machine) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for objective, rows in data["curves"].items():
-        last = rows[-1]
-        cell = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {objective} | {max(r['accuracy'] for r in rows):.3f} | {last['accuracy']:.3f} | "
-                     f"{cell(last['masker_spearman'])} | {cell(last['adversarial_loss_ratio'])} | {cell(last['frozen_share'])} | "
-                     f"{data['seconds'][objective]:.0f} |")
+    cell = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines += tables.table(
+        ["objective", "best valid masked accuracy", "final valid masked accuracy", "masker Spearman",
+         "loss ratio (masker / random)", "frozen share", "wall seconds (shared machine)"],
+        [[objective, f"{max(r['accuracy'] for r in rows):.3f}", f"{rows[-1]['accuracy']:.3f}",
+          cell(rows[-1]["masker_spearman"]), cell(rows[-1]["adversarial_loss_ratio"]), cell(rows[-1]["frozen_share"]),
+          f"{data['seconds'][objective]:.0f}"] for objective, rows in data["curves"].items()])
     freezes = ", ".join(f"epoch {f['epoch']}: {f['frozen_share']:.2f}" for f in data["book"]["freezes"])
     lines += ["", f"Mask book after each freeze (frozen share of the training notes): {freezes or 'none'}.", ""]
     return "\n".join(lines)
@@ -177,9 +175,9 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only rebuild the Markdown and the figure from the JSON")
     args = parser.parse_args()
     out = RESULTS / "adversarial.json"
-    data = json.loads(out.read_text()) if args.render else run_all(args)
+    data = cells.load(out) if args.render else run_all(args)
     if args.write and not args.render:
-        results_json.write(out, data)
+        cells.write(out, data)
     table = render(data)
     print(table)
     if args.write or args.render:

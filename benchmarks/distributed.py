@@ -25,7 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import paths, tables
+
+ROOT = paths.ROOT
+QUESTION = "Do 2 training processes train more windows per second than 1 at the same global batch?"
+COMPARISON = "samples/s of each configuration over 1 process with 1 thread (median of the repeats, the configurations taking turns)"
 
 
 def free_port() -> int:
@@ -91,6 +96,7 @@ def main() -> None:
     lines = [
         "# Pre-training throughput: 1 vs 2 processes",
         "",
+        *tables.planned(QUESTION, COMPARISON),
         f"Command: `{command}`",
         "",
         f"Machine: {cores} CPU cores ({platform.machine()}), torch {torch.__version__}, "

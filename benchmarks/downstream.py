@@ -1,7 +1,7 @@
 """Downstream tasks with the MIDI-BERT splits: no / MLM / adversarial pre-training, each with mask
 fine-tuning and without, the same budget per row, CPU-sized models.
 
-    python benchmarks/pretrain_quality.py --steps 400     # makes the two pre-trained models
+    python benchmarks/pretrain_quality.py --steps 400     # makes the pre-trained models (in its work folder)
     python benchmarks/downstream.py --write
 
 Tasks: composer (Pianist8), emotion (EMOPIA), melody and velocity (POP909, a subset of its 4/4 split
@@ -14,12 +14,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-WORK = Path(__file__).resolve().parent / ".work"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import cells, paths, tables
+
+SHARED = paths.DATASETS
+WORK = paths.work_folder("pretrain_quality")  # the models benchmarks/pretrain_quality.py made
+QUESTION = "Does pre-training (MLM, adversarial) beat no pre-training at the same fine-tuning budget?"
+COMPARISON = ("adversarial pre-training with mask fine-tuning minus no pre-training with mask fine-tuning, test accuracy per "
+              "task, mean over seeds (this early table keeps no per-item scores, so it has no intervals: table3.md and "
+              "label_efficiency.md measure the same question with them)")
 PAPER = {  # accuracy %, from ../shared/datasets/README.md (full 12-layer models on GPUs)
     "composer": (79.76, 97.92), "emotion": (68.75, 79.46), "velocity": (38.70, 45.58), "melody": (87.98, 92.68),
 }
@@ -36,7 +44,7 @@ def dataset_tokens(name: str, pop_subset: tuple[int, int, int]) -> tuple[Path, P
     split = json.loads((SHARED / name / "splits.json").read_text())
     if name == "pop909":
         split = {k: split[k][:n] for k, n in zip(("train", "valid", "test"), pop_subset)}
-    split_path.write_text(json.dumps({k: split[k] for k in ("train", "valid", "test")}))
+    cells.write_plain(split_path, {k: split[k] for k in ("train", "valid", "test")})
     files = find_midi_files([SHARED / name / "midi"])
     splits, _ = load_split_file(split_path, files)
     tokenize_corpus(files, splits, out, TokenizerConfig(), os.cpu_count() or 1, overwrite=True)
@@ -83,27 +91,26 @@ def main() -> None:
 def render(rows, args) -> None:
     """Print the table and, with --write, save it (after every task, so a partial run leaves results)."""
     lines = [
-        f"Machine: {os.cpu_count()} CPU cores, no GPU. Scale: tiny MidiBert (2 layers, hidden 64) pre-trained for the "
+        f"Machine: {paths.machine()}. Scale: tiny MidiBert (2 layers, hidden 64) pre-trained for the "
         "steps in pretrain_quality.md on the POP909 + Pianist8 + EMOPIA training splits; fine-tuning "
         f"{args.epochs} epochs, windows of {args.max_len} notes, lr 3e-4, batch 8, test at the best validation epoch. "
         f"POP909 tasks use the first {args.pop_subset[0]}/{args.pop_subset[1]}/{args.pop_subset[2]} pieces of its "
         "4/4 train/valid/test split. The paper's models are 12-layer BERTs trained for days on GPUs: compare the "
         "ordering of the rows, not the absolute numbers.",
         "",
-        "| task | pre-training | mask fine-tuning | test accuracy % (ours) | seeds | paper: no pre-training / adversarial + mask FT |",
-        "|---|---|---|---:|---:|---|",
     ]
-    for task, pretraining, mask_ratio, mean, std, n, _ in rows:
-        spread = f" ± {std:.1f}" if n > 1 else ""
-        lines.append(f"| {task} | {pretraining} | {'yes (0.15)' if mask_ratio else 'no'} | {mean:.1f}{spread} | {n} | "
-                     f"{PAPER[task][0]:.1f} / {PAPER[task][1]:.1f} |")
+    lines += tables.table(
+        ["task", "pre-training", "mask fine-tuning", "test accuracy % (ours)", "seeds", "paper: no pre-training / adversarial + mask FT"],
+        [[task, pretraining, "yes (0.15)" if mask_ratio else "no", f"{mean:.1f}" + (f" ± {std:.1f}" if n > 1 else ""), n,
+          f"{PAPER[task][0]:.1f} / {PAPER[task][1]:.1f}"] for task, pretraining, mask_ratio, mean, std, n, _ in rows], "lllrrl")
     table = "\n".join(lines)
     print(table)
     if args.write:
-        out = Path(__file__).parent / "results" / "downstream.md"
         command = (f"python benchmarks/downstream.py --tasks {' '.join(args.tasks)} --epochs {args.epochs} --seeds {args.seeds} "
                    f"--max-len {args.max_len} --pop-subset {' '.join(map(str, args.pop_subset))} --write")
-        out.write_text(f"# Downstream tasks\n\nCommand: `{command}`\n\n{table}\n")
+        head = "\n".join(["# Downstream tasks", "", *tables.planned(QUESTION, COMPARISON, exploratory=len(rows) - 2 * len(args.tasks),
+                                                                   intervals=False)])
+        (paths.RESULTS / "downstream.md").write_text(f"{head}\nCommand: `{command}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

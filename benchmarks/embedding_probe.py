@@ -12,19 +12,26 @@ embed` writes by default), and with random vectors of the same size as the basel
   succeed if pitch class is encoded the same way in every octave; chance is 1/12.
 
     python benchmarks/embedding_probe.py --bert DIR --tokens DIR --write
+    python benchmarks/embedding_probe.py --render      # rebuild embedding_probe.md from embedding_probe.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import cells, paths, tables
+
+RESULTS = paths.RESULTS
 NEIGHBOURS = 4
+QUESTION = "Do a MidiBert's contextual pitch embeddings encode pitch class the same way in every octave?"
+COMPARISON = ("the pitch-class probe with a whole octave held out, contextual embeddings against random vectors of the "
+              "same size (chance 0.083)")
 
 
 def pitch_tables(bert: Path, tokens: Path, seed: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -77,35 +84,67 @@ def pitch_class_probe(pitches: np.ndarray, table: np.ndarray) -> float:
     return right / len(pitches)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bert", type=Path, required=True)
-    parser.add_argument("--tokens", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args(argv)
-    pitches, tables = pitch_tables(args.bert, args.tokens, args.seed)
-    rows = {kind: {**neighbour_shares(pitches, table), "probe": pitch_class_probe(pitches, table)} for kind, table in tables.items()}
+def measure(args) -> dict:
+    """Run the probe on ``--bert`` / ``--tokens``: the results JSON (a cell per embedding kind)."""
+    pitches, found = pitch_tables(args.bert, args.tokens, args.seed)
     metrics = json.loads((args.bert / "metrics.json").read_text())
+    data = {"format": cells.FORMAT, "script": "benchmarks/embedding_probe.py",
+            "command": f"python benchmarks/embedding_probe.py --bert {args.bert.name} --tokens {args.tokens.name} --write",
+            "machine": paths.machine(),
+            "config": {"bert": paths.show(str(args.bert)), "tokens": paths.show(str(args.tokens)), "seed": args.seed},
+            "cells": {}, "commands": [], "pitches": pitches.tolist(),
+            "model": {k: metrics[k] for k in ("objective", "parameters", "steps")}}
+    for kind, table in found.items():
+        settings = {"embedding": kind}
+        data["cells"][cells.cell_key(settings)] = {"settings": settings, **neighbour_shares(pitches, table),
+                                                   "probe": pitch_class_probe(pitches, table)}
+    return data
+
+
+def render(data: dict) -> str:
+    """embedding_probe.md, from the results JSON only."""
+    rows = {c["settings"]["embedding"]: c for c in data["cells"].values()}
+    model = data["model"]
     lines = [
         "# Do the pitch embeddings encode octaves and fifths?", "",
-        f"Command: `python benchmarks/embedding_probe.py --bert {args.bert.name} --tokens {args.tokens.name} --write` "
-        f"(MidiBert {metrics['objective']}, {metrics['parameters']:,} parameters, {metrics['steps']} steps; {len(pitches)} "
-        "pitches occur in the tokens). Contextual: each pitch token's mean last hidden state over the training pieces "
-        "(`musictl embed`'s default); static: its input embedding; random: Gaussian vectors of the contextual size.", "",
-        f"| embedding | {NEIGHBOURS} nearest neighbours an octave away (chance) | a fifth or fourth away (chance) | a semitone "
-        "away (chance) | pitch-class probe, octave held out (chance 0.083) |",
-        "|---|---:|---:|---:|---:|",
+        *tables.planned(QUESTION, COMPARISON, exploratory=3 * len(rows) + len(rows) - 2, intervals=False),
+        f"Command: `{data['command']}` (MidiBert {model['objective']}, {model['parameters']:,} parameters, {model['steps']} "
+        f"steps; {len(data['pitches'])} pitches occur in the tokens). Contextual: each pitch token's mean last hidden state "
+        "over the training pieces (`musictl embed`'s default); static: its input embedding; random: Gaussian vectors of the "
+        "contextual size.", "",
+        *tables.table(["embedding", f"{NEIGHBOURS} nearest neighbours an octave away (chance)", "a fifth or fourth away (chance)",
+                       "a semitone away (chance)", "pitch-class probe, octave held out (chance 0.083)"],
+                      [[kind, f"{r['octave']:.3f} ({r['octave_chance']:.3f})", f"{r['fifth']:.3f} ({r['fifth_chance']:.3f})",
+                        f"{r['semitone']:.3f} ({r['semitone_chance']:.3f})", f"{r['probe']:.3f}"]
+                       for kind, r in sorted(rows.items(), key=lambda item: ORDER.index(item[0]))], "lrrrr"),
     ]
-    for kind, r in rows.items():
-        lines.append(f"| {kind} | {r['octave']:.3f} ({r['octave_chance']:.3f}) | {r['fifth']:.3f} ({r['fifth_chance']:.3f}) | "
-                     f"{r['semitone']:.3f} ({r['semitone_chance']:.3f}) | {r['probe']:.3f} |")
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+ORDER = ("static", "contextual", "random")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bert", type=Path)
+    parser.add_argument("--tokens", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true")
+    parser.add_argument("--render", action="store_true", help="only rebuild the .md from the JSON")
+    args = parser.parse_args(argv)
+    json_path = RESULTS / "embedding_probe.json"
+    if args.render:
+        data = cells.load(json_path)
+    elif args.bert is None or args.tokens is None:
+        raise SystemExit("error: --bert DIR and --tokens DIR are needed (or --render)")
+    else:
+        data = measure(args)
+    text = render(data)
     print(text)
-    if args.write:
+    if args.write or args.render:
         (RESULTS / "embedding_probe.md").write_text(text)
-        (RESULTS / "embedding_probe.json").write_text(json.dumps({"bert": str(args.bert), "pitches": pitches.tolist(),
-                                                                  "rows": rows}, separators=(",", ":")) + "\n")
+    if args.write and not args.render:
+        cells.write(json_path, data)
 
 
 if __name__ == "__main__":

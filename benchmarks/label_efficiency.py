@@ -13,9 +13,10 @@ whole. Rows: no pre-training (the same architecture from scratch), MLM, adversar
 its start by benchmarks/finetune_lr.py: 1e-3 pre-trained, 3e-4 from scratch); and a frozen-encoder linear
 probe of each (mean-pooled hidden states for piece tasks, per-note hidden states for note tasks, sklearn
 LogisticRegression with C chosen on validation; the "no pre-training" probe reads a randomly initialised
-encoder). Each cell: test accuracy % averaged over fine-tuning seeds (the training subset is drawn per seed)
-with a 95% bootstrap interval over test pieces (benchmarks/stats.py); beside it the paired difference
-pre-trained minus none (same seed, same subset, same resamples) and the share of fine-tuning runs whose best
+encoder), beside the same probe on the raw note features, no encoder (:func:`raw_features`): the bar a
+pre-trained encoder's probe must clear. Each cell: test accuracy % averaged over fine-tuning seeds (the training subset is drawn per seed)
+with a 95% bootstrap interval over test pieces and seeds (benchmarks/harness/stats.py); beside it the
+paired difference pre-trained minus none (same seed, same subset, same resamples) and the share of fine-tuning runs whose best
 validation epoch was their last (still improving when they stopped).
 
 Pre-training corpus: every piece of ../shared/datasets (POP909, Pianist8, EMOPIA, music21, Nottingham)
@@ -30,14 +31,10 @@ so a run stopped early leaves whole few-label columns; two processes may share t
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
-import math
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,14 +43,12 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import results_json  # noqa: E402  (benchmarks/results_json.py)
-import stats  # noqa: E402  (benchmarks/stats.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import cells, commands, paths, stats, tables
+from harness.data import class_of, dataset_split, labelled, piece_name, training_subset
 
-ROOT = HERE.parent
-SHARED = ROOT.parent / "shared" / "datasets"
-RESULTS = HERE / "results"
+ROOT, SHARED, RESULTS = paths.ROOT, paths.DATASETS, paths.RESULTS
+__all__ = ["class_of", "training_subset"]  # from the harness, used here and by benchmarks/composer_planned.py
 LABELLED = ("pop909", "pianist8", "emopia")
 UNLABELLED = {"music21": SHARED / "music21", "nottingham": SHARED / "nottingham" / "midi"}
 # EMOPIA's file names are Q<quadrant>_<YouTube id>_<clip>.mid; the id may hold '_' and '-': it is what lies
@@ -82,9 +77,16 @@ COLUMNS = (
 )
 OBJECTIVES = ("mlm", "adversarial")
 FINETUNED = ("none", *OBJECTIVES)
-ROWS = (*FINETUNED, *(f"probe {p}" for p in FINETUNED))
+PROBES = ("probe none", "probe raw", *(f"probe {p}" for p in OBJECTIVES))
+ROWS = (*FINETUNED, *PROBES)
 ROW_NAMES = {"none": "no pre-training", "mlm": "MLM", "adversarial": "adversarial", "probe none": "probe: random encoder",
-             "probe mlm": "probe: MLM encoder", "probe adversarial": "probe: adversarial encoder"}
+             "probe raw": "probe: raw note features, no encoder", "probe mlm": "probe: MLM encoder",
+             "probe adversarial": "probe: adversarial encoder"}
+QUESTION = "Does pre-training help when labels are few?"
+COMPARISON = ("MLM minus no pre-training, both fine-tuned, at each column's fewest labels (melody and velocity: 10 pieces; "
+              "composer and both emotion splits: 25%), paired by seed and training subset, 95% bootstrap over test pieces "
+              "and seeds (the `MLM minus none` rows, first amount). A pre-trained encoder's probe must also clear the probe "
+              "on raw note features (`probe: raw note features`): that, not the random encoder, is a probe's bar")
 PROBE_C = (0.001, 0.01, 0.1, 1.0, 10.0)
 # finetune-mask parameters kept with each run (from its manifest), so a table never mixes settings unseen
 FINETUNE_SETTINGS = ("lr", "epochs", "patience", "mask_ratio", "pitch_shift", "batch_size", "global_batch_size", "weight_decay",
@@ -178,8 +180,8 @@ def stage_pretraining(candidates: dict[str, tuple[Path, list[Path]]], heldout: l
     if folder.exists():
         shutil.rmtree(folder)
     entries, excluded, duplicates, seen = [], 0, 0, set()
-    for dataset, (root, paths) in sorted(candidates.items()):
-        for path in sorted(paths):
+    for dataset, (root, files) in sorted(candidates.items()):
+        for path in sorted(files):
             digest = content_hash(path)
             if digest in banned:
                 excluded += 1
@@ -204,33 +206,10 @@ def midi_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".mid", ".midi", ".kar") and p.is_file())
 
 
-def class_of(dataset: str, entry: str) -> str:
-    """The label an entry's name carries (composer folder, emotion quadrant), for subsets that keep every class."""
-    if dataset == "pianist8":
-        return entry.split("/")[0]
-    if dataset.startswith("emopia"):
-        return entry.split("_")[0]
-    return ""
-
-
-def training_subset(entries: list[str], amount, dataset: str, seed: int) -> list[str]:
-    """``amount`` training entries drawn with ``seed``: the first k of a seeded order, or a share of each
-    class (rounded up, so every class stays), or all."""
-    if amount == "all":
-        return list(entries)
-    rng = np.random.default_rng([seed, int(hashlib.blake2b(dataset.encode(), digest_size=4).hexdigest(), 16)])
-    if isinstance(amount, str) and amount.endswith("%"):
-        share, kept = float(amount[:-1]) / 100, []
-        for name in sorted({class_of(dataset, e) for e in entries}):
-            members = [e for e in entries if class_of(dataset, e) == name]
-            kept += [members[i] for i in rng.permutation(len(members))[: math.ceil(share * len(members))]]
-        return sorted(kept)
-    return sorted(entries[i] for i in rng.permutation(len(entries))[: int(amount)])
-
-
 # ----- the harness ---------------------------------------------------------------------------------
 class Harness:
-    """The run's settings, state (the JSON) and the commands it ran."""
+    """The run's settings, its results (the JSON: a cell per fine-tuning run and probe, the pre-training runs and
+    data checks in their own sections) and the commands it ran."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -246,20 +225,14 @@ class Harness:
         if args.smoke:
             self.columns = [Column(c.name, c.task, c.dataset, SMOKE_AMOUNTS[c.name]) for c in self.columns]
         self.seeds = list(range(args.seeds))
-        self.data = json.loads(self.json_path.read_text()) if self.json_path.exists() and not args.fresh else {}
         config = {"smoke": args.smoke, **{k: self.preset[k] for k in ("pretrain_args", "adversarial_args", "finetune_args",
                                                                        "finetune_lr", "max_len", "limit", "unlabelled_limit",
                                                                        "grouped_split", "probe_notes")}}
-        config = json.loads(json.dumps(config))
-        saved = self.data.get("config")
         # fine-tuning settings may change while no fine-tuning has been measured under the old ones
-        compared = [k for k in config if k not in FINETUNE_CONFIG or self.data.get("runs")]
-        if saved and any(saved.get(k) != config[k] for k in compared):
-            raise SystemExit(f"{self.json_path} holds a run with other settings {saved}; "
-                             "pass --fresh to start again (pre-trained models with the same settings are reused)")
-        self.data["config"] = config
-        for key, empty in (("commands", []), ("pretrain", {}), ("runs", {}), ("data", {})):
-            self.data.setdefault(key, empty)
+        self.results = cells.Results(self.json_path, "benchmarks/label_efficiency.py", config, command=harness_command(),
+                                     machine=paths.machine(), fresh=args.fresh, changeable=FINETUNE_CONFIG,
+                                     merged=("pretrain", "data", "columns"))
+        self.data = self.results.data
         self.data["seeds"] = sorted(set(self.data.get("seeds", [])) | set(self.seeds))
         columns = {**self.data.get("columns", {}),
                    **{c.name: {"task": c.task, "dataset": c.dataset, "amounts": list(c.amounts)} for c in self.columns}}
@@ -272,56 +245,23 @@ class Harness:
 
     def musictl(self, *args: str) -> float:
         """Run ``python -m musictl ARGS``, record the exact command; seconds taken."""
-        started = time.perf_counter()
-        shown = "musictl " + self.show(shlex.join(args))
-        print(f"$ {shown}", file=sys.stderr, flush=True)
-        done = subprocess.run([sys.executable, "-m", "musictl", *args], cwd=ROOT, text=True,
-                              capture_output=self.args.smoke)
-        if done.returncode:
-            if self.args.smoke:
-                print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"failed (exit {done.returncode}): {shown}")
-        seconds = round(time.perf_counter() - started, 1)
-        self.data["commands"].append({"command": shown, "seconds": seconds})
-        self.save()
-        return seconds
+        return commands.musictl(self.results, *args, work=self.work, quiet=self.args.smoke)
 
     def show(self, text: str) -> str:
         """Paths as a reader can type them: ../shared/datasets, the work folder as WORK."""
-        return text.replace(str(SHARED), "../shared/datasets").replace(str(self.work), "WORK").replace(str(ROOT) + "/", "")
+        return paths.show(text, self.work)
 
     def save(self) -> None:
         """Write the JSON, merged with what another process of the same run (e.g. ``--pretrain-only``) wrote meanwhile."""
-        self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.json_path.with_suffix(".json.lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.json_path.exists():
-                disk = json.loads(self.json_path.read_text())
-                if disk.get("config") == self.data["config"]:
-                    for key in ("pretrain", "runs", "data"):
-                        self.data[key] = {**disk.get(key, {}), **self.data[key]}
-                    seen = {c["command"] for c in self.data["commands"]}
-                    self.data["commands"] = [c for c in disk.get("commands", []) if c["command"] not in seen] + self.data["commands"]
-            tmp = self.json_path.with_suffix(f".json.{os.getpid()}.tmp")
-            tmp.write_text(results_json.dumps(self.data) + "\n")
-            os.replace(tmp, self.json_path)
+        self.results.save()
 
 
-def write_json(path: Path, data) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1))
-    return path
+write_json = cells.write_plain
 
 
 def standard_split(h: Harness, dataset: str) -> dict[str, list[str]]:
     """A labelled dataset's MIDI-BERT split (smoke: its first few entries of each split, every class in turn)."""
-    from table3 import round_robin
-
-    split = json.loads((SHARED / dataset / "splits.json").read_text())
-    limit = (h.preset["limit"] or {}).get(dataset)
-    if not limit:
-        return {s: list(split[s]) for s in ("train", "valid", "test")}
-    return {s: round_robin(split[s], n) for s, n in zip(("train", "valid", "test"), limit)}
+    return dataset_split(dataset, (h.preset["limit"] or {}).get(dataset))
 
 
 def prepare_data(h: Harness) -> dict[str, tuple[Path, dict[str, list[str]]]]:
@@ -444,18 +384,24 @@ def cell_split(h: Harness, column: Column, amount, seed: int, split: dict[str, l
     return write_json(h.work / "splits" / f"{name}.json", {"train": subset, "valid": split["valid"], "test": split["test"]})
 
 
+def run_settings(column: Column, amount, row: str, seed: int) -> dict:
+    """A cell's settings: the column, the training amount, the row, the seed."""
+    return {"column": column.name, "amount": amount, "row": row, "seed": seed}
+
+
 def run_key(column: Column, amount, row: str, seed: int) -> str:
-    return f"{column.name}|{amount}|{row}|{seed}"
+    return cells.cell_key(run_settings(column, amount, row, seed))
 
 
 def finetune(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path, split_file: Path,
              models: dict[str, Path]) -> None:
     from musictl import artifacts
 
-    key = run_key(column, amount, row, seed)
-    if key in h.data["runs"]:
+    settings = run_settings(column, amount, row, seed)
+    if h.results.get(settings):
         return
-    out = h.work / "ft" / key.replace("|", "-").replace(" ", "_").replace("(", "").replace(")", "").replace("%", "pc")
+    name = f"{column.name}|{amount}|{row}|{seed}"
+    out = h.work / "ft" / name.replace("|", "-").replace(" ", "_").replace("(", "").replace(")", "").replace("%", "pc")
     model = models["mlm" if row == "none" else row]  # from scratch: the same architecture
     # an interrupted cell continues from its last whole checkpoint (the same weights as a run never stopped)
     partial = artifacts.checkpoint_step(artifacts.resumable(out).checkpoint) is not None
@@ -468,13 +414,12 @@ def finetune(h: Harness, column: Column, amount, row: str, seed: int, tokens: Pa
     metrics = json.loads((out / "metrics.json").read_text())
     parameters = json.loads((out / "manifest.json").read_text()).get("parameters", {})
     keep_test_pieces(h, column, [piece_name(path) for path, _, _ in metrics["test"]["pieces"]])
-    h.data["runs"][key] = {"pieces": [[c, t] for _, c, t in metrics["test"]["pieces"]],  # finetune-mask's own test scores
-                           "pieces_masked": [[c, t] for _, c, t in metrics["test_masked"]["pieces"]],  # as the reference scores
-                           "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
-                           "train_pieces": metrics.get("pieces", {}).get("train"), "seconds": seconds,
-                           "finetune_test_accuracy": metrics["test"]["accuracy"],
-                           "settings": {k: parameters[k] for k in FINETUNE_SETTINGS if k in parameters}}
-    h.save()
+    h.results.put(settings, {"pieces": [[c, t] for _, c, t in metrics["test"]["pieces"]],  # finetune-mask's own test scores
+                             "pieces_masked": [[c, t] for _, c, t in metrics["test_masked"]["pieces"]],  # as the reference
+                             "best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+                             "train_pieces": metrics.get("pieces", {}).get("train"), "seconds": seconds,
+                             "finetune_test_accuracy": metrics["test"]["accuracy"],
+                             "finetune": {k: parameters[k] for k in FINETUNE_SETTINGS if k in parameters}})
     shutil.rmtree(out, ignore_errors=True)  # the scores are kept; the models are not needed again
 
 
@@ -496,10 +441,6 @@ def _windows(item, task: str, max_len: int, max_bars: int):
     return windows, ids, mask
 
 
-def piece_name(path: str) -> str:
-    return f"{Path(path).parent.name}/{Path(path).name}"
-
-
 def encoder_of(h: Harness, row: str, seed: int, models: dict[str, Path]):
     """The frozen encoder of a probe row: pre-trained, or (``probe none``) randomly initialised with ``seed``."""
     import torch
@@ -513,62 +454,99 @@ def encoder_of(h: Harness, row: str, seed: int, models: dict[str, Path]):
     return MidiBertModel(MidiBertConfig.from_pretrained(models["mlm"])).eval()
 
 
-def features(h: Harness, encoder, cache_key: tuple, items, task: str, max_len: int, max_bars: int,
-             notes_per_piece: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+def raw_features(tokens: np.ndarray, task: str, max_len: int, vocab_sizes, per_note: bool):
+    """The raw note features a probe reads without an encoder: the one-hot fields of each note (bar left
+    out: a window-relative bar number; velocity hidden as the velocity task hides it). Note tasks: per note
+    its own fields and its previous and next note's within the same ``max_len`` window (what the encoder can
+    see around it), a sparse (notes, 3 x width) matrix; piece tasks: the mean of the notes' one-hot fields
+    (a histogram of every field), a dense (1, width) row."""
+    from scipy import sparse
+
+    from musictl import constants as C
+
+    ids = np.array(tokens, dtype=np.int64)
+    if task == "velocity":  # the label is the velocity: hidden, as finetune-mask does
+        ids[:, C.VELOCITY] = C.MASK_ID
+    fields = [f for f in range(C.N_FIELDS) if f != C.BAR]
+    sizes = [int(vocab_sizes[f]) for f in fields]
+    width = sum(sizes)
+    columns = ids[:, fields] + np.cumsum([0, *sizes[:-1]])  # (notes, fields): each field's one-hot column
+    n = len(ids)
+    if not per_note:
+        histogram = np.bincount(columns.ravel(), minlength=width).astype(np.float32)
+        return histogram[None] / max(1, n)
+    index, place = np.arange(n), np.arange(n) % max_len
+    previous, following = index[place > 0], index[(place < max_len - 1) & (index < n - 1)]
+    rows = np.concatenate([np.repeat(index, len(fields)), np.repeat(previous, len(fields)), np.repeat(following, len(fields))])
+    cols = np.concatenate([columns.ravel(), (columns[previous - 1] + width).ravel(), (columns[following + 1] + 2 * width).ravel()])
+    return sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n, 3 * width))
+
+
+def features(h: Harness, encoder, cache_key: tuple, items, task: str, max_len: int, config,
+             notes_per_piece: int | None = None) -> list[tuple]:
     """Per piece (x, y): its mean hidden state (1, H) and label for piece tasks; for note tasks the hidden
     state and label of each labelled note, at most ``notes_per_piece`` of them (drawn by the piece's name,
-    the same for every probe). Kept in memory (float16) for the whole run: validation and test pieces are the
-    same at every amount (tens of MB at the tiny size)."""
+    the same for every probe). ``encoder`` None: :func:`raw_features` instead of hidden states (sparse for
+    note tasks). Kept in memory (float16) for the whole run: validation and test pieces are the same at every
+    amount (tens of MB at the tiny size)."""
     import torch
 
     out = []
+    per_note = task in ("melody", "velocity")
     for item in items:
         key = (*cache_key, notes_per_piece, item.piece.path)
         if key not in h.features:
-            windows, ids, mask = _windows(item, task, max_len, max_bars)
-            with torch.no_grad():
-                hidden = encoder(ids, mask).last_hidden_state.float().numpy()
-            notes = np.concatenate([hidden[w, : len(win)] for w, win in enumerate(windows)])
-            if task in ("melody", "velocity"):
+            if encoder is None:
+                notes = raw_features(item.tokens, task, max_len, config.vocab_sizes, per_note)
+            else:
+                windows, ids, mask = _windows(item, task, max_len, config.max_bars)
+                with torch.no_grad():
+                    hidden = encoder(ids, mask).last_hidden_state.float().numpy()
+                notes = np.concatenate([hidden[w, : len(win)] for w, win in enumerate(windows)])
+            if per_note:
                 labels = np.asarray(item.label)
                 keep = np.flatnonzero(labels >= 0)
                 if notes_per_piece and len(keep) > notes_per_piece:
                     rng = np.random.default_rng(int(hashlib.blake2b(item.piece.path.encode(), digest_size=4).hexdigest(), 16))
                     keep = np.sort(rng.choice(keep, notes_per_piece, replace=False))
-                h.features[key] = (notes[keep].astype(np.float16), labels[keep])
+                h.features[key] = (notes[keep] if encoder is None else notes[keep].astype(np.float16), labels[keep])
             else:
-                h.features[key] = (notes.mean(0, keepdims=True).astype(np.float16), np.array([item.label]))
+                pooled = notes if encoder is None else notes.mean(0, keepdims=True).astype(np.float16)
+                h.features[key] = (pooled, np.array([item.label]))
         out.append(h.features[key])
     return out
 
 
 def probe(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path, split_file: Path,
           models: dict[str, Path]) -> None:
-    """A frozen-encoder linear probe: standardised hidden states, LogisticRegression with C chosen on
-    validation accuracy (at most ``probe_notes`` training and validation notes, drawn with ``seed``)."""
-    key = run_key(column, amount, row, seed)
-    if key in h.data["runs"]:
+    """A linear probe: standardised features (a frozen encoder's hidden states, or ``probe raw``: the raw note
+    features of :func:`raw_features`), LogisticRegression with C chosen on validation accuracy (at most
+    ``probe_notes`` training and validation notes, drawn with ``seed``). Sparse raw features are scaled
+    without centring, which changes only the (unpenalised) intercept: the same classifier."""
+    settings = run_settings(column, amount, row, seed)
+    if h.results.get(settings):
         return
+    from scipy import sparse
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
-    from table3 import labelled
 
     from musictl.hf import quiet_transformers
 
     quiet_transformers()
     started = time.perf_counter()
-    encoder = encoder_of(h, row, seed, models)
+    encoder = None if row == "probe raw" else encoder_of(h, row, seed, models)
     cache_key = (row, seed if row == "probe none" else None, str(tokens), column.task)
     limit = h.preset["probe_notes"]
     splits = {}
     for split in ("train", "valid", "test"):
         corpus, items = labelled(column.task, tokens, split_file, split)
         per_piece = max(1, 2 * limit // max(1, len(items))) if column.per_note and split != "test" else None
-        splits[split] = (items, features(h, encoder, cache_key, items, column.task, h.max_len, corpus.config.max_bars, per_piece))
+        splits[split] = (items, features(h, encoder, cache_key, items, column.task, h.max_len, corpus.config, per_piece))
     rng = np.random.default_rng(seed)
 
     def stacked(split: str):
-        x = np.concatenate([x for x, _ in splits[split][1]]).astype(np.float32)
+        parts = [x for x, _ in splits[split][1]]
+        x = sparse.vstack(parts).tocsr() if sparse.issparse(parts[0]) else np.concatenate(parts).astype(np.float32)
         y = np.concatenate([y for _, y in splits[split][1]])
         if len(y) > limit:
             picked = rng.choice(len(y), limit, replace=False)
@@ -577,8 +555,8 @@ def probe(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path,
 
     (x_train, y_train), (x_valid, y_valid) = stacked("train"), stacked("valid")
     if len(set(y_train.tolist())) < 2:
-        raise SystemExit(f"{key}: a single class in the training subset; nothing to probe")
-    scaler = StandardScaler().fit(x_train)
+        raise SystemExit(f"error: {cells.cell_key(settings)}: a single class in the training subset; nothing to probe")
+    scaler = StandardScaler(with_mean=not sparse.issparse(x_train)).fit(x_train)
     best = None
     for c in PROBE_C:
         fitted = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(x_train), y_train)
@@ -590,25 +568,30 @@ def probe(h: Harness, column: Column, amount, row: str, seed: int, tokens: Path,
     pieces = [[int((fitted.predict(scaler.transform(x.astype(np.float32))) == y).sum()), len(y)] for x, y in test]
     keep_test_pieces(h, column, [piece_name(i.piece.path) for i in items])
     seconds = round(time.perf_counter() - started, 1)
-    h.data["runs"][key] = {"pieces": pieces, "C": c, "valid_accuracy": round(valid_accuracy, 4),
-                           "train_pieces": len(splits["train"][0]), "train_rows": len(y_train), "seconds": seconds}
     source = row.split(" ", 1)[1]
-    h.data["commands"].append({"command": f"# {row} ({column.name}, {amount}, seed {seed}): in-process linear probe of "
-                                          f"{h.show(str(models['mlm' if source == 'none' else source]))}"
-                                          f"{' re-initialised with the seed' if source == 'none' else ''}, C={c} chosen on "
-                                          "validation", "seconds": seconds})
-    h.save()
+    what = ("the raw note features (one-hot fields of the note and its neighbours; pieces: their histogram)"
+            if source == "raw" else h.show(str(models["mlm" if source == "none" else source]))
+            + (" re-initialised with the seed" if source == "none" else ""))
+    h.results.record(f"# {row} ({column.name}, {amount}, seed {seed}): in-process linear probe of {what}, C={c} chosen "
+                     "on validation", seconds)
+    h.results.put(settings, {"pieces": pieces, "C": c, "valid_accuracy": round(valid_accuracy, 4),
+                             "train_pieces": len(splits["train"][0]), "train_rows": len(y_train), "seconds": seconds})
 
 
 # ----- the table -----------------------------------------------------------------------------------
+def runs_by_seed(data: dict, name: str, amount, row: str) -> dict[int, dict]:
+    """The cells of (column, amount, row), by seed."""
+    return {c["settings"]["seed"]: c for c in cells.select(data["cells"], column=name, amount=amount, row=row)}
+
+
 def summarise(data: dict) -> dict:
-    """Per column, amount and row: the cell (mean, interval over pieces, seed spread), the paired difference
-    with the matching no-pre-training row, and how many fine-tuning runs ended at their best epoch."""
+    """Per column, amount and row: the cell (mean, interval over pieces and seeds, seed spread), the paired
+    difference with the matching no-pre-training row (probes: with the random-encoder probe, and with the
+    raw-feature probe where it was measured), and how many fine-tuning runs ended at their best epoch."""
     table: dict = {}
     for name, column in data["columns"].items():
         for amount in column["amounts"]:
-            runs = {row: {int(k.rsplit("|", 1)[1]): v for k, v in data["runs"].items() if k.startswith(f"{name}|{amount}|{row}|")}
-                    for row in ROWS}
+            runs = {row: runs_by_seed(data, name, amount, row) for row in ROWS}
             for row, by_seed in runs.items():
                 if not by_seed:
                     continue
@@ -622,14 +605,27 @@ def summarise(data: dict) -> dict:
                     entry["masked"] = stats.ratio_bootstrap(masked, total, owners)
                 if "best_epoch" in by_seed[seeds[0]]:
                     entry["last_epoch"] = [sum(by_seed[s]["best_epoch"] == by_seed[s]["epochs_run"] for s in seeds), len(seeds)]
-                base = "probe none" if row.startswith("probe") else "none"
-                paired = sorted(set(by_seed) & set(runs[base]))
-                if row != base and paired:
-                    other = np.array([[c for c, _ in runs[base][s]["pieces"]] for s in paired], dtype=float)
-                    mine = np.array([[c for c, _ in by_seed[s]["pieces"]] for s in paired], dtype=float)
-                    entry["minus_none"] = stats.paired_difference(mine, other, total, owners)
+                bases = {"minus_none": "probe none" if row.startswith("probe") else "none"}
+                if row in PROBES and row not in ("probe none", "probe raw"):
+                    bases["minus_raw"] = "probe raw"
+                for field, base in bases.items():
+                    paired = sorted(set(by_seed) & set(runs[base]))
+                    if row != base and paired:
+                        other = np.array([[c for c, _ in runs[base][s]["pieces"]] for s in paired], dtype=float)
+                        mine = np.array([[c for c, _ in by_seed[s]["pieces"]] for s in paired], dtype=float)
+                        entry[field] = stats.paired_difference(mine, other, total, owners)
                 table[f"{name}|{amount}|{row}"] = entry
     return table
+
+
+def planned_cells(data: dict) -> dict[str, dict]:
+    """The planned comparison, per column: MLM minus none, fine-tuned, at the column's fewest labels."""
+    out = {}
+    for name, column in data["columns"].items():
+        entry = data["table"].get(f"{name}|{column['amounts'][0]}|mlm")
+        if entry and "minus_none" in entry:
+            out[f"{name} {amount_label(column['amounts'][0], None)}"] = entry["minus_none"]
+    return out
 
 
 def amount_label(amount, train_pieces: int | None) -> str:
@@ -642,14 +638,17 @@ def render(data: dict) -> str:
     """label_efficiency.md, from label_efficiency.json only."""
     table = data["table"]
     seeds = data.get("seeds", [])
-    fmt = lambda c: f"{c['mean']:.1f} [{c['low']:.1f}, {c['high']:.1f}]" + (  # noqa: E731
-        f" ±{c['seed_sd']:.1f}" if c.get("seed_sd") is not None else "") + (
+    fmt = lambda c: tables.interval(c, spread=True) + (  # noqa: E731
         f" ({c['seeds']} seed{'s' * (c['seeds'] != 1)})" if c.get("seeds", len(seeds)) < len(seeds) else "")
-    diff = lambda c: f"{c['mean']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]"  # noqa: E731
+    diff = lambda c: tables.interval(c, signed=True)  # noqa: E731
     config, d = data["config"], data["data"]
-    finetunes = [v for v in data["runs"].values() if "best_epoch" in v]
+    finetunes = [v for v in data["cells"].values() if "best_epoch" in v]
     last = sum(v["best_epoch"] == v["epochs_run"] for v in finetunes)
+    planned = planned_cells(data)
+    differences = sum(field in e for e in table.values() for field in ("minus_none", "minus_raw"))
+    raw = any(key.endswith("|probe raw") for key in table)
     lines = ["# Label efficiency: pre-training with few labels, measured", "",
+             *tables.planned(QUESTION, COMPARISON, tables.verdict(planned), differences - len(planned)),
              f"Made by `{shown_command(data)}` (the work may be shared by "
              f"processes given disjoint `--columns`) on {data.get('machine', '?')}"
              + (" (**--smoke: toy sizes, the numbers mean nothing**)" if config.get("smoke") else "")
@@ -659,10 +658,16 @@ def render(data: dict) -> str:
              f"windows' averaged probabilities; clean test input unless the row says masked), "
              f"mean over {len(seeds)} fine-tuning seed{'s' * (len(seeds) != 1)} "
              "(the training subset is drawn per seed; a cell measured with fewer says how many) [95% bootstrap interval over "
-             "test pieces, a piece's notes and windows resampled together] ±standard deviation over seeds. Differences: "
-             "the row minus the same-seed, same-subset no-pre-training row (probes: minus the random-encoder probe), "
-             "paired bootstrap 95% on the same resamples. "
+             "test pieces and seeds, a piece's notes and windows resampled together] ±standard deviation over seeds. "
+             "Differences: the row minus the same-seed, same-subset no-pre-training row (probes: minus the random-encoder "
+             "probe, and minus the raw-feature probe), paired bootstrap 95% on the same resamples. "
              "`last` = fine-tuning runs whose best validation epoch was their last (still improving when they stopped).", "",
+             "Probes: the random encoder is no floor (it can collapse to the majority class); the bar a pre-trained "
+             "encoder's probe must clear is the same probe on the raw note features (`probe: raw note features, no "
+             "encoder`: the one-hot fields of the note and of its previous and next notes in the window, velocity hidden "
+             "for the velocity task, bar left out; piece tasks: the mean of the notes' one-hot fields)"
+             + ("." if raw else "; **not measured in this run** (the table predates it): the encoder probes here have no "
+                                "such bar, so they show nothing about pre-training.") , "",
              f"**Fine-tuning runs whose best validation epoch was the last: {last} of {len(finetunes)}"
              + (f" ({100 * last / len(finetunes):.0f}%)" if finetunes else "") + ".**", ""]
     short = sorted({key.rsplit("|", 1)[0] for key, e in table.items() if e["cell"].get("seeds", len(seeds)) < len(seeds)})
@@ -672,7 +677,7 @@ def render(data: dict) -> str:
     lines += data_lines(d, config)
     used = {}
     for run in finetunes:
-        text = ", ".join(f"{k} {v}" for k, v in run.get("settings", {}).items())
+        text = ", ".join(f"{k} {v}" for k, v in run.get("finetune", {}).items())
         used[text] = used.get(text, 0) + 1
     if used:
         lines += ["Fine-tuning settings (finetune-mask's, from each run's manifest): " + "; ".join(
@@ -687,30 +692,25 @@ def render(data: dict) -> str:
                       "command at the top is run again.", ""]
             continue
         amounts = column["amounts"]
-        trained = {a: next((v.get("train_pieces") for k, v in data["runs"].items() if k.startswith(f"{name}|{a}|none|")), None)
-                   for a in amounts}
-        lines += ["| row | " + " | ".join(amount_label(a, trained[a]) for a in amounts) + " | last |",
-                  "|---|" + "---:|" * len(amounts) + "---:|"]
+        trained = {a: next((v.get("train_pieces") for v in runs_by_seed(data, name, a, "none").values()), None) for a in amounts}
+        body = []
         for row in ROWS:
             entries = [table.get(f"{name}|{a}|{row}") for a in amounts]
             if not any(entries):
                 continue
             ended = [e["last_epoch"] for e in entries if e and "last_epoch" in e]
             last_cell = f"{sum(k for k, _ in ended)}/{sum(n for _, n in ended)}" if ended else "-"
-            lines.append(f"| {ROW_NAMES[row]} | " + " | ".join(fmt(e["cell"]) if e else "-" for e in entries) + f" | {last_cell} |")
+            body.append([ROW_NAMES[row], *(fmt(e["cell"]) if e else "-" for e in entries), last_cell])
             if any(e and "masked" in e for e in entries):
-                lines.append(f"| {ROW_NAMES[row]}, masked test input (the reference's scoring) | " + " | ".join(
-                    fmt(e["masked"]) if e and "masked" in e else "-" for e in entries) + " | |")
-            if any(e and "minus_none" in e for e in entries):
-                base = "random-encoder probe" if row.startswith("probe") else "none"
-                lines.append(f"| {ROW_NAMES[row]} minus {base} | " + " | ".join(
-                    diff(e["minus_none"]) if e and "minus_none" in e else "-" for e in entries) + " | |")
-        lines.append("")
+                body.append([f"{ROW_NAMES[row]}, masked test input (the reference's scoring)",
+                             *(fmt(e["masked"]) if e and "masked" in e else "-" for e in entries), ""])
+            for field, base in (("minus_none", "random-encoder probe" if row.startswith("probe") else "none"),
+                                ("minus_raw", "raw-feature probe")):
+                if any(e and field in e for e in entries):
+                    body.append([f"{ROW_NAMES[row]} minus {base}", *(diff(e[field]) if e and field in e else "-" for e in entries), ""])
+        lines += [*tables.table(["row", *(amount_label(a, trained[a]) for a in amounts), "last"], body), ""]
     lines += pretrain_lines(data)
-    total = sum(c["seconds"] for c in data["commands"]) / 3600
-    lines += [f"## Commands ({len(data['commands'])} steps, {total:.2f} hours in all; WORK = the --work folder)", "",
-              "<details>", "", "```"]
-    lines += [f"{c['command']}   # {c['seconds']:.0f} s" for c in data["commands"]] + ["```", "", "</details>", ""]
+    lines += tables.commands(data["commands"], note="; WORK = the --work folder")
     return "\n".join(lines)
 
 
@@ -773,8 +773,6 @@ def pretrain_lines(data: dict) -> list[str]:
 
 # ----- main ----------------------------------------------------------------------------------------
 def run(h: Harness) -> dict:
-    h.data.update(harness_command="python benchmarks/label_efficiency.py " + shlex.join(without_columns(sys.argv[1:])),
-                  machine=machine())
     data = prepare_data(h)
     tokens = prepare_pretraining(h, data)
     if h.args.data_only:
@@ -782,16 +780,28 @@ def run(h: Harness) -> dict:
     if h.args.pretrain_only:  # one objective's pre-training (two can run side by side, one core each)
         pretrain(h, h.args.pretrain_only, tokens)
         return h.data
-    models = {objective: pretrain(h, objective, tokens) for objective in OBJECTIVES}
+    rows = [r for r in ROWS if r in (h.args.rows or ROWS)]
+    models = {objective: pretrain(h, objective, tokens) for objective in OBJECTIVES if objective in models_needed(rows)}
     for column, amount, seed in schedule(h.columns, h.seeds):
         tokens_c, split = data[column.dataset]
         split_file = cell_split(h, column, amount, seed, split)
-        for row in ROWS:
+        for row in rows:
             if row.startswith("probe"):
                 probe(h, column, amount, row, seed, tokens_c, split_file, models)
             else:
                 finetune(h, column, amount, row, seed, tokens_c, split_file, models)
     return h.data
+
+
+def models_needed(rows) -> set[str]:
+    """The pre-trained models the rows read: their objective's; ``none`` and ``probe none`` take the MLM model's
+    configuration (random weights); ``probe raw`` reads no model."""
+    needed = set()
+    for row in rows:
+        source = row.removeprefix("probe ")
+        if source != "raw":
+            needed.add("mlm" if source == "none" else source)
+    return needed
 
 
 def schedule(columns, seeds) -> list[tuple[Column, object, int]]:
@@ -804,16 +814,22 @@ def schedule(columns, seeds) -> list[tuple[Column, object, int]]:
             for i in range(len(c.amounts)) if tier(c, i) == t]
 
 
+def harness_command() -> str:
+    """This process's command line without ``--columns`` and ``--rows``."""
+    return "python benchmarks/label_efficiency.py " + shlex.join(without_columns(sys.argv[1:]))
+
+
 def shown_command(data: dict) -> str:
-    words = shlex.split(data.get("harness_command", "python benchmarks/label_efficiency.py"))
+    words = shlex.split(data.get("command") or "python benchmarks/label_efficiency.py")
     return shlex.join([*words[:2], *without_columns(words[2:])])
 
 
 def without_columns(argv: list[str]) -> list[str]:
-    """The command line without ``--columns``: processes that share the work by columns fill one table."""
+    """The command line without ``--columns`` and ``--rows``: processes that share the work by columns or rows fill
+    one table."""
     out, skipping = [], False
     for arg in argv:
-        if arg == "--columns":
+        if arg in ("--columns", "--rows"):
             skipping = True
         elif skipping and not arg.startswith("--"):
             continue
@@ -821,13 +837,6 @@ def without_columns(argv: list[str]) -> list[str]:
             skipping = False
             out.append(arg)
     return out
-
-
-def machine() -> str:
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores, {gpu}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -844,6 +853,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true", help="forget the JSON's runs (cached models are kept)")
     parser.add_argument("--render", action="store_true", help="only rebuild the .md from the JSON")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, 1 seed, into a temporary folder")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=None,
+                        help="measure only these rows (e.g. 'probe raw': no pre-trained model needed) [default: every row]")
     parser.add_argument("--pretrain-only", choices=OBJECTIVES, help="only pre-train this objective's model (cached)")
     parser.add_argument("--data-only", action="store_true", help="only tokenize the datasets and the pre-training corpus "
                                                                  "(WORK/tokens-pretrain, e.g. for benchmarks/pretrain_sweep.py)")
@@ -851,22 +862,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         temporary = tempfile.mkdtemp(prefix="label-efficiency-smoke-")
         args.work, args.out, args.seeds = args.work or temporary, args.out or temporary, 1
-    args.work = args.work or str(Path(os.environ.get("MUSICTL_BENCH_WORK", Path.home() / ".cache" / "musictl-bench"))
-                                 / "label_efficiency")  # outside the work tree: cached models outlive a fresh checkout
+    args.work = args.work or str(paths.work_folder("label_efficiency"))  # outside the work tree: cached models outlive a checkout
     args.out = args.out or str(RESULTS)
     json_path, md_path = Path(args.out) / "label_efficiency.json", Path(args.out) / "label_efficiency.md"
     if args.render:
-        data = json.loads(json_path.read_text())
+        data = cells.load(json_path)
     else:
         started = time.perf_counter()
         data = run(Harness(args))
         print(f"finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    data["table"] = summarise(data)
-    text = render(data)
-    results_json.write(json_path, data)
-    md_path.write_text(text)
-    print(text)
-    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    print(cells.publish(data, summarise, render, json_path, md_path))
 
 
 if __name__ == "__main__":

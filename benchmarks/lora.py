@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "lora.md"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import paths, tables
+
+RESULTS = paths.RESULTS / "lora.md"
+QUESTION = "How much of MusicGen's decoder does LoRA train, and how fast is its step, against full fine-tuning?"
+COMPARISON = ("trainable share and median ms per step of LoRA (each --lora-targets preset) against full fine-tuning of the "
+              "same decoder on the same batches, in the same run")
 
 
 MODES = ("full", "attention", "attention-mlp")
@@ -33,11 +40,11 @@ class Trainer:
         from musictl.violin.lora import add_lora, parameter_share
         from musictl.violin.model import freeze_encoders, load_base
         from musictl.violin.settings import TARGET_PRESETS
-        from musictl.violin.train import _codes
+        from musictl.violin.train import audio_codes
 
         model, self.tokenizer = load_base(base_dir)
         model.to(device)
-        self.codes = _codes(model, audio)
+        self.codes = audio_codes(model, audio)
         if mode in TARGET_PRESETS:
             model = add_lora(model, TARGET_PRESETS[mode], rank=16, alpha=32, dropout=0.05)
         else:
@@ -150,6 +157,7 @@ def main() -> None:
     lines = [
         "# LoRA vs full fine-tuning of MusicGen's decoder",
         "",
+        *tables.planned(QUESTION, COMPARISON),
         f"Machine: {os.cpu_count()} CPU cores, {'a GPU' if device == 'cuda' else 'no GPU'}, {torch.get_num_threads()} torch "
         f"thread(s), load average {load:.1f} while timing. "
         f"Command: `{threads}python benchmarks/lora.py{' --quick' if args.quick else ''} --write`. "

@@ -14,10 +14,17 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import paths, tables
+
+QUESTION = "Is a MidiBert pre-training step within 1.15x of a plain BertForMaskedLM of the same dimensions?"
+COMPARISON = "median seconds per step of MidiBert-mlm over the plain BertForMaskedLM's, the models taking turns"
 
 
 def _batch(config, batch_size: int, max_len: int, seed: int = 0):
@@ -157,8 +164,8 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        out = Path(__file__).parent / "results" / f"pretrain_{args.size}.md"
-        out.write_text(f"# Pre-training step time ({args.size})\n\nCommand: `python benchmarks/pretrain.py --size {args.size} "
+        head = "\n".join([f"# Pre-training step time ({args.size})", "", *tables.planned(QUESTION, COMPARISON)])
+        (paths.RESULTS / f"pretrain_{args.size}.md").write_text(f"{head}\nCommand: `python benchmarks/pretrain.py --size {args.size} "
                        f"--batch-size {args.batch_size} --max-len {args.max_len} --steps {args.steps} --write`\n\n{table}\n")
 
 

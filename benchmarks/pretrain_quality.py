@@ -5,7 +5,8 @@
 Tokenizes POP909 (its 4/4 MIDI-BERT split), Pianist8 and EMOPIA with their MIDI-BERT splits into one
 tokens artifact, pre-trains a tiny MidiBert on the training pieces only with each objective (same
 seed, steps, batch), and reports masked accuracy per field on the validation pieces (fixed random
-masks, the same for both). The models are kept in benchmarks/.work for benchmarks/downstream.py.
+masks, the same for both). The models are kept in the work folder ($MUSICTL_BENCH_WORK or
+~/.cache/musictl-bench, /pretrain_quality) for benchmarks/downstream.py.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-WORK = Path(__file__).resolve().parent / ".work"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import paths, tables
+
+SHARED = paths.DATASETS
+WORK = paths.work_folder("pretrain_quality")
+QUESTION = "At the same step budget, does any pre-training objective recover masked fields better than a trivial predictor?"
+COMPARISON = ("per field, each objective's validation masked accuracy against the field's best trivial predictor of the same "
+              "masked notes (unigram, window, previous note)")
 DATASETS = ("pop909", "pianist8", "emopia")
 
 
@@ -63,8 +71,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
+    paths.require_datasets()
     torch.set_num_threads(os.cpu_count() or 1)
     tokens = build_tokens(WORK)
     results, load = {}, [os.getloadavg()[0]]
@@ -102,9 +109,9 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        out = Path(__file__).parent / "results" / "pretrain_quality.md"
-        out.write_text(f"# Pre-training quality: MLM vs adversarial vs hard-mining\n\nCommand: `python "
-                       f"benchmarks/pretrain_quality.py --steps {args.steps} --write`\n\n{table}\n")
+        head = "\n".join(["# Pre-training quality: MLM vs adversarial vs hard-mining", "", *tables.planned(QUESTION, COMPARISON)])
+        (paths.RESULTS / "pretrain_quality.md").write_text(
+            f"{head}\nCommand: `python benchmarks/pretrain_quality.py --steps {args.steps} --write`\n\n{table}\n")
 
 
 if __name__ == "__main__":

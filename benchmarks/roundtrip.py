@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import paths, tables
+
+SHARED = paths.DATASETS
+QUESTION = "Does MIDI -> tokens -> MIDI bring every note back?"
+COMPARISON = "per dataset, the share of notes that come back with the same onset (on the grid), pitch and instrument"
 
 
 def sample(dataset: str, count: int) -> list[Path]:
@@ -130,13 +135,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=150, help="files per dataset (evenly spaced)")
     parser.add_argument("--write", action="store_true", help="write the table to benchmarks/results/roundtrip.md")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
+    paths.require_datasets()
     table = render({d: measure(d, args.files) for d in args.datasets})
     print(table)
     if args.write:
-        out = Path(__file__).parent / "results" / "roundtrip.md"
-        out.write_text(f"# Round-trip fidelity\n\nCommand: `python benchmarks/roundtrip.py {' '.join(sys.argv[1:])}`\n\n{table}\n")
+        head = "\n".join(["# Round-trip fidelity", "", *tables.planned(QUESTION, COMPARISON)])
+        (paths.RESULTS / "roundtrip.md").write_text(
+            f"{head}\nCommand: `python benchmarks/roundtrip.py {' '.join(sys.argv[1:])}`\n\n{table}\n")
 
 
 if __name__ == "__main__":

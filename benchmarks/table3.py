@@ -13,14 +13,14 @@ paper's published numbers with the model size and budget they used. Columns: com
 (Pianist8), emotion (EMOPIA), velocity and melody (POP909 by default; --velocity-data takes any
 folder), each scored per segment (one window of --max-len notes: how MIDI-BERT and the paper
 score) and per piece (majority vote of its segments; token tasks: note accuracy pooled per piece),
-with a 95% bootstrap interval over test pieces (a piece's segments resampled together:
-benchmarks/stats.py) and the spread over fine-tuning seeds.
+with a 95% bootstrap interval over test pieces and fine-tuning seeds (a piece's segments resampled
+together: benchmarks/harness/stats.py) and the spread over fine-tuning seeds.
 
 Every step is a ``python -m musictl`` subprocess (tokenize, pretrain-bert, finetune-mask), so the
 harness measures what a user runs. The test split is scored here, from each fine-tuned model, so
-both scorings and the intervals come from the same predictions. Progress is saved in
-benchmarks/results/table3.json after every run: a killed harness continues where it stopped
-(pre-training continues with --resume). Pre-training never sees a test piece: it uses the
+both scorings and the intervals come from the same predictions. Each run is a cell of
+benchmarks/results/table3.json (benchmarks/harness/cells.py), saved as it finishes: a killed run
+continues where it stopped (pre-training continues with --resume). Pre-training never sees a test piece: it uses the
 training split of the three datasets' MIDI-BERT splits (the reference pre-trained on the test
 splits too).
 """
@@ -34,19 +34,16 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import results_json  # noqa: E402  (benchmarks/results_json.py)
-import stats  # noqa: E402  (benchmarks/stats.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import cells, commands, paths, stats, tables
+from harness.data import dataset_split, labelled
 
-ROOT = HERE.parent
-SHARED = ROOT.parent / "shared" / "datasets"
-RESULTS = HERE / "results"
+ROOT, SHARED, RESULTS = paths.ROOT, paths.DATASETS, paths.RESULTS
+JSON = RESULTS / "table3.json"
 TASKS = {"composer": "pianist8", "emotion": "emopia", "velocity": "pop909", "melody": "pop909"}
 SEQUENCE_TASKS = ("composer", "emotion")
 PRETRAININGS = ("mlm", "adversarial", "hard-mining")
@@ -98,66 +95,38 @@ BUDGETS = {
 
 
 class Harness:
-    """The run's state (table3.json) and the commands it ran."""
+    """The run's settings, its results (table3.json: a cell per fine-tuning run and per majority baseline;
+    the pre-training runs and the test segments' pieces in their own sections) and the commands it ran."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, json_path: Path = JSON):
         self.args, self.budget = args, BUDGETS[args.budget]
         self.work = Path(args.work)
-        self.out = RESULTS / "table3.json"
-        self.data = json.loads(self.out.read_text()) if self.out.exists() and not args.fresh else {}
         b = self.budget
-        config = json.loads(json.dumps({  # as table3.json stores it (tuples become lists)
-            "budget": args.budget, "describe": b.describe, "velocity_data": str(args.velocity_data),
-            "pitch_shift": list(args.pitch_shift), "tasks": list(args.tasks),
-            "finetune": {"epochs": b.epochs, "patience": b.patience, "seeds": list(b.seeds), "subset": b.subset}}))
-        saved = self.data.get("config")
-        besides_finetuning = lambda c: {k: v for k, v in c.items() if k not in ("describe", "finetune")}  # noqa: E731
-        if saved and besides_finetuning(saved) != besides_finetuning(config):
-            raise SystemExit(f"{self.out} holds a run with other settings {saved}; pass --fresh to start again")
-        if saved and saved.get("finetune") != config["finetune"]:
-            print("the fine-tuning settings changed: the pre-trained models are kept, the fine-tuning runs start again",
-                  file=sys.stderr, flush=True)
-            self.data["runs"], self.data["majority"] = {}, {}
-            self.data["commands"] = [c for c in self.data.get("commands", []) if "finetune-mask" not in c["command"]]
-        self.data["config"] = config
-        for key in ("commands", "pretrain", "runs", "majority", "segment_pieces"):
-            self.data.setdefault(key, [] if key == "commands" else {})
+        config = {"budget": args.budget, "velocity_data": str(args.velocity_data), "pitch_shift": list(args.pitch_shift),
+                  "tasks": list(args.tasks),
+                  "finetune": {"epochs": b.epochs, "patience": b.patience, "seeds": list(b.seeds), "subset": b.subset}}
+        self.results = cells.Results(json_path, "benchmarks/table3.py", config, command="python benchmarks/table3.py "
+                                     + shlex.join(sys.argv[1:]), machine=paths.machine(), fresh=args.fresh,
+                                     changeable=("finetune",), drop_cells=True, merged=("pretrain", "segment_pieces"),
+                                     write=args.write)
+        self.data = self.results.data
+        if self.results.dropped:
+            print(f"the fine-tuning settings changed: the pre-trained models are kept, the {self.results.dropped} "
+                  "fine-tuning cells start again", file=sys.stderr, flush=True)
+            self.data["commands"] = [c for c in self.data["commands"] if "finetune-mask" not in c["command"]]
+        self.data.update(describe=b.describe, max_len=b.max_len)
 
     def musictl(self, *args: str) -> float:
         """Run ``python -m musictl ARGS`` (its output shown), record the exact command; seconds taken."""
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "musictl", *args], check=True, cwd=ROOT)
-        seconds = round(time.perf_counter() - started, 1)
-        shown = shlex.join(args).replace(str(SHARED), "../shared/datasets").replace(str(ROOT) + "/", "")
-        self.data["commands"].append({"command": "musictl " + shown, "seconds": seconds})  # paths from the repository root
-        self.save()
-        return seconds
+        return commands.musictl(self.results, *args, work=self.work)
 
     def save(self) -> None:
-        if self.args.write:
-            results_json.write(self.out, self.data)
+        self.results.save()
 
 
 # ----- data ----------------------------------------------------------------------------------------
-def subset_split(dataset: str, keep) -> dict[str, list[str]]:
-    """The dataset's MIDI-BERT split, or its first (train, valid, test) entries taken in turn from each
-    class (composer folder, emotion prefix), so that a subset keeps every class."""
-    split = json.loads((SHARED / dataset / "splits.json").read_text())
-    if not keep:
-        return {s: list(split[s]) for s in ("train", "valid", "test")}
-    return {s: round_robin(split[s], n) for s, n in zip(("train", "valid", "test"), keep)}
-
-
-def round_robin(entries: list[str], n: int) -> list[str]:
-    groups: dict[str, list[str]] = {}
-    for entry in entries:
-        groups.setdefault(entry.split("/")[0] if "/" in entry else entry.split("_")[0], []).append(entry)
-    ordered = [g[i] for i in range(max(map(len, groups.values()), default=0)) for g in groups.values() if i < len(g)]
-    return ordered[:n]
-
-
-def write_json(path: Path, data) -> Path:
-    return results_json.write(path, data)
+subset_split = dataset_split  # the MIDI-BERT split, or its first (train, valid, test) entries of each class in turn
+write_json = cells.write_plain
 
 
 def pitch_shifted(dataset: str, entries: list[str], shifts: list[int], work: Path) -> list[str]:
@@ -255,10 +224,11 @@ def pretrain(h: Harness, objective: str, tokens: Path) -> Path:
 
 
 def finetune(h: Harness, task: str, row: tuple[str, float], seed: int, tokens: Path, split: Path | None) -> None:
-    key = f"{task}|{row[0]}|{row[1]}|{seed}"
-    if key in h.data["runs"]:
-        return
     pretrained, mask = row
+    settings = {"task": task, "start": pretrained, "mask_ratio": mask, "seed": seed}
+    if h.results.get(settings):
+        return
+    key = cells.cell_key(settings)
     out = h.work / "ft" / f"{task}-{pretrained}-m{mask}-s{seed}"
     model = h.work / f"bert-{'mlm' if pretrained == 'none' else pretrained}"  # from scratch: the same architecture
     seconds = h.musictl("finetune-mask", "--task", task, "--model", str(model), "--tokens", str(tokens), "-o", str(out),
@@ -270,31 +240,11 @@ def finetune(h: Harness, task: str, row: tuple[str, float], seed: int, tokens: P
     if abs(scored.pop("check") - metrics["test"]["accuracy"]) > 1e-4:
         print(f"warning: {key}: test accuracy scored here differs from finetune-mask's {metrics['test']['accuracy']}", flush=True)
     keep_owners(h.data, task, scored.pop("segment_pieces"))
-    h.data["runs"][key] = {**scored, "seconds": seconds, "best_epoch": metrics["best_epoch"],
-                           "finetune_test_accuracy": metrics["test"]["accuracy"]}
-    h.save()
+    h.results.put(settings, {**scored, "seconds": seconds, "best_epoch": metrics["best_epoch"],
+                             "finetune_test_accuracy": metrics["test"]["accuracy"]})
 
 
 # ----- scoring the test split ------------------------------------------------------------------------
-def split_of(split_file: Path | None, corpus) -> dict[int, str]:
-    """Each piece's split as finetune-mask reads it (the split file by 'folder/name' or name, else the tokens')."""
-    if split_file is None:
-        return {p.id: p.split for p in corpus.pieces}
-    lookup = {str(e): s for s, entries in json.loads(Path(split_file).read_text()).items() for e in entries}
-    keys = lambda p: (f"{Path(p.path).parent.name}/{Path(p.path).name}", Path(p.path).name)  # noqa: E731
-    return {p.id: next((lookup[k] for k in keys(p) if k in lookup), "unlisted") for p in corpus.pieces}
-
-
-def labelled(task: str, tokens: Path, split_file: Path | None, split: str):
-    from musictl.bert import tasks
-    from musictl.midi.tokens import TokenCorpus
-
-    corpus = TokenCorpus.open(tokens)
-    where = split_of(split_file, corpus)
-    items, _ = tasks.collect(tasks.TaskSpec(task), corpus, [p for p in corpus.pieces if where[p.id] == split])
-    return corpus, items
-
-
 def keep_owners(data: dict, task: str, owners: list[int]) -> None:
     """Record which test piece each segment of ``task`` belongs to (the same for every run of the task)."""
     saved = data.setdefault("segment_pieces", {}).setdefault(task, owners)
@@ -342,7 +292,7 @@ def score_test(model_dir: Path, tokens: Path, split_file: Path | None, task: str
 
 def majority(h: Harness, task: str, tokens: Path, split: Path | None) -> None:
     """The most frequent training class, predicted for every test segment / note."""
-    if task in h.data["majority"]:
+    if h.results.get({"task": task, "start": "majority"}):
         return
     _, train = labelled(task, tokens, split, "train")
     _, test = labelled(task, tokens, split, "test")
@@ -357,9 +307,8 @@ def majority(h: Harness, task: str, tokens: Path, split: Path | None) -> None:
         segments = [[int((np.asarray(i.label[s : s + max_len]) == top).sum()), len(i.label[s : s + max_len])]
                     for i in test for s in range(0, len(i.tokens), max_len)]
         pieces = [[int((np.asarray(i.label) == top).sum()), len(i.label)] for i in test]
-    h.data["majority"][task] = {"class": str(top), "segments": segments, "pieces": pieces}
     keep_owners(h.data, task, segment_owners([len(i.tokens) for i in test], max_len))
-    h.save()
+    h.results.put({"task": task, "start": "majority"}, {"class": str(top), "segments": segments, "pieces": pieces})
 
 
 def segment_owners(lengths: list[int], max_len: int) -> list[int]:
@@ -369,48 +318,68 @@ def segment_owners(lengths: list[int], max_len: int) -> list[int]:
 
 
 # ----- the table ----------------------------------------------------------------------------------
+QUESTION = ("Does the published method (adversarial pre-training, then mask fine-tuning) beat the same architecture "
+            "fine-tuned from scratch, on each of the paper's four tasks?")
+COMPARISON = ("adversarial (mask fine-tuning) minus no pre-training (mask fine-tuning), per segment (the paper's scoring), "
+              "paired by seed, 95% bootstrap over test pieces and seeds: one difference per task (the first table below)")
+
+
+def majority_runs(data: dict) -> dict[str, dict]:
+    """The majority-class cell of each task."""
+    return {c["settings"]["task"]: c for c in cells.select(data["cells"], start="majority")}
+
+
+def runs_by_seed(data: dict, task: str, start: str, mask: float) -> dict[int, dict]:
+    """The fine-tuning cells of (task, start, mask ratio), by seed."""
+    return {c["settings"]["seed"]: c for c in cells.select(data["cells"], task=task, start=start, mask_ratio=mask)}
+
+
 def owners_of(data: dict, task: str, scoring: str) -> list[int] | None:
     """The piece of each scored item: per piece, the item itself; per segment, its piece when table3.json
     records it (``segment_pieces``), else None (then segments are resampled as if independent)."""
     if scoring == "pieces":
-        return list(range(len(data["majority"][task]["pieces"]))) if task in data["majority"] else None
+        majority = majority_runs(data)
+        return list(range(len(majority[task]["pieces"]))) if task in majority else None
     return data.get("segment_pieces", {}).get(task)
 
 
 def cell(runs: list[dict], scoring: str, owners: list[int] | None) -> dict:
-    """Mean accuracy % over seeds, 95% bootstrap interval over test pieces (a piece's segments together;
-    the same resamples for every seed), and the standard deviation over seeds."""
+    """Mean accuracy % over seeds, 95% bootstrap interval over test pieces (a piece's segments together) and
+    seeds, and the standard deviation over seeds."""
     correct = np.array([[c for c, _ in r[scoring]] for r in runs], dtype=float)  # (seeds, items)
     total = np.array([t for _, t in runs[0][scoring]], dtype=float)
     return stats.ratio_bootstrap(correct, total, owners)
 
 
-def mask_gain(with_mask: dict[str, dict], plain: dict[str, dict], scoring: str, owners: list[int] | None) -> dict | None:
-    """Mask minus plain fine-tuning of the same pre-trained model, in points: seeds paired, paired bootstrap
-    interval over test pieces. ``with_mask`` / ``plain``: runs by seed."""
-    seeds = sorted(set(with_mask) & set(plain))
+def difference(mine: dict[int, dict], other: dict[int, dict], scoring: str, owners: list[int] | None) -> dict | None:
+    """``mine`` minus ``other`` (runs by seed), in points: seeds paired, paired bootstrap over test pieces and seeds."""
+    seeds = sorted(set(mine) & set(other))
     if not seeds:
         return None
     correct = lambda runs: np.array([[c for c, _ in runs[k][scoring]] for k in seeds], dtype=float)  # noqa: E731
-    total = np.array([t for _, t in with_mask[seeds[0]][scoring]], dtype=float)
-    return stats.paired_difference(correct(with_mask), correct(plain), total, owners)
+    total = np.array([t for _, t in mine[seeds[0]][scoring]], dtype=float)
+    return stats.paired_difference(correct(mine), correct(other), total, owners)
 
 
-def summarise(data: dict) -> dict:
-    by_seed = lambda prefix: {k.rsplit("|", 1)[1]: v for k, v in data["runs"].items() if k.startswith(prefix)}  # noqa: E731
-    table: dict = {"rows": {}, "mask_gain": {}, "resampled": {}}
+def summarise(data: dict, resample_seeds: bool = True) -> dict:
+    table: dict = {"rows": {}, "planned": {}, "mask_gain": {}, "resampled": {}}
+    majority = majority_runs(data)
     for scoring in ("segments", "pieces"):
         owners = {t: owners_of(data, t, scoring) for t in TASKS}
         table["resampled"][scoring] = {t: "pieces" if owners[t] is not None else "items" for t in TASKS}
-        rows = {"majority class": {t: cell([m], scoring, owners[t]) for t, m in data["majority"].items()}}
+        rows = {"majority class": {t: cell([m], scoring, owners[t]) for t, m in majority.items()}}
         for pretrained, mask in ROWS:
             name = f"{pretrained} ({'mask' if mask else 'plain'} fine-tuning)"
-            rows[name] = {t: cell(runs, scoring, owners[t]) for t in TASKS
-                          if (runs := [v for k, v in sorted(data["runs"].items()) if k.startswith(f"{t}|{pretrained}|{mask}|")])}
+            rows[name] = {t: cell([by_seed[k] for k in sorted(by_seed)], scoring, owners[t]) for t in TASKS
+                          if (by_seed := runs_by_seed(data, t, pretrained, mask))}
         table["rows"][scoring] = rows
+        table["planned"][scoring] = {
+            t: gain for t in TASKS
+            if (gain := difference(runs_by_seed(data, t, "adversarial", 0.15), runs_by_seed(data, t, "none", 0.15), scoring,
+                                   owners[t]))}
         table["mask_gain"][scoring] = {
             p: {t: gain for t in TASKS
-                if (gain := mask_gain(by_seed(f"{t}|{p}|0.15|"), by_seed(f"{t}|{p}|0.0|"), scoring, owners[t]))}
+                if (gain := difference(runs_by_seed(data, t, p, 0.15), runs_by_seed(data, t, p, 0.0), scoring, owners[t]))}
             for p in PRETRAININGS}
     return table
 
@@ -419,13 +388,23 @@ def interval_note(table: dict) -> str:
     """What the intervals resampled, said in the table."""
     kinds = {kind for by_task in table.get("resampled", {}).values() for kind in by_task.values()}
     if kinds == {"pieces"}:
-        return ("Intervals: 95% bootstrap over test pieces, a piece's segments resampled together "
-                "(benchmarks/stats.py); differences paired by seed on the same resamples.")
+        return ("Intervals: 95% bootstrap over test pieces and fine-tuning seeds, a piece's segments resampled together "
+                "(benchmarks/harness/stats.py); differences paired by seed on the same resamples.")
     segments_as_items = [t for t, kind in table.get("resampled", {}).get("segments", {}).items() if kind == "items"]
-    return ("Intervals: 95% bootstrap over test pieces, except the per-segment rows of "
+    return ("Intervals: 95% bootstrap over test pieces and fine-tuning seeds, except the per-segment rows of "
             f"{', '.join(segments_as_items) or 'no task'}, where table3.json records no piece of each segment and "
             "segments are resampled as if independent (narrower than they should be; "
             "`python benchmarks/table3.py --attach-pieces --render` adds the pieces).")
+
+
+def planned_answer(table: dict) -> str | None:
+    return tables.verdict(table.get("planned", {}).get("segments", {}))
+
+
+def exploratory_count(table: dict) -> int:
+    """Every difference on the page besides the planned per-segment ones."""
+    per_piece = len(table.get("planned", {}).get("pieces", {}))
+    return per_piece + sum(len(by_task) for gains in table["mask_gain"].values() for by_task in gains.values())
 
 
 def render(data: dict) -> str:
@@ -434,52 +413,53 @@ def render(data: dict) -> str:
     pre = data["pretrain"]
     size = lambda p: f"{pre[p]['parameters'] / 1e6:.2f}M parameters" if p in pre else "-"  # noqa: E731
     budget = lambda p: f"{pre[p]['steps']} steps ({pre[p]['seconds'] / 60:.0f} min)" if p in pre else "-"  # noqa: E731
-    fmt = lambda c: "-" if not c else f"{c['mean']:.1f} [{c['low']:.1f}, {c['high']:.1f}]" + (  # noqa: E731
-        f" ±{c['seed_sd']:.1f}" if c.get("seed_sd") is not None else "")
-    header = ["| row | model | pre-training | " + " | ".join(TASKS) + " |", "|---|---|---|" + "---:|" * len(TASKS)]
+    fmt = lambda c: tables.interval(c, spread=True)  # noqa: E731
+    diff = lambda c: tables.interval(c, signed=True)  # noqa: E731
+    header = ["row", "model", "pre-training", *TASKS]
     lines = ["# Table 3: Adversarial-MidiBERT's downstream tasks, measured", "",
-             f"Made by `{data['harness_command']}` on {data['machine']}; every number below comes from "
+             *tables.planned(QUESTION, COMPARISON, planned_answer(table), exploratory_count(table)),
+             f"Made by `{data['command']}` on {data['machine']}; every number below comes from "
              "benchmarks/results/table3.json (the runs' per-item scores), rebuilt by `python benchmarks/table3.py --render`.", "",
-             f"Scale (`--budget {config['budget']}`): {config['describe']}. Cells: test accuracy % as mean over fine-tuning seeds "
+             f"Scale (`--budget {config['budget']}`): {data['describe']}. Cells: test accuracy % as mean over fine-tuning seeds "
              "[95% bootstrap interval] ±standard deviation over seeds. Datasets: " + datasets_line(data) + ".", "",
              interval_note(table), ""]
+    lines += ["## Planned: adversarial minus no pre-training, both with mask fine-tuning (points, paired bootstrap 95%)", "",
+              *tables.table(["scoring", *TASKS], [[scoring + (" (planned)" if scoring == "segments" else " (exploratory)"),
+                                                   *(diff(by_task.get(t)) for t in TASKS)]
+                                                  for scoring, by_task in table.get("planned", {}).items() if by_task],
+                            "l" + "r" * len(TASKS)), ""]
     titles = {"segments": f"Per segment ({data['max_len']}-note windows; how MIDI-BERT and the paper score)",
               "pieces": "Per piece (majority vote of a piece's segments; token tasks: note accuracy pooled per piece)"}
     for scoring, rows in table["rows"].items():
-        lines += [f"## {titles[scoring]}", "", *header]
-        for name, cells in rows.items():
+        body = []
+        for name, by_task in rows.items():
             pretrained = name.split(" ")[0]
             model = "-" if name == "majority class" else size("mlm" if pretrained == "none" else pretrained)
             spent = "none" if pretrained in ("none", "majority") else budget(pretrained)
-            lines.append(f"| {name} | {model} | {spent} | " + " | ".join(fmt(cells.get(t)) for t in TASKS) + " |")
+            body.append([name, model, spent, *(fmt(by_task.get(t)) for t in TASKS)])
         if scoring == "segments":
-            lines += [f"| {p['row']} | {p['model']} | {p['budget']} | " + " | ".join(
-                          f"{p[t]:.2f}" + (" (GiantMIDI, not POP909)" if t == "velocity" else "") for t in TASKS) + " |"
-                      for p in PAPER]
+            body += [[p["row"], p["model"], p["budget"], *(f"{p[t]:.2f}" + (" (GiantMIDI, not POP909)" if t == "velocity" else "")
+                                                          for t in TASKS)] for p in PAPER]
+        lines += [f"## {titles[scoring]}", "", *tables.table(header, body, "lll" + "r" * len(TASKS))]
+        if scoring == "segments":
             lines += ["", "The paper measured velocity on GiantMIDI, not on POP909 as the rows above do: its velocity "
                           "numbers are not comparable with this table's."]
         lines.append("")
-    lines += ["## Mask fine-tuning minus plain fine-tuning, same pre-trained model (points, paired bootstrap 95%)", "",
-              "| pre-training | scoring | " + " | ".join(TASKS) + " |", "|---|---|" + "---:|" * len(TASKS)]
-    for scoring, gains in table["mask_gain"].items():
-        for pretrained, cells in gains.items():
-            if cells:
-                lines.append(f"| {pretrained} | {scoring} | " + " | ".join(
-                    f"{c['mean']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}]" if (c := cells.get(t)) else "-" for t in TASKS) + " |")
-    lines += ["", "## Pre-training runs", "", "| objective | steps | minutes | best valid masked accuracy | masker Spearman "
-              "| loss ratio | frozen share |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for objective, p in pre.items():
-        value = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        lines.append(f"| {objective} | {p['steps']} | {p['seconds'] / 60:.1f} | {p['best_valid_accuracy']:.3f} | "
-                     f"{value(p['masker_spearman'])} | {value(p['adversarial_loss_ratio'])} | {value(p['frozen_share'])} |")
-    total = sum(c["seconds"] for c in data["commands"]) / 3600
-    lines += ["", f"## Commands ({len(data['commands'])} runs, {total:.2f} hours in all)", "", "<details>", "", "```"]
-    lines += [f"{c['command']}   # {c['seconds']:.0f} s" for c in data["commands"]] + ["```", "", "</details>", ""]
+    gains = [[pretrained, scoring, *(diff(by_task.get(t)) for t in TASKS)]
+             for scoring, by_pretraining in table["mask_gain"].items() for pretrained, by_task in by_pretraining.items() if by_task]
+    lines += ["## Exploratory: mask fine-tuning minus plain fine-tuning, same pre-trained model (points, paired bootstrap 95%)",
+              "", *tables.table(["pre-training", "scoring", *TASKS], gains, "ll" + "r" * len(TASKS))]
+    value = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines += ["", "## Pre-training runs", "", *tables.table(
+        ["objective", "steps", "minutes", "best valid masked accuracy", "masker Spearman", "loss ratio", "frozen share"],
+        [[objective, p["steps"], f"{p['seconds'] / 60:.1f}", f"{p['best_valid_accuracy']:.3f}", value(p["masker_spearman"]),
+          value(p["adversarial_loss_ratio"]), value(p["frozen_share"])] for objective, p in pre.items()])]
+    lines += ["", *tables.commands(data["commands"], unit="runs")]
     return "\n".join(lines)
 
 
 def datasets_line(data: dict) -> str:
-    pieces = {t: len(m["pieces"]) for t, m in data["majority"].items()}
+    pieces = {t: len(m["pieces"]) for t, m in majority_runs(data).items()}
     velocity = data["config"]["velocity_data"]
     named = {"composer": "Pianist8", "emotion": "EMOPIA", "melody": "POP909",
              "velocity": "POP909" if velocity.endswith("pop909/midi") else velocity}
@@ -497,7 +477,9 @@ def main() -> None:
     parser.add_argument("--pitch-shift", type=int, nargs="*", default=[], help="composer/emotion: transposed training copies")
     parser.add_argument("--pretrain-args", default="", help="extra pretrain-bert flags, e.g. '--device cuda --preset paper'")
     parser.add_argument("--finetune-args", default="", help="extra finetune-mask flags, e.g. '--device cuda'")
-    parser.add_argument("--work", default=str(HERE / ".work" / "table3"), help="where artifacts go (kept for resuming)")
+    parser.add_argument("--work", default=str(paths.work_folder("table3")),
+                        help="where artifacts go (kept for resuming) [default: $MUSICTL_BENCH_WORK or ~/.cache/musictl-bench, /table3]")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of table3.json/.md [default: benchmarks/results]")
     parser.add_argument("--fresh", action="store_true", help="forget table3.json's runs and start again")
     parser.add_argument("--write", action="store_true", help="save table3.json after every run and write table3.md")
     parser.add_argument("--render", action="store_true", help="only rebuild table3.md from table3.json")
@@ -505,24 +487,23 @@ def main() -> None:
                         help="with --render: add the piece of each test segment to a table3.json that lacks it "
                              "(re-tokenizes the datasets as the run did; seconds, no training)")
     args = parser.parse_args()
+    json_path = args.out / "table3.json"
     if args.render:
-        data = json.loads((RESULTS / "table3.json").read_text())
+        data = cells.load(json_path)
         if args.attach_pieces:
             attach_pieces(data, Path(args.work))
     else:
-        data = run(args)
+        data = run(args, json_path)
     data["table"] = summarise(data)
     table = render(data)
     print(table)
     if args.write or args.render:
-        results_json.write(RESULTS / "table3.json", data)
-        (RESULTS / "table3.md").write_text(table)
+        cells.write(json_path, data)
+        (args.out / "table3.md").write_text(table)
 
 
-def run(args: argparse.Namespace) -> dict:
-    h = Harness(args)
-    h.data.update(harness_command="python benchmarks/table3.py " + shlex.join(sys.argv[1:]), machine=machine(),
-                  max_len=h.budget.max_len)
+def run(args: argparse.Namespace, json_path: Path = JSON) -> dict:
+    h = Harness(args, json_path)
     per_task = prepare_tokens(h)
     tokens = h.work / "tokens"
     models = {objective: pretrain(h, objective, tokens) for objective in PRETRAININGS}
@@ -557,13 +538,15 @@ def attach_pieces(data: dict, work: Path) -> None:
     split_file = write_json(work / "attach-pieces" / "splits-all.json", combined)
     prepare_tokenize(folders, tokens, TokenizeSettings(seed=0), split_file, overwrite=True).run()
     found = {}
-    for task in data["majority"]:
+    majority = majority_runs(data)
+    for task in majority:
         if task == "velocity" and not config["velocity_data"].endswith("pop909/midi"):
             print(f"{task}: made from {config['velocity_data']}; its segments keep per-segment intervals", file=sys.stderr)
             continue
         _, items = labelled(task, tokens, write_json(work / "attach-pieces" / f"splits-{task}.json", splits[TASKS[task]]), "test")
         owners = segment_owners([len(i.tokens) for i in items], max_len)
-        runs = {"majority": data["majority"][task], **{k: v for k, v in data["runs"].items() if k.startswith(f"{task}|")}}
+        runs = {"majority": majority[task], **{k: v for k, v in data["cells"].items()
+                                               if v["settings"]["task"] == task and v["settings"]["start"] != "majority"}}
         problems = [name for name, run in runs.items() if not owners_agree(task, owners, run)]
         if problems:
             raise SystemExit(f"{task}: the re-made test pieces do not match {len(problems)} recorded runs "
@@ -584,13 +567,6 @@ def owners_agree(task: str, owners: list[int], run: dict) -> bool:
     counts = np.bincount(owners, minlength=len(pieces))
     all_right, none_right = sums[0] == counts, sums[0] == 0
     return bool(np.all(pieces[all_right, 0] == 1) and np.all(pieces[none_right, 0] == 0))
-
-
-def machine() -> str:
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} CPU cores, {gpu}"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ import time
 import warnings
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import paths, tables
+
+SHARED = paths.DATASETS
+QUESTION = "Is `musictl tokenize` at least 20 times faster than MidiTok on the same files, in one process?"
+COMPARISON = "files/s of `musictl tokenize` (one process) over MidiTok 3 Octuple's, per dataset, best of the repeats"
 
 
 def _files(dataset: str) -> list[Path]:
@@ -152,8 +157,7 @@ def main() -> None:
     parser.add_argument("--memory-files", type=int, default=0, help="also measure peak memory at N/10 and N files")
     parser.add_argument("--write", action="store_true", help="write the table to benchmarks/results/tokenize.md")
     args = parser.parse_args()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
+    paths.require_datasets()
     results = {d: bench_dataset(d, args.repeat, args.workers) for d in args.datasets}
     table = render(results, args.workers)
     if args.memory_files:
@@ -161,9 +165,9 @@ def main() -> None:
         table += bench_memory(args.memory_files, args.workers) + "\n"
     print(table)
     if args.write:
-        out = Path(__file__).parent / "results" / "tokenize.md"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(f"# Tokenization speed\n\nCommand: `python benchmarks/tokenize_speed.py {' '.join(sys.argv[1:])}`\n\n" + table)
+        head = "\n".join(["# Tokenization speed", "", *tables.planned(QUESTION, COMPARISON)])
+        (paths.RESULTS / "tokenize.md").write_text(
+            f"{head}\nCommand: `python benchmarks/tokenize_speed.py {' '.join(sys.argv[1:])}`\n\n" + table)
 
 
 if __name__ == "__main__":

@@ -1,35 +1,34 @@
 """Cross-style generation on real corpora, with what each method has to beat.
 
-    python benchmarks/transfer.py --write            # needs ../shared/datasets; minutes on 2 CPU cores
+    python benchmarks/transfer.py --write            # needs ../shared/datasets; hours on 2 CPU cores
     python benchmarks/transfer.py --unseen --write   # adds the unseen-style protocol (several tiny pre-trainings)
+    python benchmarks/transfer.py --smoke            # the whole program on the bundled corpus, tiny sizes, minutes
 
 1. The study's three models (``train-gcn --model 1|2|3``) on each style, test ROC-AUC / AP at the
    best validation epoch beside the baselines on the same test edges (heuristics on the training
    graph, a GCN on random features, an MLP on the embeddings without the graph).
 2. A small sweep of model 3 chosen on validation ROC-AUC only; the test edges are scored once, for
    the chosen setting. The table goes into docs/train-gcn.md too.
-3. Walks (``generate-rwr``), the same walk without the link predictor (``--no-gcn``) and a first-order
-   Markov chain with the same plans, rhythm and articulation tables: tempo and metre events per piece,
-   bars filled, repeated notes, style fidelity against the style's held-out pieces (JS divergence of
-   pitch-class, interval, duration and onset-position histograms: own style vs the other styles),
-   silence share and duration-to-next-onset ratio beside the held-out pieces', and the judge (a
-   cross-validated classifier of held-out vs generated pieces; 0.5 = it cannot tell).
+3. The generation judge. ``--walks`` pieces (40 by default) of each of: the walk (``generate-rwr``, its mixing
+   weight chosen on the style's validation pieces), the walk without the link predictor (``--no-gcn``), a
+   first-order Markov chain with the same plans, rhythm and articulation tables, the same chain with those
+   tables swapped for their unigrams (the ablation that shows what the shared tables earn), and the same chain
+   drawing pitch and duration from the interpolated n-gram (orders 1-3 with the interval and pooled models,
+   weights by EM on the validation pieces; :mod:`musictl.transfer.baselines`). Each is compared with the
+   style's test pieces only (never used to choose anything): tempo and metre events per piece, bars filled,
+   repeated notes, JS divergences of pitch-class, interval, duration and onset-position histograms (own style
+   vs the other styles), silence share and duration-to-next-onset ratio beside the test pieces', and the judge
+   (a cross-validated classifier of test vs generated pieces; 0.5 = it cannot tell) with its accuracy's
+   percentile in the real-vs-real null of the same run (the same judge on random splits of the test pieces).
 4. ``--unseen``: the MidiBert is pre-trained without one style, which the chain then learns; (a) that
    BERT, (b) a BERT that saw the style, (c) random embeddings, (d) the best heuristic, over seeds.
-5. ``--few-shot`` (on its own): the few-shot unseen-style protocol of :mod:`musictl.transfer.fewshot` on the
-   bundled corpus (or ``--corpus shared``): for each target style a tiny MidiBert pre-trained without it, then
-   k = 1, 2, 4, 8, all training pieces x seeds, next-note NLL and edge recovery on the style's test pieces.
-   Written to benchmarks/results/transfer_fewshot.md + .json; every cell is cached under ``--work`` as it
-   finishes, so rerunning the same command resumes::
 
-       python benchmarks/transfer.py --few-shot --write
+The few-shot unseen-style protocol is its own program: benchmarks/transfer_fewshot.py.
 
-   ``--bert-model MODEL`` gives every target style the same pre-trained MidiBert instead (e.g. the 27k-step MLM
-   model of benchmarks/label_efficiency.py, whose corpus holds the target styles): an optimistic bound on what a
-   better encoder could give, written to transfer_fewshot_given.md, its cells cached apart.
-
-Styles: Nottingham jigs, Bach chorales (music21), O'Neill's Irish fiddle tunes (music21), each capped
-at --per-style pieces.
+Styles: Nottingham jigs, Bach chorales (music21), O'Neill's Irish fiddle tunes (music21), each capped at
+--per-style pieces and split --split (train, valid, test) per style; 150 pieces at 0.6,0.1,0.3 give 45 test
+pieces, so the judge compares 40 generated with 40+ real pieces. Written to benchmarks/results/transfer.md and
+transfer.json.
 """
 
 from __future__ import annotations
@@ -44,17 +43,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
-STYLES = {
-    "nottingham-jigs": ("nottingham/midi", "jigs*.mid"),
-    "bach-chorales": ("music21/bach", "*.mid"),
-    "irish-fiddle": ("music21/oneills1850", "*.mid"),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import cells as results_json
+from harness import paths, tables
+from harness.data import TRANSFER_STYLES
+
+STYLES = TRANSFER_STYLES
 SWEEP = [{}, {"patience": 60}, {"conv": "sage", "patience": 60}, {"lr": 0.005}]  # small and bounded
 BASELINE_COLUMNS = ["common_neighbours", "adamic_adar", "resource_allocation", "degree_product", "gcn_random_features",
                     "mlp_embeddings"]
+WALK_METHODS = ("walk", "walk --no-gcn", "Markov chain", "Markov chain, unigram tables", "interpolated n-gram")
 DOC_START, DOC_END = "<!-- sweep table: benchmarks/transfer.py -->", "<!-- end of sweep table -->"
+SMOKE = ["--per-style", "12", "--bert-steps", "2", "--gcn-epochs", "3", "--walks", "3", "--bars", "4",
+         "--classifier-epochs", "1", "--null-draws", "10", "--no-sweep", "--threads", "1", "--split", "0.5,0.2,0.3"]
 
 
 def build_workspace(ws: Path, corpus_dir: Path, args, bert_styles: list[str] | None = None, seed: int = 0) -> dict:
@@ -67,7 +69,7 @@ def build_workspace(ws: Path, corpus_dir: Path, args, bert_styles: list[str] | N
     from musictl.transfer.pipeline import make_embeddings
 
     files = find_midi_files([corpus_dir])
-    splits = assign_splits(files, (0.8, 0.1, 0.1), 0)
+    splits = assign_splits(files, tuple(float(v) for v in args.split.split(",")), 0)
     tokenize_corpus(files, splits, ws / "tokens", TokenizerConfig(), os.cpu_count() or 1)
     bert_tokens = ws / "tokens"
     if bert_styles is not None:  # a second tokens artifact without the held-out style, same vocabulary
@@ -127,7 +129,7 @@ def sweep_rows(ws: Path, style: str, args) -> dict:
             "test_ap": tested.test_ap_same_field}
 
 
-def style_classifier(ws: Path, args):
+def style_classifier(ws: Path, args, style: str):
     """finetune-mask --task style on the styles' training pieces (the workspace's BERT); the loaded model and
     its held-out test scores."""
     from musictl.bert.finetune import finetune
@@ -138,7 +140,7 @@ def style_classifier(ws: Path, args):
     t0 = time.perf_counter()
     result = finetune(ws / "tokens", ws / "bert", ws / "finetune" / "style", FinetuneSettings(
         task="style", epochs=args.classifier_epochs, max_len=256, device="cpu", seed=0))
-    model = load_style_classifier(ws / "finetune" / "style", TokenCorpus.open(ws / "tokens"), next(iter(STYLES)))
+    model = load_style_classifier(ws / "finetune" / "style", TokenCorpus.open(ws / "tokens"), style)
     return model, {"test_accuracy": result.test["accuracy"], "chance": result.chance_accuracy, "classes": result.classes,
                    "pieces": result.pieces, "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0}
 
@@ -159,26 +161,43 @@ def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
             "full": len(set((starts // bar).tolist())) == bars, "repeats": same / max(pairs, 1)}
 
 
-def walk_rows(ws: Path, style: str, args, classifier) -> list[dict]:
-    """The walk, the walk without the link predictor and the Markov chain: N pieces each, their facts and their
-    style fidelity against the style's held-out pieces."""
-    from musictl.transfer.baselines import markov_walker
-    from musictl.transfer.fidelity import classifier_assignments, style_fidelity
+def walk_sources(ws: Path, style: str):
+    """(name, generator, use the link predictor) of each method of :data:`WALK_METHODS`: the walk, its ablation
+    without the link predictor, the Markov chain on the same tables, the chain on the tables' unigrams, and the
+    chain drawing pitch and duration from the interpolated n-gram (weights on the style's validation pieces)."""
+    from musictl.transfer.baselines import markov_walker, ngram_walker, unigram_tables
     from musictl.transfer.generator import StyleGenerator
-    from musictl.transfer.settings import WalkSettings
 
     generator = StyleGenerator.load(ws, style, ws / "tokens")
-    markov = StyleGenerator(style, generator.corpus, markov_walker(
-        generator.corpus, StyleGenerator._pieces(generator.corpus, style), generator.tables))
+    corpus = generator.corpus
+    train = StyleGenerator._pieces(corpus, style)
+    valid = corpus.select(style=style, split="valid")
+    others = [p for s in corpus.styles if s != style for p in corpus.select(style=s, split="train")]
+    markov = StyleGenerator(style, corpus, markov_walker(corpus, train, generator.tables))
+    unigram = StyleGenerator(style, corpus, markov_walker(corpus, train, unigram_tables(generator.tables)))
+    ngram = StyleGenerator(style, corpus, ngram_walker(corpus, train, valid, generator.tables, others))
+    sources = {"walk": (generator, True), "walk --no-gcn": (generator, False), "Markov chain": (markov, True),
+               "Markov chain, unigram tables": (unigram, True), "interpolated n-gram": (ngram, True)}
+    return generator, [(name, *sources[name]) for name in WALK_METHODS]
+
+
+def walk_rows(ws: Path, style: str, args, classifier) -> list[dict]:
+    """Every method of :func:`walk_sources`: ``--walks`` pieces each, their facts and their style fidelity against
+    the style's test pieces, with the judge and its real-vs-real null (the same null for every method: the same
+    reference pieces and seed)."""
+    from musictl.transfer.fidelity import classifier_assignments, style_fidelity
+    from musictl.transfer.settings import WalkSettings
+
+    generator, sources = walk_sources(ws, style)
     rows = []
-    for name, source, gcn in (("walk", generator, True), ("walk --no-gcn", generator, False),
-                              ("Markov chain", markov, True)):
+    for name, source, gcn in sources:
         t0 = time.perf_counter()
         pieces = source.generate_many(args.walks, WalkSettings(bars=args.bars, gcn=gcn))
         rate = sum(len(p) for p in pieces) * 8 / (time.perf_counter() - t0)
         facts = [piece_facts(p, generator.config, args.bars) for p in pieces]
         rows.append({"style": style, "method": name, "tokens_per_s": rate, "facts": facts,
-                     "fidelity": style_fidelity(pieces, generator.corpus, style),
+                     "mix": source.walker.mix if name == "walk" else None,
+                     "fidelity": style_fidelity(pieces, generator.corpus, style, null_draws=args.null_draws),
                      "style_repeats": generator.tables.repeat_share,
                      "classified_own": classifier_assignments(classifier, pieces, style)["assigned_to_style"]})
     return rows
@@ -218,7 +237,7 @@ def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[
     from musictl.transfer.pipeline import make_gcn, make_graph
     from musictl.transfer.settings import GcnSettings
 
-    others = [s for s in STYLES if s != held_out]
+    others = sorted(d.name for d in corpus_dir.iterdir() if d.name != held_out)
     names = {"a": f"(a) BERT that never saw {held_out} ({args.bert_steps} steps)", "b": "(b) BERT that saw it",
              "c": "(c) random embeddings (same shape)", "d": "(d) best heuristic (CN, AA, RA, degree product)",
              "a-long": f"(a) with {args.long_steps} pre-training steps", "a-model2": "(a) as model 2 (token x position features and graph)"}
@@ -253,11 +272,21 @@ def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[
 
 
 def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list[dict], graphs: dict,
-           unseen: list[tuple[str, str]] | None) -> tuple[str, str]:
+           unseen: list[tuple[str, str]] | None, command: str) -> tuple[str, str]:
     """(the results page, the sweep table for docs/train-gcn.md)."""
     short = {"common_neighbours": "CN", "adamic_adar": "AA", "resource_allocation": "RA", "degree_product": "degree prod.",
              "gcn_random_features": "GCN random feat.", "mlp_embeddings": "MLP no graph"}
-    lines = [f"Machine: {os.cpu_count()} CPU cores, no GPU. {args.per_style} pieces per style at most; a tiny MidiBert "
+    styles = len({row["style"] for row in walks})
+    lines = [*tables.planned(
+        "Do the walk's pieces come closer to the style's test pieces than the strongest simple model's, the "
+        "interpolated n-gram's?",
+        "the judge's balanced accuracy on the walk's pieces and on the n-gram's (the same judge, the same test pieces, "
+        "each read as its percentile in the same real-vs-real null; lower is closer, above the 95th percentile is told "
+        f"apart), per style, {args.walks} generated pieces a method",
+        exploratory=len(walks) - 2 * styles + len(models)),
+        f"Command: `{command}`", "",
+        f"Machine: {paths.machine()}. {args.per_style} pieces per style at most, split {args.split} (train, valid, "
+             f"test); a tiny MidiBert "
              f"({bert['parameters']:,} parameters, {args.bert_steps} steps on every style's training pieces, "
              f"{bert['seconds']:.0f} s, validation masked accuracy {bert['accuracy']:.3f}) gives the embeddings. "
              f"Edges split 80/10/10 (train/validation/test); at most {args.gcn_epochs} epochs, early stopping on validation "
@@ -281,25 +310,7 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
     sweep = render_sweep(sweeps)
     sweep_text = sweep if sweeps else ("The sweep was not part of this run (`--no-sweep`); the last one is in "
                                        "[docs/train-gcn.md](../../docs/train-gcn.md#tuning-measured), with its command.")
-    lines += ["", "### Model 3 settings chosen on validation ROC-AUC only", "", sweep_text, "",
-              f"### Walks: {args.walks} pieces of {args.bars} bars per style and method", "",
-              "Divergences, silence and ratios are measured against the style's held-out pieces (valid + test), never the "
-              "training pieces the graph, the link predictor and the tables were made from; novelty against those.", "",
-              "| style | method | tempo events | metre events | bars all filled | repeated notes (style) | "
-              "JS pitch-class own / others | JS interval own / others | JS duration own / others | JS onset own / others | "
-              "silence share (held-out) | duration / next onset (held-out) | judge accuracy | novelty | "
-              "classified as its style | tokens/s |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for row in walks:
-        facts, fid = row["facts"], row["fidelity"]
-        own, other = fid["divergence_own_style"], fid["divergence_other_styles_mean"]
-        js = " | ".join(f"{own[k]:.3f} / {other[k]:.3f}" for k in ("pitch_class", "interval", "duration", "onset_position"))
-        gen, real = fid["listening"]["generated"], fid["listening"]["held_out"]
-        lines.append(f"| {row['style']} | {row['method']} | {max(f['tempos'] for f in facts)} | {max(f['metres'] for f in facts)} "
-                     f"| {np.mean([f['full'] for f in facts]):.0%} | {np.mean([f['repeats'] for f in facts]):.2f} "
-                     f"({row['style_repeats']:.2f}) | {js} | {gen['silence_share']:.3f} ({real['silence_share']:.3f}) | "
-                     f"{gen['duration_ratio']:.2f} ({real['duration_ratio']:.2f}) | {fid['judge']['accuracy']:.2f} | "
-                     f"{fid['novelty']:.2f} | {row['classified_own']:.0%} | {row['tokens_per_s']:,.0f} |")
+    lines += ["", "### Model 3 settings chosen on validation ROC-AUC only", "", sweep_text, "", *render_walks(args, walks)]
     clf = bert["classifier"]
     lines += ["", f"Style classifier: `finetune-mask --task style` on the MidiBert above ({clf['pieces']['train']} training "
               f"pieces of the {len(clf['classes'])} styles, best validation epoch {clf['best_epoch']}, {clf['seconds']:.0f} s); "
@@ -318,6 +329,55 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
     return "\n".join(lines), sweep
 
 
+def render_walks(args, walks: list[dict]) -> list[str]:
+    """The judge table (each method's accuracy beside the real-vs-real null of the same run) and the facts table."""
+    lines = [f"### The generation judge: {args.walks} pieces of {args.bars} bars per style and method", "",
+             "Every method is compared with the style's **test** pieces only: the graph, the link predictor, the tables "
+             "and the n-gram's counts come from its training pieces, the walk's mixing weight and the n-gram's weights "
+             "from its validation pieces, so no reference piece chose anything. The judge (a cross-validated logistic "
+             "regression on per-piece histograms, silence share and duration ratio) tells the generated pieces from the "
+             f"test pieces; its null is the same judge on {args.null_draws} random splits of the test pieces, in the same "
+             "run. `percentile` is the share of null draws at or below the accuracy; above the null's 95th percentile the "
+             "generated pieces are told apart. The Markov chain, the n-gram and the walk share the style's plans, rhythm "
+             "and articulation tables; `Markov chain, unigram tables` swaps those for their unigrams (onsets not given "
+             "the previous onset, chord sizes and parts not given the position, no articulation), so what the tables "
+             "earn shows in its silence share and duration ratio.", ""]
+    rows = []
+    for row in walks:
+        fid = row["fidelity"]
+        judged, gen, real = fid["judge"], fid["listening"]["generated"], fid["listening"]["held_out"]
+        null = judged.get("null") or {}
+        told = {True: "told apart", False: "not told apart", None: "-"}[judged.get("distinguishable")]
+        few = "" if judged.get("enough_pieces") else " (fewer than 40 a class)"
+        rows.append([row["style"], row["method"], f"{judged['generated']} / {judged['held_out']}{few}",
+                     f"{judged['accuracy']:.2f}" if judged.get("accuracy") is not None else "-",
+                     f"{null['mean']:.2f} / {null['p95']:.2f}" if "p95" in null else "-",
+                     f"{100 * judged['percentile']:.0f}" if judged.get("percentile") is not None else "-", told,
+                     f"{gen['silence_share']:.3f} ({real['silence_share']:.3f})",
+                     f"{gen['duration_ratio']:.2f} ({real['duration_ratio']:.2f})",
+                     f"{gen['key_consistency']:.2f} ({real['key_consistency']:.2f})"
+                     if gen.get("key_consistency") is not None and real.get("key_consistency") is not None else "-",
+                     f"{row['mix']:.2f}" if row.get("mix") is not None else "-"])
+    lines += tables.table(["style", "method", "generated / test pieces", "judge accuracy", "null mean / 95th pct",
+                           "null percentile", "verdict", "silence share (test)", "duration / next onset (test)",
+                           "key consistency (test)", "walk mix (validation)"], rows, "llrrrrlrrrr")
+    lines += ["", "Facts of the same pieces (JS divergences against the test pieces / the other styles' pieces; "
+              "novelty: pitch 4-grams not copied from the training pieces):", ""]
+    rows = []
+    for row in walks:
+        facts, fid = row["facts"], row["fidelity"]
+        own, other = fid["divergence_own_style"], fid["divergence_other_styles_mean"]
+        rows.append([row["style"], row["method"], max(f["tempos"] for f in facts), max(f["metres"] for f in facts),
+                     f"{np.mean([f['full'] for f in facts]):.0%}",
+                     f"{np.mean([f['repeats'] for f in facts]):.2f} ({row['style_repeats']:.2f})",
+                     *[f"{own[k]:.3f} / {other[k]:.3f}" for k in ("pitch_class", "interval", "duration", "onset_position")],
+                     f"{fid['novelty']:.2f}", f"{row['classified_own']:.0%}", f"{row['tokens_per_s']:,.0f}"])
+    lines += tables.table(["style", "method", "tempo events", "metre events", "bars all filled",
+                           "repeated notes (style)", "JS pitch-class", "JS interval", "JS duration", "JS onset", "novelty",
+                           "classified as its style", "tokens/s"], rows, "ll" + "r" * 11)
+    return lines
+
+
 def render_sweep(sweeps: list[dict]) -> str:
     lines = ["| style | setting | validation ROC-AUC (same-field) | best epoch | seconds | test ROC-AUC, same-field "
              "(chosen only) |",
@@ -332,259 +392,119 @@ def render_sweep(sweeps: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def few_shot_corpus(args) -> Path:
-    """The corpus folder of the few-shot protocol: the bundled one, or the shared styles (``--corpus shared``)."""
+def corpus_folder(args, into: Path) -> Path:
+    """The styles linked into ``into``: the shared corpora of :data:`STYLES` (``--corpus shared``) or the bundled
+    corpus (``--corpus bundled``), each capped at ``--per-style`` pieces, only ``--styles`` when given."""
     from musictl.midi.corpus import bundled_corpus
 
-    if args.corpus == "bundled":
-        return bundled_corpus()
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED} not found: --corpus shared needs ../shared/datasets")
-    folder = Path(args.work) / "shared-corpus"
-    for style, (source, pattern) in STYLES.items():
-        (folder / style).mkdir(parents=True, exist_ok=True)
-        for f in sorted((SHARED / source).glob(pattern))[: args.per_style]:
-            if not (folder / style / f.name).exists():
-                (folder / style / f.name).symlink_to(f)
-    return folder
-
-
-def tokens_without(work: Path, corpus_dir: Path, splits: dict, style: str) -> Path:
-    """The tokens of every style but ``style`` (with their splits): what an encoder of ``style`` may see; made once."""
-    from musictl.midi.corpus import find_midi_files
-    from musictl.midi.pipeline import tokenize_corpus
-    from musictl.midi.vocab import TokenizerConfig
-
-    tokens = work / f"bert-without-{style}" / "tokens"
-    if not (tokens / "manifest.json").is_file():
-        kept = [f for f in find_midi_files([corpus_dir]) if f.style != style]
-        tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, tokens, TokenizerConfig(), 1, overwrite=True)
-    return tokens
-
-
-def bert_without(work: Path, corpus_dir: Path, splits: dict, style: str, args) -> Path:
-    """embeddings/ of a tiny MidiBert pre-trained on every style but ``style`` (training pieces only): contextual,
-    averaged over those pre-training pieces, never over the target style's; made once and kept."""
-    from musictl.bert.pretrain import pretrain
-    from musictl.bert.settings import PretrainSettings
-    from musictl.transfer.pipeline import make_embeddings
-
-    ws = work / f"bert-without-{style}"
-    if (ws / "embeddings" / "manifest.json").is_file():
-        return ws / "embeddings"
-    tokens = tokens_without(work, corpus_dir, splits, style)
-    pretrain(tokens, ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps, lr=args.bert_lr,
-                                                   warmup=0.05, eval_every=args.bert_steps, seed=0, device="cpu"),
-             overwrite=True)
-    # contextual embeddings over the pre-training pieces only: the target style's pieces (beyond the k a cell
-    # uses) must not reach its features; the same tokenizer, so the same graph-token vocabulary as work/tokens
-    make_embeddings(ws / "bert", tokens, ws / "embeddings", overwrite=True)
-    return ws / "embeddings"
-
-
-def given_embeddings(model: Path, tokens: Path, out: Path) -> Path:
-    """Contextual embeddings of a given MidiBert averaged over ``tokens`` (made once and kept)."""
-    from musictl.transfer.pipeline import make_embeddings
-
-    if not (out / "manifest.json").is_file():
-        make_embeddings(model, tokens, out, overwrite=True)
-    return out
-
-
-def encoder_quality(bert: Path) -> dict:
-    """What the target style's MidiBert learned: per field, its best validation masked accuracy and the best of
-    the trivial predictors of the same masked notes (from its metrics.json)."""
-    import json
-
-    from musictl.bert.pretrain import best_trivial
-
-    metrics = json.loads((bert / "metrics.json").read_text())
-    fields = (metrics.get("best_valid") or metrics.get("final_valid") or {}).get("fields", {})
-    return {"steps": metrics.get("steps"), "train_pieces": metrics.get("train_pieces"),
-            "fields": {name: {"model": row["accuracy"], "trivial": best_trivial(row)}
-                       for name, row in fields.items() if name in ("pitch", "position", "duration") and "unigram" in row}}
-
-
-def few_shot_summary(summaries: dict, encoders: dict, given: bool = False) -> list[str]:
-    """The page's first table: per style and k, each link-predictor mix minus the best count model (nats per note,
-    paired 95% interval), so BERT features, random features and no graph stand side by side; then what each
-    target style's MidiBert learned."""
-    methods = (("predictor_bert", "BERT features"), ("predictor_random", "random features"), ("predictor_none", "no graph"))
-    lines = ["## Summary: what the pre-trained embeddings buy, per k", "",
-             "Note NLL of Witten-Bell mixed with the link predictor minus the best count model at that k (nats per note, "
-             "below 0: better; paired 95% bootstrap interval over test pieces). Transfer would show as the BERT column "
-             "below both the random-features and the no-graph columns.", "",
-             "| style | k | best count model | " + " | ".join(name for _, name in methods) + " |",
-             "|---|---:|---|" + "---:|" * len(methods)]
-    for style, summary in summaries.items():
-        for k, block in summary.items():
-            cells = []
-            for method, _ in methods:
-                d = block["rows"][method]["note_nll_minus_best"]
-                cells.append(f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
-            lines.append(f"| {style} | {k} | {block['best_baseline']} | " + " | ".join(cells) + " |")
-    lines += ["", "What each target style's MidiBert learned (validation masked accuracy at its best evaluation / the "
-              "best trivial predictor of the same notes: the field's most frequent value, the window's, the previous "
-              "note's):", ""]
-    for style, encoder in encoders.items():
-        learned = ", ".join(f"{name} {v['model']:.3f} / {v['trivial']:.3f} ({v['model'] - v['trivial']:+.3f})"
-                            for name, v in encoder["fields"].items())
-        which = "the given encoder, for every style" if given else f"without {style}"
-        lines.append(f"- {which} ({encoder['steps']} steps, {encoder['train_pieces']} pieces): {learned or 'not recorded'}")
-        if given:
-            break
-    return [*lines, ""]
-
-
-def _report_cell(done: int, total: int, row: dict) -> None:
-    cached = " (cached)" if row["cached"] else ""
-    print(f"few-shot cell {done}/{total}: k={row['k'] or 'all'} seed {row['seed']}{cached}", file=sys.stderr, flush=True)
-
-
-def few_shot(args, argv: list[str] | None = None) -> dict:
-    """The few-shot protocol on each target style (see the module docstring); returns {style: summary} and, with
-    ``--write``, writes ``transfer_fewshot.md`` and ``.json`` into ``--results``."""
-    import hashlib
-    import json
-
-    from musictl.midi.corpus import assign_splits, find_midi_files
-    from musictl.midi.pipeline import tokenize_corpus
-    from musictl.midi.tokens import TokenCorpus
-    from musictl.midi.vocab import TokenizerConfig
-    from musictl.transfer import fewshot
-    from musictl.transfer.embed import load_embeddings
-
-    command = "python benchmarks/transfer.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    corpus_dir = few_shot_corpus(args)
-    ratios = tuple(float(v) for v in args.split.split(","))
-    key = hashlib.sha1(f"{corpus_dir}|{ratios}|{args.bert_steps}|{args.bert_lr}|{args.per_style}".encode()).hexdigest()[:10]
-    work = Path(args.work) / key
-    files = find_midi_files([corpus_dir])
-    splits = assign_splits(files, ratios, 0)
-    if not (work / "tokens" / "manifest.json").is_file():
-        tokenize_corpus(files, splits, work / "tokens", TokenizerConfig(), 1, overwrite=True)
-    corpus = TokenCorpus.open(work / "tokens")
-    styles = args.styles.split(",") if args.styles else corpus.styles
-    config = fewshot.FewShotConfig(shots=tuple(0 if k == "all" else int(k) for k in args.shots.split(",")),
-                                   seeds=args.seeds, epochs=args.fewshot_epochs)
-    given = Path(args.bert_model).resolve() if args.bert_model else None
-    cells_dir = work / "cells" if given is None else work / f"cells-given-{hashlib.sha1(str(given).encode()).hexdigest()[:10]}"
-    summaries, sections, encoders = {}, [], {}
-    for style in styles:
-        if given is None:
-            embeddings = bert_without(work, corpus_dir, splits, style, args)
-        else:  # averaged over the same pieces (every style but the target), no encoder of its own to pre-train
-            embeddings = given_embeddings(given, tokens_without(work, corpus_dir, splits, style), cells_dir / f"embeddings-{style}")
-        table = load_embeddings(embeddings)["token"].numpy()
-        encoders[style] = encoder_quality(given or work / f"bert-without-{style}" / "bert")
-        cells = fewshot.run_fewshot(corpus, style, table, config, cells_dir, _report_cell)
-        summaries[style] = fewshot.summarise(cells)
-        sections.append(fewshot.render(summaries[style], style, command))
-    encoder = (f"For each target style a tiny MidiBert is pre-trained (the default objective, adversarial; lr {args.bert_lr}) "
-               f"for {args.bert_steps} steps on the other styles' training pieces only, and its contextual embeddings")
-    if given is not None:
-        shown = str(given).replace(str(Path.home()), "~")
-        encoder = (f"**One given MidiBert for every target style (`--bert-model {shown}`), whose pre-training corpus may "
-                   "contain the target styles' pieces, test pieces included: an optimistic bound on what an encoder can "
-                   "give, not a held-out test.** Its contextual embeddings")
-    page = "\n".join([
-        "# Few-shot unseen styles" + (" with a given encoder (optimistic bound)" if given else ""), "",
-        f"Command: `{command}`", "",
-        f"Corpus: {args.corpus} ({corpus_dir.name}), split {args.split} (train, valid, test) per style, seed 0. {encoder} "
-        "(each token's mean hidden state over the other styles' training pieces, never the target style's) give the "
-        "`bert` node features. k training pieces of the style are drawn per seed "
-        "(all: every one); the style graph (musical node fields, transitions) and the counts come from them; the "
-        "smoothing and mixing weights are chosen on the style's validation pieces; the test pieces are scored. "
-        f"Link predictors: at most {args.fewshot_epochs} epochs, same-field negatives, early stopping on validation "
-        "edges. The `bert` and `random` predictors also see each node's degrees; `none` is the same layers on the "
-        "`bert` features without message passing or degrees.", "", *few_shot_summary(summaries, encoders, given is not None),
-        *sections])
-    if args.write:
-        import results_json
-
-        out = Path(args.results)
-        out.mkdir(parents=True, exist_ok=True)
-        name = "transfer_fewshot" if given is None else "transfer_fewshot_given"
-        (out / f"{name}.md").write_text(page + "\n")
-        results_json.write(out / f"{name}.json", {"command": command, "config": vars(args) | {"few_shot": True},
-                                                   "encoders": encoders, "styles": json.loads(json.dumps(summaries))})
+    if args.corpus == "shared":
+        shared = paths.require_datasets()
+        sources = {style: (shared / folder, pattern) for style, (folder, pattern) in STYLES.items()}
     else:
-        print(page)
-    return summaries
+        sources = {d.name: (d, "*.mid") for d in sorted(bundled_corpus().iterdir()) if d.is_dir()}
+    wanted = args.styles.split(",") if args.styles else list(sources)
+    unknown = sorted(set(wanted) - set(sources))
+    if unknown:
+        raise SystemExit(f"error: --styles {', '.join(unknown)} not in the {args.corpus} corpus ({', '.join(sources)})")
+    for style in wanted:
+        folder, pattern = sources[style]
+        (into / style).mkdir(parents=True)
+        for f in sorted(folder.glob(pattern))[: args.per_style]:
+            (into / style / f.name).symlink_to(f)
+    return into
+
+
+def measure(args, tmp: Path) -> tuple[dict, list, list, list, dict, list | None]:
+    """Everything the page shows, made in ``tmp``."""
+    from musictl.transfer.pipeline import make_graph
+
+    corpus_dir = corpus_folder(args, tmp / "corpus")
+    styles = sorted(d.name for d in corpus_dir.iterdir())
+    ws = tmp / "ws"
+    bert = build_workspace(ws, corpus_dir, args)
+    classifier, bert["classifier"] = style_classifier(ws, args, styles[0])
+    models, sweeps, walks, graphs = [], [], [], {}
+    for style in styles:
+        graph = make_graph(ws / "tokens", style, ws / "graph" / style)
+        graphs[style] = f"{graph.nodes} / {graph.edges}"
+        models += model_rows(ws, style, args)
+        if not args.no_sweep:
+            sweeps.append(sweep_rows(ws, style, args))
+        walks += walk_rows(ws, style, args, classifier)
+        print(f"done {style}", file=sys.stderr, flush=True)
+    unseen = unseen_rows(tmp, corpus_dir, args.held_out, args) if args.unseen else None
+    return bert, models, sweeps, walks, graphs, unseen
+
+
+def write(args, command: str, page: str, sweep: str, sweeps: list, walks: list, models: list) -> None:
+    """transfer.md and transfer.json into ``--results``; the sweep table into docs/train-gcn.md (not for --smoke)."""
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "transfer.md").write_text(f"# Cross-style generation\n\n{page}\n")
+    settings = {k: v for k, v in vars(args).items() if k not in ("write", "results", "smoke")}
+    results = results_json.Results(out / "transfer.json", "benchmarks/transfer.py", settings, command=command,
+                                   machine=paths.machine(), fresh=True)
+    results.data["sweeps"] = results_json.canonical(sweeps)
+    for row in models:
+        r = row["result"]
+        results.put({"part": "link prediction", "style": r.style, "model": r.model},
+                    {"test_auc": r.test_auc, "test_ap": r.test_ap, "test_auc_same_field": r.test_auc_same_field,
+                     "test_ap_same_field": r.test_ap_same_field, "baselines": r.baselines, "seconds": row["seconds"]})
+    for row in walks:
+        results.put({"part": "walks", "style": row["style"], "method": row["method"]},
+                    {k: v for k, v in row.items() if k not in ("style", "method")})
+    if sweeps and not args.smoke:
+        doc = paths.ROOT / "docs" / "train-gcn.md"
+        text = doc.read_text()
+        block = f"{DOC_START}\nWritten by `{command}`:\n\n{sweep}\n{DOC_END}"
+        doc.write_text(re.sub(re.escape(DOC_START) + ".*?" + re.escape(DOC_END), lambda _: block, text, flags=re.S))
 
 
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from musictl.transfer.pipeline import make_graph
+    from musictl.transfer.fidelity import NULL_DRAWS
     from musictl.transfer.settings import GCN_MAX_EPOCHS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-style", type=int, default=80)
+    parser.add_argument("--corpus", choices=["shared", "bundled"], default="shared",
+                        help="the shared corpora of three styles, or the bundled corpus")
+    parser.add_argument("--styles", default="", help="styles, comma-separated [default: every style of the corpus]")
+    parser.add_argument("--per-style", type=int, default=150)
+    parser.add_argument("--split", default="0.6,0.1,0.3", help="train,valid,test fractions per style")
     parser.add_argument("--bert-steps", type=int, default=300)
     parser.add_argument("--bert-lr", type=float, default=1e-3, help="pre-training learning rate (benchmarks/pretrain_sweep.py)")
     parser.add_argument("--gcn-epochs", type=int, default=GCN_MAX_EPOCHS, help="train-gcn --epochs")
-    parser.add_argument("--walks", type=int, default=10)
+    parser.add_argument("--walks", type=int, default=40, help="pieces per style and method (the judge needs 40 a class)")
+    parser.add_argument("--null-draws", type=int, default=NULL_DRAWS, help="random splits of the test pieces in the "
+                                                                           "judge's real-vs-real null")
     parser.add_argument("--classifier-epochs", type=int, default=6, help="finetune-mask --task style --epochs")
     parser.add_argument("--long-steps", type=int, default=1500, help="--unseen: the longer pre-training tried for (a)")
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep")
     parser.add_argument("--unseen", action="store_true", help="also run the unseen-style protocol")
-    parser.add_argument("--held-out", default="irish-fiddle", choices=list(STYLES))
+    parser.add_argument("--held-out", default="irish-fiddle", help="--unseen: the style held out of pre-training")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (1 when sharing the machine)")
+    parser.add_argument("--results", default=str(paths.RESULTS), help="where --write puts the tables")
     parser.add_argument("--write", action="store_true")
-    few = parser.add_argument_group("--few-shot")
-    few.add_argument("--few-shot", action="store_true", help="run the few-shot unseen-style protocol (only)")
-    few.add_argument("--corpus", choices=["bundled", "shared"], default="bundled")
-    few.add_argument("--styles", default="", help="target styles, comma-separated [default: every style]")
-    few.add_argument("--shots", default="1,2,4,8,all", help="k training pieces per cell")
-    few.add_argument("--split", default="0.6,0.1,0.3", help="train,valid,test fractions per style")
-    few.add_argument("--fewshot-epochs", type=int, default=200, help="link predictor epochs (early stopping)")
-    few.add_argument("--bert-model", default=None, help="one pre-trained MidiBert for every target style instead of one "
-                                                         "pre-trained without it (its corpus may hold the style: an optimistic "
-                                                         "bound); written to transfer_fewshot_given.md")
-    few.add_argument("--work", default=str(Path(os.environ.get("MUSICTL_BENCH_WORK", Path.home() / ".cache" / "musictl-bench"))
-                                           / "fewshot"), help="cache, kept for resuming (outside the work tree)")
-    few.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where --write puts the tables")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on two bundled styles, results in a temporary "
+                                                              "folder: the whole program in a few minutes")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.few_shot:
-        torch.set_num_threads(args.threads)
-        few_shot(args, argv)
-        return
-    if not SHARED.is_dir():
-        raise SystemExit(f"{SHARED} not found: the benchmark needs ../shared/datasets")
-    torch.set_num_threads(args.threads)
+    command = "python benchmarks/transfer.py " + " ".join(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        corpus_dir = tmp / "corpus"
-        for style, (folder, pattern) in STYLES.items():
-            (corpus_dir / style).mkdir(parents=True)
-            for f in sorted((SHARED / folder).glob(pattern))[: args.per_style]:
-                (corpus_dir / style / f.name).symlink_to(f)
-        ws = tmp / "ws"
-        bert = build_workspace(ws, corpus_dir, args)
-        classifier, bert["classifier"] = style_classifier(ws, args)
-        models, sweeps, walks, graphs = [], [], [], {}
-        for style in STYLES:
-            graph = make_graph(ws / "tokens", style, ws / "graph" / style)
-            graphs[style] = f"{graph.nodes} / {graph.edges}"
-            models += model_rows(ws, style, args)
-            if not args.no_sweep:
-                sweeps.append(sweep_rows(ws, style, args))
-            walks += walk_rows(ws, style, args, classifier)
-            print(f"done {style}", file=sys.stderr, flush=True)
-        unseen = unseen_rows(tmp, corpus_dir, args.held_out, args) if args.unseen else None
-    page, sweep = render(args, bert, models, sweeps, walks, graphs, unseen)
-    print(page)
-    if args.write:
-        command = f"python benchmarks/transfer.py {' '.join(sys.argv[1:])}"
-        (ROOT / "benchmarks" / "results" / "transfer.md").write_text(f"# Cross-style generation\n\nCommand: `{command}`\n\n{page}\n")
-        if sweeps:
-            doc = ROOT / "docs" / "train-gcn.md"
-            text = doc.read_text()
-            block = f"{DOC_START}\nWritten by `{command}`:\n\n{sweep}\n{DOC_END}"
-            doc.write_text(re.sub(re.escape(DOC_START) + ".*?" + re.escape(DOC_END), lambda _: block, text, flags=re.S))
+        if args.smoke:
+            args = parser.parse_args([*argv, *SMOKE, "--corpus", "bundled", "--styles", "bach-chorales,fiddle-tunes",
+                                      "--held-out", "fiddle-tunes", "--results", str(tmp / "results"), "--write"])
+        torch.set_num_threads(args.threads)
+        bert, models, sweeps, walks, graphs, unseen = measure(args, tmp)
+        page, sweep = render(args, bert, models, sweeps, walks, graphs, unseen, command)
+        print(page)
+        if args.write:
+            write(args, command, page, sweep, sweeps, walks, models)
+            print(f"wrote {paths.show(str(Path(args.results) / 'transfer'))}.md and .json", file=sys.stderr)
 
 
 if __name__ == "__main__":

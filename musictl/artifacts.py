@@ -65,6 +65,7 @@ class ArtifactKind:
 # The artifact kinds, each name spelled once: other modules use these constants (or ``KINDS``).
 TOKENS, BERT, FINETUNE, EMBEDDINGS, GRAPH, GCN = "tokens", "bert", "finetune", "embeddings", "graph", "gcn"
 VIOLIN_DATA, VIOLIN_LORA, VIOLIN_EVAL = "violin-data", "violin-lora", "violin-eval"
+ADAPTED = "adapted"
 
 KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
     ArtifactKind(TOKENS, "tokens", ("tokens.npy", "index.jsonl", "vocab.json"), "musictl tokenize",
@@ -79,6 +80,8 @@ KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
                  "the token graph of one style (transitions or co-occurrence)", "STYLE"),
     ArtifactKind(GCN, "gcn/{name}", ("model.safetensors", "config.json", "node_embeddings.safetensors"),
                  "musictl train-gcn --style {name}", "a GCN link predictor of one style", "STYLE"),
+    ArtifactKind(ADAPTED, "adapted/{name}", ("config.json", "metrics.json"), "musictl adapt --style {name}",
+                 "a MidiBert adapted to one style's next notes (a LoRA adapter on its base model, or full weights)", "STYLE"),
     ArtifactKind(VIOLIN_DATA, "violin/data", ("metadata.jsonl",), "musictl lora-violin prepare",
                  "captioned violin clips"),
     ArtifactKind(VIOLIN_LORA, "violin/lora", ("adapter_config.json",), "musictl lora-violin train",
@@ -92,7 +95,7 @@ KINDS: dict[str, ArtifactKind] = {k.kind: k for k in (
 # option here against the command line.
 NOUNS = {TOKENS: "tokens of a MIDI corpus", BERT: "a pre-trained model", FINETUNE: "a fine-tuned model",
          EMBEDDINGS: "token embeddings", GRAPH: "a style graph", GCN: "a trained GCN", VIOLIN_DATA: "violin clips",
-         VIOLIN_LORA: "a violin LoRA adapter", VIOLIN_EVAL: "a violin evaluation"}
+         VIOLIN_LORA: "a violin LoRA adapter", VIOLIN_EVAL: "a violin evaluation", ADAPTED: "an adapted model"}
 MADE_FROM: dict[str, dict[str, str]] = {
     BERT: {TOKENS: "--tokens"},
     FINETUNE: {TOKENS: "--tokens", BERT: "--model"},
@@ -101,8 +104,9 @@ MADE_FROM: dict[str, dict[str, str]] = {
     GCN: {TOKENS: "--tokens", GRAPH: "--graph-dir", EMBEDDINGS: "--embeddings"},
     VIOLIN_LORA: {VIOLIN_DATA: "--data"},
     VIOLIN_EVAL: {VIOLIN_LORA: "--adapter", VIOLIN_DATA: "--data"},
+    ADAPTED: {TOKENS: "--tokens", BERT: "--model"},
 }
-NAME_PARAMETERS = {FINETUNE: "task", GRAPH: "style", GCN: "style"}  # the manifest parameter that names a named kind
+NAME_PARAMETERS = {FINETUNE: "task", GRAPH: "style", GCN: "style", ADAPTED: "style"}  # the manifest parameter that names a named kind
 
 # Libraries whose versions are recorded in every manifest (those installed).
 TRACKED_LIBRARIES = ("numpy", "symusic", "torch", "transformers", "peft", "torch-geometric", "accelerate", "scipy")

@@ -83,6 +83,7 @@ COMMANDS = (
     ("pretrain-bert", bert.pretrain_bert),
     ("finetune-mask", bert.finetune_mask),
     ("predict", bert.predict),
+    ("adapt", bert.adapt),
     ("embed", transfer.embed),
     ("adjacency", transfer.adjacency),
     ("train-gcn", gcn.train_gcn),

@@ -191,6 +191,10 @@ def next_step(found: list[ArtifactStatus], resumable: list[ResumableRun] = ()) -
     for kind in PIPELINE[:5]:
         if kind not in have:
             return artifacts.producer_of(kind, "STYLE")
+    gcn_styles = {a.name for a in found if a.kind == artifacts.GCN and a.state == "fresh"}
+    adapted = sorted(a.name for a in found if a.kind == artifacts.ADAPTED and a.state == "fresh" and a.name in gcn_styles)
+    if adapted:  # a style with both a graph and an adapted model: the transformer can choose the notes
+        return f"musictl generate-rwr --style {adapted[0]} --notes-by transformer -n 16 > out.mid"
     return "musictl generate-rwr -n 16 > out.mid"
 
 

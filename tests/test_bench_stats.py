@@ -1,5 +1,5 @@
-"""The benchmarks' bootstrap (benchmarks/stats.py): pieces are resampled with all their segments, and
-paired differences share seeds and resamples."""
+"""The benchmarks' bootstrap (benchmarks/harness/stats.py): pieces are resampled with all their segments, seeds
+are resampled too, and paired differences share seeds and resamples."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import stats
+from harness import stats
 
 
 def _width(cell: dict) -> float:
@@ -31,7 +31,7 @@ def test_correlated_segments_widen_the_piece_level_interval():
     segment = stats.ratio_bootstrap(correct, total)
     piece = stats.ratio_bootstrap(correct, total, _pieces(40, 10))
     assert segment["mean"] == piece["mean"]
-    assert segment["resampled"] == "items" and piece["resampled"] == "pieces" and piece["pieces"] == 40
+    assert segment["resampled"] == "items" and piece["resampled"] == "pieces" and piece["pieces"] == 40  # one seed
     assert _width(piece) > 2.5 * _width(segment)
     assert 2.5 < _width(piece) / _width(segment) < 4.5
 
@@ -102,3 +102,65 @@ def test_bootstrap_metric_resamples_whole_pieces():
     assert out["low"] < out["value"] < out["high"]
     for indices in seen[:-1]:  # every resample holds whole pieces
         assert np.all(np.bincount(np.asarray(owners)[indices], minlength=30) % 4 == 0)
+
+
+def _disagreeing_seeds(spread: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row a beats row b by 10 points on average over 3 seeds, the seeds' gains ``10 - spread``, 10, ``10 + spread``
+    (60 pieces of 5 notes; each seed flips a different share of b's wrong notes)."""
+    rng = np.random.default_rng(4)
+    b = (rng.random((3, 300)) < 0.5).astype(float)
+    a = b.copy()
+    for seed, gain in enumerate((10 - spread, 10, 10 + spread)):
+        wrong = np.flatnonzero(b[seed] == 0)
+        a[seed, wrong[: int(round(gain * 3))]] = 1
+    return a, b
+
+
+def test_resampling_seeds_widens_the_interval_when_seeds_disagree():
+    owners = _pieces(60, 5)
+    a, b = _disagreeing_seeds(8)
+    both = stats.paired_difference(a, b, np.ones(300), owners)
+    pieces_only = stats.paired_difference(a, b, np.ones(300), owners, resample_seeds=False)
+    assert both["mean"] == pieces_only["mean"] == pytest.approx(10, abs=0.01)
+    assert both["resampled"] == "pieces and seeds" and pieces_only["resampled"] == "pieces"
+    assert _width(both) > 1.5 * _width(pieces_only)
+    assert both["per_pair"] == pytest.approx([2, 10, 18], abs=0.01)
+    agreeing = stats.paired_difference(*_disagreeing_seeds(0), np.ones(300), owners)  # seeds that agree: little to add
+    assert _width(agreeing) < _width(both)
+
+
+def test_a_constant_difference_has_a_zero_width_interval():
+    """Every seed's row a is right on exactly 6 more notes of every 10-note piece than row b: whatever pieces and
+    seeds are drawn, the difference is 60 points."""
+    rng = np.random.default_rng(5)
+    b = np.tile(np.repeat(rng.integers(0, 4, 40), 1), (3, 1)).astype(float)
+    a = b + 6
+    diff = stats.paired_difference(a, b, np.full(40, 10.0), list(range(40)))
+    assert (diff["mean"], diff["low"], diff["high"], diff["above_zero"]) == (60, 60, 60, 1.0)
+
+
+def test_the_ratio_of_sums_gives_per_piece_means():
+    """Likelihoods: each piece's summed NLL over its note count, pooled: sum of NLL over sum of notes, with the same
+    draws for every row (a :class:`Resamples` shared by two rows)."""
+    nll, notes = np.array([[10.0, 30.0, 5.0]]), np.array([5.0, 10.0, 5.0])
+    cell = stats.ratio_bootstrap(nll, notes, [0, 1, 2], scale=1, digits=None, n=300)
+    assert cell["mean"] == pytest.approx(45 / 20)
+    draws = stats.Resamples(3, 1, n=300)
+    assert np.allclose(draws.ratio(nll, notes) - draws.ratio(nll * 0.5, notes), draws.ratio(nll * 0.5, notes))
+    assert np.all(draws.pieces.sum(1) == 3) and np.all(draws.seeds == 1)
+
+
+def test_seed_draws_are_with_replacement_and_piece_draws_do_not_depend_on_the_seed_count():
+    one, three = stats.Resamples(20, 1, n=200), stats.Resamples(20, 3, n=200)
+    assert np.array_equal(one.pieces, three.pieces)  # rows with other seed counts share the piece draws
+    assert np.all(three.seeds.sum(1) == 3) and (three.seeds.max(1) > 1).any()  # some resample repeats a seed
+    fixed = stats.Resamples(20, 3, n=200, resample_seeds=False)
+    assert np.all(fixed.seeds == 1) and fixed.resampled == "pieces"
+
+
+def test_bootstrap_metric_draws_runs_too():
+    owners = _pieces(10, 2)
+    values = {0: 0.2, 1: 0.8}
+    out = stats.bootstrap_metric(lambda indices, run: values[run], owners, n=400, seeds=2)
+    assert out["value"] == pytest.approx(0.5) and out["resampled"] == "pieces and seeds"
+    assert out["low"] == pytest.approx(0.2) and out["high"] == pytest.approx(0.8)  # both runs drawn twice, sometimes

@@ -1,11 +1,11 @@
 """The generation judge beside its real-vs-real null: real pieces of one style fall inside the null, another
 style's pieces land above its 95th percentile, fewer than 40 pieces a class is flagged, the null is the same for
-a seed, and ``generate-rwr --evaluate`` reports it (JSON on stdout, a summary and a warning on stderr)."""
+a seed, and ``generate-rwr --evaluate`` reports it against the style's test pieces (JSON on stdout, a summary
+and a warning on stderr)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -75,9 +75,14 @@ TINY_BERT = ["--hidden-size", "32", "--layers", "1", "--heads", "2", "--field-em
              "--max-steps", "3", "--eval-every", "3", "--device", "cpu"]
 
 
-def test_generate_rwr_evaluate_reports_the_null(tokens_dir, tmp_path):
+def test_generate_rwr_evaluate_reports_the_null(style_corpus, tmp_path):
+    """The reference is the style's test pieces only (its validation pieces chose the walk's mix)."""
+    from musictl.midi.corpus import assign_splits, find_midi_files
+    from musictl.midi.pipeline import tokenize_corpus
+
     ws = tmp_path / "ws"
-    shutil.copytree(tokens_dir, ws / "tokens")
+    files = find_midi_files([style_corpus])  # 3 / 1 / 4 pieces of each style
+    tokenize_corpus(files, assign_splits(files, (0.4, 0.1, 0.5), 0), ws / "tokens", TokenizerConfig(), workers=1)
 
     def ok(*args):
         result = runner.invoke(app, [*args, "--workdir", str(ws)])
@@ -91,7 +96,8 @@ def test_generate_rwr_evaluate_reports_the_null(tokens_dir, tmp_path):
        "--device", "cpu")
     result = ok("generate-rwr", "-n", "4", "--evaluate", "2")
     judged = json.loads(result.stdout)["judge"]
-    assert judged["generated"] == 2 and judged["held_out"] == 4  # the waltz's valid and test pieces
+    assert judged["generated"] == 2 and judged["held_out"] == 4  # the waltz's test pieces, not its validation one
+    assert json.loads(result.stdout)["reference"] == {"split": "test", "pieces": 4}
     assert judged["null"]["sizes"] == [2, 2] and judged["null"]["draws"] == 100
     assert {"mean", "sd", "p95", "folds", "what"} <= set(judged["null"])
     assert 0 <= judged["percentile"] <= 1 and isinstance(judged["distinguishable"], bool)

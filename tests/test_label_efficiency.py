@@ -1,5 +1,6 @@
 """benchmarks/label_efficiency.py without training: pre-training never sees a fine-tuning validation or
-test piece (by content, not name), subsets keep their classes, and the table pairs rows by seed."""
+test piece (by content, not name), subsets keep their classes, the table pairs rows by seed, and the probe on
+raw note features sees what the encoder sees."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import label_efficiency as le
+from harness import cells
 
 from tests.midi_factory import style_piece
 
@@ -93,11 +95,13 @@ def _data(diffs: dict[str, float]) -> dict:
     for row in le.ROWS:
         for seed in range(3):
             right = (hard + diffs.get(row, 0) > 0.5).astype(int) * 20
-            run = {"pieces": [[int(r), 20] for r in right], "train_pieces": 10}
+            settings = {"column": "melody", "amount": 10, "row": row, "seed": seed}
+            run = {"settings": settings, "pieces": [[int(r), 20] for r in right], "train_pieces": 10}
             if not row.startswith("probe"):
                 run.update(best_epoch=3 if seed == 0 else 2, epochs_run=3)
-            runs[f"melody|10|{row}|{seed}"] = run
-    return {"config": {"smoke": False, "grouped_split": "0.8,0.1,0.1"}, "seeds": [0, 1, 2], "runs": runs, "commands": [],
+            runs[cells.cell_key(settings)] = run
+    return {"format": 1, "config": {"smoke": False, "grouped_split": "0.8,0.1,0.1"}, "seeds": [0, 1, 2], "cells": runs,
+            "commands": [],
             "pretrain": {}, "data": {"test_pieces": {"melody": [f"midi/{i:03d}.mid" for i in range(40)]}},
             "columns": {"melody": {"task": "melody", "dataset": "pop909", "amounts": [10]}}}
 
@@ -110,12 +114,29 @@ def test_table_pairs_rows_with_no_pretraining_and_counts_last_epochs():
     assert table["melody|10|adversarial"]["minus_none"]["mean"] == 0
     assert table["melody|10|probe mlm"]["minus_none"]["mean"] > 0  # probes are compared with the random-encoder probe
     assert "minus_none" not in table["melody|10|none"] and "last_epoch" not in table["melody|10|probe none"]
-    assert mlm["last_epoch"] == [1, 3] and mlm["cell"]["resampled"] == "pieces" and mlm["cell"]["pieces"] == 40
+    assert mlm["last_epoch"] == [1, 3] and mlm["cell"]["resampled"] == "pieces and seeds" and mlm["cell"]["pieces"] == 40
     data["table"] = table
     text = le.render(data)
     assert "best validation epoch was the last: 3 of 9 (33%)" in text
     assert "| MLM minus none |" in text and "| probe: MLM encoder minus random-encoder probe |" in text
     assert "## melody (melody, POP909, 40 test pieces)" in text and "| row | 10 pieces | last |" in text
+    assert text.index("**Planned question:**") < text.index("| row |")  # the question before the tables
+    assert "**Answer:** melody 10 pieces +" in text and "above 0 on melody 10 pieces" in text
+
+
+def test_encoder_probes_are_compared_with_the_raw_feature_probe_and_a_table_without_it_still_renders():
+    data = _data({"mlm": 0.2, "probe mlm": 0.1, "probe raw": 0.15})
+    table = le.summarise(data)
+    assert table["melody|10|probe mlm"]["minus_raw"]["mean"] < 0  # the raw features beat this encoder
+    assert "minus_raw" not in table["melody|10|probe raw"] and table["melody|10|probe raw"]["minus_none"]["mean"] > 0
+    data["table"] = table
+    text = le.render(data)
+    assert "| probe: MLM encoder minus raw-feature probe |" in text and "| probe: raw note features, no encoder |" in text
+    assert "not measured in this run" not in text
+    data["cells"] = {k: v for k, v in data["cells"].items() if v["settings"]["row"] != "probe raw"}  # a table made before it
+    data["table"] = le.summarise(data)
+    text = le.render(data)
+    assert "raw-feature probe" not in text.split("## melody")[1] and "not measured in this run" in text
 
 
 def test_cells_are_measured_fewest_labels_first_and_all_last():
@@ -139,13 +160,12 @@ def test_fine_tuning_settings_change_only_while_nothing_was_fine_tuned(tmp_path)
     h = _harness(tmp_path)
     h.save()
     assert _harness(tmp_path, finetune_args="--epochs 40").data["config"]["finetune_args"] == "--epochs 40"
-    h.data["runs"]["melody|10|none|0"] = {"pieces": [[1, 2]]}
-    h.save()
+    h.results.put({"column": "melody", "amount": 10, "row": "none", "seed": 0}, {"pieces": [[1, 2]]})
     with pytest.raises(SystemExit, match="other settings"):
         _harness(tmp_path, finetune_args="--epochs 40")
     pretrained = le.FULL["pretrain_args"].replace("27000", "100")
-    h.data["runs"].clear()
-    h.save()
+    (tmp_path / "label_efficiency.json").unlink()
+    _harness(tmp_path).save()
     with pytest.raises(SystemExit, match="other settings"):  # the pre-trained models' settings are always compared
         _harness(tmp_path, pretrain_args=pretrained)
 
@@ -153,7 +173,7 @@ def test_fine_tuning_settings_change_only_while_nothing_was_fine_tuned(tmp_path)
 
 def test_a_cell_with_fewer_seeds_says_how_many():
     data = _data({"mlm": 0.2})
-    del data["runs"]["melody|10|mlm|2"]
+    del data["cells"][cells.cell_key({"column": "melody", "amount": 10, "row": "mlm", "seed": 2})]
     data["table"] = le.summarise(data)
     rows = {line.split(" |")[0]: line for line in le.render(data).splitlines() if line.startswith("| ")}
     assert rows["| MLM"].endswith("(2 seeds) | 1/2 |") and "seed" not in rows["| no pre-training"]
@@ -185,10 +205,77 @@ def test_an_interrupted_cell_resumes_its_checkpoint(tmp_path):
     le.finetune(h, column, 10, "none", 0, tmp_path / "tokens", tmp_path / "split.json", models)
     assert "--resume" in calls[-1] and "--overwrite" not in calls[-1] and "--from-scratch" in calls[-1]
     assert calls[-1][calls[-1].index("--lr") + 1] == "3e-4"
-    assert h.data["runs"]["melody|10|none|0"]["pieces"] == [[3, 4]]
+    assert h.results.get({"column": "melody", "amount": 10, "row": "none", "seed": 0})["pieces"] == [[3, 4]]
 
 
 def test_the_table_names_the_command_without_the_columns_a_process_took():
     assert le.without_columns(["--seeds", "3", "--columns", "melody", "emotion (song-grouped)", "--fresh"]) == ["--seeds", "3",
                                                                                                             "--fresh"]
     assert le.without_columns(["--columns", "melody"]) == []
+
+
+def test_raw_features_are_the_notes_own_fields_and_their_window_neighbours():
+    from musictl import constants as C
+
+    sizes = (10, 9, 5, 9, 7, 8, 5, 5)
+    tokens = np.array([[4, 4 + i, 4, 4 + i, 4 + i % 3, 4 + i % 4, 4, 4] for i in range(5)])
+    width = sum(sizes) - sizes[C.BAR]
+    x = le.raw_features(tokens, "melody", 3, sizes, per_note=True).toarray()
+    assert x.shape == (5, 3 * width) and np.all(x[:, :width].sum(1) == 7)  # 7 fields: bar left out
+    assert np.all(x[0, width : 2 * width] == 0) and np.all(x[3, width : 2 * width] == 0)  # a window's first note
+    assert np.all(x[2, 2 * width :] == 0) and np.all(x[4, 2 * width :] == 0)  # a window's last note, the piece's last
+    assert np.array_equal(x[1, width : 2 * width], x[0, :width]) and np.array_equal(x[1, 2 * width :], x[2, :width])
+    hidden = le.raw_features(tokens, "velocity", 3, sizes, per_note=True).toarray()
+    velocity = sum(sizes[f] for f in range(C.VELOCITY) if f != C.BAR)
+    assert np.all(hidden[:, velocity + C.MASK_ID] == 1)  # the velocity task's answer is hidden, as finetune-mask hides it
+    histogram = le.raw_features(tokens, "composer", 3, sizes, per_note=False)
+    assert histogram.shape == (1, width) and histogram.sum() == pytest.approx(7)
+
+
+def _planned_cells(valid: dict, test_right: dict) -> dict:
+    """composer_planned.json cells: 3 seeds, 20 test pieces; ``valid[(start, lr)]`` the validation accuracy,
+    ``test_right[(start, lr)]`` how many test pieces each seed gets right (the first ones)."""
+    import composer_planned as cp
+
+    out = {}
+    for start in cp.STARTS:
+        for lr in cp.RATES:
+            for seed in range(3):
+                settings = {"start": start, "lr": lr, "seed": seed}
+                right = test_right.get((start, lr), 10) + seed % 2
+                out[cells.cell_key(settings)] = {
+                    "settings": settings, "valid_accuracy": valid.get((start, lr), 0.5) + 0.01 * seed,
+                    "test_pieces": [[int(p < right), 1] for p in range(20)], "best_epoch": 3, "epochs_run": 5}
+    return out
+
+
+def test_the_planned_composer_test_chooses_each_rate_on_validation_and_reads_test_once():
+    import composer_planned as cp
+
+    valid = {("none", "3e-4"): 0.6, ("adversarial", "1e-3"): 0.7, ("mlm", "3e-3"): 0.65}
+    # the rates not chosen have the best test scores: a choice that looked at test would pick them
+    test_right = {("none", "3e-4"): 8, ("none", "3e-3"): 20, ("adversarial", "1e-3"): 12, ("adversarial", "3e-4"): 20,
+                  ("mlm", "3e-3"): 9, ("mlm", "1e-3"): 20}
+    data = {"format": 1, "cells": _planned_cells(valid, test_right)}
+    table = cp.summarise(data)
+    assert {s: c["lr"] for s, c in table["chosen"].items()} == {"none": "3e-4", "mlm": "3e-3", "adversarial": "1e-3"}
+    assert table["rows"]["none"]["mean"] == pytest.approx(100 * (8 * 3 + 1) / 60, abs=0.01)
+    adversarial = table["minus_none"]["adversarial"]
+    assert adversarial["mean"] == pytest.approx(20, abs=0.01) and adversarial["pairs"] == 3
+    assert adversarial["per_pair"] == [20, 20, 20] and 0 < adversarial["low"] < 20 < adversarial["high"]
+    assert table["minus_none"]["mlm"]["mean"] == pytest.approx(5, abs=0.01)
+    choice = cp.choose_rates({"none": {"3e-4": {0: 0.5, 1: 0.7}, "1e-3": {0: 0.6}, "3e-3": {0: 0.55, 1: 0.9}}})
+    assert choice["none"]["lr"] == "1e-3" and choice["none"]["seeds"] == [0]  # only the seeds every rate has
+    assert cp.choose_rates({"none": {"3e-4": {0: 0.5}, "1e-3": {}, "3e-3": {0: 0.5}}}) == {}
+
+
+def test_the_planned_composer_page_opens_with_its_question_and_answer():
+    import composer_planned as cp
+
+    data = {"format": 1, "command": "python benchmarks/composer_planned.py", "machine": "m", "commands": [], "pretrain": {},
+            "config": {"smoke": False, "finetune_args": "", "max_len": 256}, "data": {"test_pieces": ["a"] * 20},
+            "cells": _planned_cells({("adversarial", "1e-3"): 0.7}, {("adversarial", "1e-3"): 13})}
+    data["table"] = cp.summarise(data)
+    text = cp.render(data)
+    assert text.index("**Planned question:**") < text.index("**Answer:** adversarial minus none +") < text.index("| start |")
+    assert "1 other cell measured" in text and "| adversarial | planned |" in text and "| mlm | exploratory |" in text

@@ -14,7 +14,7 @@ from torch import nn
 
 from musictl import constants as C
 from musictl.bert import baselines
-from musictl.bert.baselines import ABSENT, FieldTable, NeighbourTables
+from musictl.bert.baselines import ABSENT, ContextField, FieldTable, NeighbourTables
 from musictl.bert.data import cut_windows, pad_batch
 from musictl.bert.masking import validation_masks
 from musictl.bert.pretrain import (
@@ -23,6 +23,7 @@ from musictl.bert.pretrain import (
     baseline_guesses,
     best_baseline,
     best_trivial,
+    count_baselines,
     evaluate,
     field_verdicts,
     learned_fields,
@@ -94,7 +95,7 @@ def test_windows_are_counted_apart_and_both_counting_paths_agree(monkeypatch):
 # ----- a baseline sees what the model sees -------------------------------------------------------------
 def test_baselines_read_only_the_notes_the_model_sees():
     # training: (5,7) -> 6 once; 5 -> 20 twice as often as 5 -> 6; next 9 -> 20; unigram 5
-    tables = NeighbourTables.count([notes(5, 6, 7), notes(5, 20, 9), notes(5, 20, 9)])
+    tables = count_baselines([notes(5, 6, 7), notes(5, 20, 9), notes(5, 20, 9)])
     ids = torch.from_numpy(notes(5, 6, 7, 9)).unsqueeze(0)
     mask = torch.ones(1, 4, dtype=torch.long)
 
@@ -102,7 +103,7 @@ def test_baselines_read_only_the_notes_the_model_sees():
         hidden = torch.zeros(1, 4, dtype=torch.bool)
         hidden[0, list(hidden_at)] = True
         found = baseline_guesses(ids, mask, hidden, tables, VOCAB)
-        return {name: guess[:, C.PITCH].tolist() for name, guess in zip(BASELINES, found)}
+        return {name: guess[:, C.PITCH].tolist() for name, guess in zip(BASELINES, found) if name != "context"}
 
     # one hidden note: both neighbours visible, the pair (5, 7) answers 6
     assert guesses(1) == {"unigram": [5], "window": [5], "previous": [5], "neighbours": [6]}
@@ -110,7 +111,7 @@ def test_baselines_read_only_the_notes_the_model_sees():
     # pair's 6); note 2 sees 9 after it only (9 -> 20); note 2's previous is hidden: the unigram (5), not 6;
     # the window's visible notes are 5 and 9 (a tie: 5), not the hidden 6 and 7
     assert guesses(1, 2) == {"unigram": [5, 5], "window": [5, 5], "previous": [5, 5], "neighbours": [20, 20]}
-    expected = tables.predict(np.array([[5] * 8, [ABSENT] * 8]), np.array([[ABSENT] * 8, [9] * 8]))
+    expected = tables.neighbours.predict(np.array([[5] * 8, [ABSENT] * 8]), np.array([[ABSENT] * 8, [9] * 8]))
     assert torch.equal(baseline_guesses(ids, mask, torch.tensor([[False, True, True, False]]), tables, VOCAB)[3],
                        torch.from_numpy(expected))
 
@@ -192,7 +193,7 @@ def test_selected_notes_left_unchanged_are_not_scored(tokens_dir):
         ids, mask = pad_batch(windows[start : start + 4])
         loader.append({"ids": ids, "attention_mask": mask, "window_ids": torch.arange(start, start + len(ids))})
     run = SimpleNamespace(gather=lambda x: x)
-    tables = NeighbourTables.count(cut_windows(corpus, corpus.select(split="train"), 64)[0])
+    tables = count_baselines(cut_windows(corpus, corpus.select(split="train"), 64)[0])
     ratio = 0.5
     evaluation = evaluate(run, InputCopier(), loader, ratio, tables)
 
@@ -206,3 +207,31 @@ def test_selected_notes_left_unchanged_are_not_scored(tokens_dir):
     # a random note happens to carry the right value
     assert (selected - changed) / selected > 0.05
     assert max(row["accuracy"] for row in evaluation["fields"].values()) < 0.03
+
+
+# ----- the window-aware baseline ---------------------------------------------------------------------
+def test_context_baseline_reads_the_windows_key():
+    # training: after 10 and before 12 comes 11 or 13 equally often (11 is the smaller: the neighbours' guess);
+    # the window-aware guess follows the window's visible pitch classes: a window full of 13s (and their octaves)
+    # says 13, one full of 11s says 11
+    windows = [notes(10, 11, 12), notes(10, 13, 12)] * 3
+    tables = count_baselines(windows)
+    ids = torch.from_numpy(np.stack([notes(13, 25, 10, 0, 12, 13), notes(11, 23, 10, 0, 12, 11)]))
+    ids[:, 3] = ids[:, 2]
+    ids[:, 3, C.PITCH] = 4  # a placeholder under the hidden note
+    mask = torch.ones(2, 6, dtype=torch.long)
+    hidden = torch.zeros(2, 6, dtype=torch.bool)
+    hidden[:, 3] = True
+    found = dict(zip(BASELINES, baseline_guesses(ids, mask, hidden, tables, VOCAB)))
+    assert found["neighbours"][:, C.PITCH].tolist() == [11, 11]
+    assert found["context"][:, C.PITCH].tolist() == [13, 11]
+
+
+def test_context_distribution_backs_off_and_normalises():
+    values = np.array([3, 4, 5, 3, 4, 6, 3, 4, 5])
+    table = ContextField.count(values, np.array([3, 3, 3]), pitch=True)
+    both = table.distribution(np.array([3, 3, ABSENT, ABSENT, 9]), np.array([5, ABSENT, 5, ABSENT, 9]))
+    assert np.allclose(both.sum(-1), 1.0)
+    seen = list(table.values)
+    assert both[0].argmax() == seen.index(4)  # 3 _ 5: always 4
+    assert both[4].tolist() == both[3].tolist()  # unseen values on both sides: as if absent (the unigram)

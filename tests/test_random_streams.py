@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from musictl import constants as C
 from musictl import training
 from musictl.bert import masking, pretrain
-from musictl.bert.baselines import NeighbourTables
 from musictl.bert.data import pad_batch
 from musictl.bert.diagnostics import masker_diagnostics
 from musictl.bert.losses import field_hits, field_losses
@@ -156,7 +155,7 @@ def per_window(calls, batches) -> dict[int, np.ndarray]:
 def test_evaluation_and_the_masker_diagnostics_hide_the_same_notes_of_a_window():
     windows = windows_of_lengths([20, 7, 33, 12, 26, 9, 40, 15, 3])
     ratio = 0.3
-    tables = NeighbourTables.count(windows)
+    tables = pretrain.count_baselines(windows)
     run = SimpleNamespace(gather=lambda x: x)
 
     def evaluated(batch_size: int):

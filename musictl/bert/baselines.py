@@ -8,6 +8,13 @@ then, when the previous note is absent, to the next note's alone, then to the fi
 value (the unigram). At evaluation a neighbour the model cannot read (before the window's first note,
 after its last, padding, or itself masked or replaced) is passed as :data:`ABSENT` and treated as such.
 
+The window-aware baseline, :class:`ContextTables`, adds what the rest of the window says: per field, the
+distribution of a value given both neighbours (Witten-Bell back-off to one neighbour, then to the add-one
+unigram), tilted by the window's visible notes: a value's score is multiplied by how much more often its class
+occurs among the window's visible notes (add-one) than in the training split. The class of a pitch is its pitch
+class (the window's pitch-class histogram: its key), of any other field the value itself. The guess is the
+highest score.
+
 numpy only; counting is one ``bincount`` per table where the context x value grid is small, a sort
 otherwise, so all eight fields of 30,000 windows of 256 notes count in a few seconds.
 """
@@ -20,8 +27,11 @@ import numpy as np
 
 ABSENT = -1  # a neighbour the model cannot see (or that does not exist)
 DENSE_LIMIT = 1 << 22  # count on a dense grid up to this many (context, value) cells, else by sorting
+CONTEXT_LIMIT = 1 << 24  # the window-aware table's (previous, next, value) grid; a field with more backs off to neighbours
+PITCH_CLASSES = 12
 
-__all__ = ["ABSENT", "FieldTable", "ModeTable", "NeighbourTables", "codes_of", "neighbours_of"]
+__all__ = ["ABSENT", "ContextField", "ContextTables", "FieldTable", "ModeTable", "NeighbourTables", "codes_of",
+           "neighbours_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +130,100 @@ class NeighbourTables:
     def predict(self, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
         """Guesses (n, 8) from the neighbours' values (n, 8), :data:`ABSENT` where the model cannot see one."""
         return np.stack([t.predict(previous[:, f], following[:, f]) for f, t in enumerate(self.fields)], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextField:
+    """One field's window-aware table: counts of a value code given the (previous, next) codes, code ``k`` standing
+    for an absent neighbour (each training note is counted in its four contexts: both neighbours, the previous
+    only, the next only, neither), and the share of training notes of each value class."""
+
+    values: np.ndarray  # code -> value, increasing
+    counts: np.ndarray  # (k + 1, k + 1, k) float32
+    classes: np.ndarray  # code -> class
+    prior: np.ndarray  # (n_classes,) share of training notes in each class
+
+    @classmethod
+    def count(cls, values: np.ndarray, lengths: np.ndarray, pitch: bool) -> ContextField | None:
+        """From one field's values of consecutive windows (as :meth:`FieldTable.count`); None when the grid
+        would exceed :data:`CONTEXT_LIMIT` cells."""
+        values = np.asarray(values, dtype=np.int64)
+        seen = np.flatnonzero(np.bincount(values)) if len(values) else values
+        k = len(seen)
+        if k == 0 or (k + 1) ** 2 * k > CONTEXT_LIMIT:
+            return None
+        v = codes_of(seen, values)
+        p, n = neighbours_of(v, np.asarray(lengths))
+        p, n = np.where(p < 0, k, p), np.where(n < 0, k, n)
+        counts = np.zeros((k + 1) * (k + 1) * k, dtype=np.float32)
+        for a, b in ((p, n), (p, np.full_like(n, k)), (np.full_like(p, k), n), (np.full_like(p, k), np.full_like(n, k))):
+            counts += np.bincount((a * (k + 1) + b) * k + v, minlength=len(counts)).astype(np.float32)
+        classes = seen % PITCH_CLASSES if pitch else np.arange(k)
+        n_classes = int(classes.max()) + 1
+        prior = np.bincount(classes[v], minlength=n_classes).astype(np.float64) / len(v)
+        return cls(seen, counts.reshape(k + 1, k + 1, k), classes, prior)
+
+    def distribution(self, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
+        """P(value code | the neighbours' values), (n, k): Witten-Bell interpolation of both neighbours over the
+        mean of the one-neighbour distributions, each over the add-one unigram (:data:`ABSENT`: not visible)."""
+        k = len(self.values)
+        p, n = codes_of(self.values, previous), codes_of(self.values, following)
+        p, n = np.where(p < 0, k, p), np.where(n < 0, k, n)
+        unigram = self.counts[k, k] + 1.0
+        unigram = unigram / unigram.sum()
+
+        def backed_off(counts: np.ndarray, lower: np.ndarray) -> np.ndarray:
+            total, types = counts.sum(-1, keepdims=True), (counts > 0).sum(-1, keepdims=True)
+            return np.where(total > 0, (counts + types * lower) / np.maximum(total + types, 1), lower)
+
+        only_previous = backed_off(self.counts[p, k], unigram)
+        only_next = backed_off(self.counts[k, n], unigram)
+        one = np.where((p < k)[:, None] & (n < k)[:, None], (only_previous + only_next) / 2,
+                       np.where((p < k)[:, None], only_previous, only_next))
+        return np.where(((p < k) & (n < k))[:, None], backed_off(self.counts[p, n], one), one)
+
+    def predict(self, previous: np.ndarray, following: np.ndarray, window_classes: np.ndarray) -> np.ndarray:
+        """The guess for notes with these neighbours and their windows' visible class counts (n, n_classes):
+        the value maximising P(value | neighbours) x (window share of its class, add-one) / (training share)."""
+        window = np.asarray(window_classes, dtype=np.float64)[:, : len(self.prior)]
+        share = (window + 1.0) / (window.sum(-1, keepdims=True) + len(self.prior))
+        tilt = share[:, self.classes] / np.maximum(self.prior[self.classes], 1e-12)
+        return self.values[np.argmax(self.distribution(previous, following) * tilt, axis=-1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextTables:
+    """The window-aware baseline of every field; a field without a table (grid too large) takes the neighbours
+    baseline's guess."""
+
+    fields: tuple[ContextField | None, ...]
+    neighbours: NeighbourTables
+    pitch_field: int
+
+    @classmethod
+    def count(cls, windows: list[np.ndarray], neighbours: NeighbourTables, pitch_field: int) -> ContextTables:
+        windows = [w for w in windows if len(w)]
+        notes, lengths = np.concatenate(windows).astype(np.int64, copy=False), np.array([len(w) for w in windows])
+        return cls(tuple(ContextField.count(np.ascontiguousarray(notes[:, f]), lengths, f == pitch_field)
+                         for f in range(notes.shape[1])), neighbours, pitch_field)
+
+    def class_of(self, field: int, size: int) -> np.ndarray:
+        """Token value -> class of ``field`` for values 0..size-1: any pitch's pitch class; another field's
+        value when seen in training, else -1."""
+        out = np.full(size, -1, dtype=np.int64)
+        table = self.fields[field]
+        if table is not None and field == self.pitch_field:
+            out = np.arange(size) % PITCH_CLASSES
+        elif table is not None:
+            inside = table.values < size
+            out[table.values[inside]] = table.classes[inside]
+        return out
+
+    def predict(self, previous: np.ndarray, following: np.ndarray, window_classes: list[np.ndarray]) -> np.ndarray:
+        """Guesses (n, F); ``window_classes[f]`` the class counts of each note's window's visible notes (n, classes)."""
+        fallback = self.neighbours.predict(previous, following)
+        return np.stack([fallback[:, f] if t is None else t.predict(previous[:, f], following[:, f], window_classes[f])
+                         for f, t in enumerate(self.fields)], axis=-1)
 
 
 def neighbours_of(notes: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,10 @@ concatenated and projected to the hidden size, and the result goes into
 ``transformers.BertModel(inputs_embeds=...)`` with absolute positions (transformers v5 has no
 relative BERT positions). The tokenizer parameters travel inside the config, so a model refuses
 tokens made with other parameters.
+
+Attention is bidirectional (BERT's) unless the config says ``causal`` (or a forward pass asks for it): then
+each note attends only to itself and the notes before it, the left-context mode of the next-note model
+(:mod:`musictl.bert.nextnote`). Configs written before the option existed read as bidirectional.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from musictl.midi.vocab import TokenizerConfig
 SIZES = {
     # name: hidden, layers, heads, intermediate, per-field embedding, positions
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, field_embed_dim=32,
+                 max_position_embeddings=512),
+    "mini": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512, field_embed_dim=64,
                  max_position_embeddings=512),
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, field_embed_dim=64,
                   max_position_embeddings=1024),
@@ -48,6 +54,7 @@ class MidiBertConfig(PretrainedConfig):
         attention_probs_dropout_prob: float = 0.1,
         initializer_range: float = 0.02,
         masker_hidden: int = 256,
+        causal: bool = False,
         **kwargs,
     ):
         self.tokenizer = tokenizer or TokenizerConfig().describe()
@@ -61,6 +68,7 @@ class MidiBertConfig(PretrainedConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.initializer_range = initializer_range
         self.masker_hidden = masker_hidden
+        self.causal = causal  # each note attends to the notes before it only (the next-note model's encoder)
         super().__init__(**kwargs)
 
     @classmethod
@@ -124,10 +132,15 @@ class MidiBertModel(MidiBertPreTrainedModel):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.in_proj(torch.cat([emb(input_ids[..., f]) for f, emb in enumerate(self.field_embeddings)], dim=-1))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, causal: bool | None = None,
+                **kwargs) -> BaseModelOutput:
+        """Hidden states; ``causal`` (default: the config's) lets each note see only itself and the notes before it."""
         if attention_mask is None:
             attention_mask = (input_ids[..., 0] != C.PAD_ID).long()
-        out = self.encoder(inputs_embeds=self.embed(input_ids), attention_mask=attention_mask)
+        embeds = self.embed(input_ids)
+        if self.config.causal if causal is None else causal:
+            attention_mask = causal_mask(attention_mask, embeds.dtype)
+        out = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)
         return BaseModelOutput(last_hidden_state=out.last_hidden_state)
 
     @torch.no_grad()
@@ -144,6 +157,17 @@ class MidiBertModel(MidiBertPreTrainedModel):
     @torch.no_grad()
     def position_embeddings_table(self) -> torch.Tensor:
         return self.encoder.embeddings.position_embeddings.weight.detach().clone()
+
+
+def causal_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive (B, 1, L, L) mask under which note t attends to the real notes 0..t only (0: attend, the
+    dtype's minimum: not), from the (B, L) padding mask; ``transformers`` takes a 4D mask as it is, under any
+    attention implementation."""
+    length = attention_mask.shape[-1]
+    earlier = torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).tril()
+    allowed = earlier[None] & attention_mask.bool()[:, None, :]
+    return torch.zeros(allowed.shape, dtype=dtype, device=attention_mask.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min)[:, None]
 
 
 def _mlm_head(hidden: int, vocab: int) -> nn.Module:

@@ -36,7 +36,7 @@ from torch import nn
 
 from musictl import artifacts, training
 from musictl import constants as C
-from musictl.bert.baselines import ABSENT, NeighbourTables
+from musictl.bert.baselines import ABSENT, ContextTables, NeighbourTables
 from musictl.bert.data import cut_windows, pad_batch
 from musictl.bert.losses import field_hits, field_losses
 from musictl.bert.masking import validation_masks
@@ -51,7 +51,7 @@ from musictl.progress import Progress
 
 KIND = artifacts.BERT
 MASK = "mask"  # the random stream of the training masks (index: the micro-batch, the same on any number of processes)
-BASELINES = ("unigram", "window", "previous", "neighbours")  # what every field is compared with (see evaluate)
+BASELINES = ("unigram", "window", "previous", "neighbours", "context")  # what every field is compared with (see evaluate)
 LEARNING_FIELDS = ("pitch", "position", "duration")  # the fields that carry the music (instrument, metre are near constant)
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,10 @@ def collate_windows(samples: list[training.Sample], batch_size: int) -> dict[str
             "micro": torch.tensor(training.micro_batch_of(samples, batch_size))}
 
 
-def count_baselines(windows: list[np.ndarray]) -> NeighbourTables:
-    """The count tables of the baselines (unigram and neighbours) over the training windows."""
+def count_baselines(windows: list[np.ndarray]) -> ContextTables:
+    """The count tables of the baselines (unigram, neighbours, context) over the training windows."""
     started = time.perf_counter()
-    tables = NeighbourTables.count(windows)
+    tables = ContextTables.count(windows, NeighbourTables.count(windows), C.PITCH)
     log.debug("baselines counted on %d training windows in %.1f s", len(windows), time.perf_counter() - started)
     return tables
 
@@ -231,7 +231,7 @@ N_SCORES = 2 + len(BASELINES)  # accuracy, loss, then each baseline's accuracy, 
 
 
 @torch.no_grad()
-def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: float, tables: NeighbourTables) -> dict:
+def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: float, tables: ContextTables) -> dict:
     """Masked-note accuracy and loss per field on the validation windows, with the fixed validation masks of
     :func:`musictl.bert.masking.validation_masks` (``ratio`` of each window's real notes, 80/10/10, drawn from
     the window's index: the same notes for every run, batch and number of processes, and the notes the masker
@@ -257,16 +257,18 @@ def evaluate(run: training.Run, model: MidiBertForPreTraining, loader, ratio: fl
     return evaluation_row(totals)
 
 
-def baseline_guesses(ids: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor, tables: NeighbourTables,
+def baseline_guesses(ids: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor, tables: ContextTables,
                      vocab_sizes: list[int]) -> list[torch.Tensor]:
     """What each baseline says for every hidden note, (n_hidden, 8) each, in :data:`BASELINES` order. They read
     only what the model can: the window's visible notes (real and not hidden). ``unigram``: the training split's
     most frequent value; ``window``: the most frequent value of the window's visible notes; ``previous``: the
     previous note's value; ``neighbours``: the training windows' most frequent value given the previous and next
-    notes' values (:class:`musictl.bert.baselines.NeighbourTables`). A neighbour that is hidden, padding or
-    outside the window is absent: ``previous`` then takes the unigram's value, ``neighbours`` backs off."""
+    notes' values (:class:`musictl.bert.baselines.NeighbourTables`); ``context``: the neighbours' distribution
+    tilted by the classes of the window's visible notes (:class:`musictl.bert.baselines.ContextTables`: for pitch,
+    the window's pitch-class histogram). A neighbour that is hidden, padding or outside the window is absent:
+    ``previous`` then takes the unigram's value, ``neighbours`` and ``context`` back off."""
     n, device = int(hidden.sum()), ids.device
-    unigram = torch.from_numpy(tables.unigram).to(device)
+    unigram = torch.from_numpy(tables.neighbours.unigram).to(device)
     visible = mask.bool() & ~hidden
     where = hidden.nonzero()
     rows, cols = where[:, 0], where[:, 1]
@@ -281,8 +283,18 @@ def baseline_guesses(ids: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor
     previous = torch.cat([absent, shown[:, :-1]], dim=1)[rows, cols]  # (n, 8); ABSENT where the model cannot see it
     following = torch.cat([shown[:, 1:], absent], dim=1)[rows, cols]
     previous_guess = torch.where(previous == ABSENT, unigram.expand(n, C.N_FIELDS), previous)
-    neighbours_guess = torch.from_numpy(tables.predict(previous.cpu().numpy(), following.cpu().numpy())).to(device)
-    return [unigram.expand(n, C.N_FIELDS), window_guess, previous_guess, neighbours_guess]
+    previous, following = previous.cpu().numpy(), following.cpu().numpy()
+    neighbours_guess = torch.from_numpy(tables.neighbours.predict(previous, following)).to(device)
+    window_classes = []
+    for f in range(C.N_FIELDS):  # per hidden note, the class counts of its window's visible notes
+        class_of = torch.from_numpy(tables.class_of(f, vocab_sizes[f])).to(device)
+        classes = class_of[ids[..., f].clamp(0, vocab_sizes[f] - 1)]
+        counted = visible & (classes >= 0)
+        per_window = torch.zeros(len(ids), int(class_of.max()) + 2, device=device)
+        per_window.scatter_add_(1, classes.clamp(min=0), counted.float())
+        window_classes.append(per_window[rows].cpu().numpy())
+    context_guess = torch.from_numpy(tables.predict(previous, following, window_classes)).to(device)
+    return [unigram.expand(n, C.N_FIELDS), window_guess, previous_guess, neighbours_guess, context_guess]
 
 
 def evaluation_row(totals: torch.Tensor) -> dict:

@@ -42,7 +42,7 @@ def objective_help() -> str:
 # The tasks registered when this module was imported (the built-in ones; tests read them). The CLI and the
 # validation read the registry itself.
 TaskName = task_choices()
-Size = Literal["tiny", "small", "base"]
+Size = Literal["tiny", "mini", "small", "base"]
 WeightSource = Literal["train", "valid"]
 Preset = Literal["paper"]
 Monitor = Literal["both", "accuracy", "loss"]
@@ -74,7 +74,8 @@ def _short(value: float) -> str:
 class PretrainSettings(RunSettings):
     """``musictl pretrain-bert``: the model size, the objective and the optimisation."""
 
-    size: Size = setting("tiny", "tiny (CPU minutes), small, base (12 layers, 768 hidden, 12 heads).", fixed=True)
+    size: Size = setting("tiny", "tiny (64 hidden, 2 layers: CPU minutes), mini (128 x 4), small (256 x 4), "
+                                 "base (12 layers, 768 hidden, 12 heads).", fixed=True)
     hidden_size: Optional[int] = setting(None, "Override the size's hidden size.", min=8, fixed=True)
     num_hidden_layers: Optional[int] = setting(None, "Override the number of layers.", min=1, flag="--layers", fixed=True)
     num_attention_heads: Optional[int] = setting(None, "Override the number of attention heads.", min=1, flag="--heads", fixed=True)
@@ -157,3 +158,82 @@ class PredictSettings(Settings):
     max_len: int = setting(512, "Notes per window (at most the model's positions).", min=8)
     batch_size: int = setting(8, "Windows per batch.", min=1)
     device: DeviceName = setting("auto", "Where to compute: auto picks cuda when available.")
+
+
+# Learning rates of `musictl adapt`: starting points, not yet chosen on a measurement (the few-shot benchmark is
+# where they get measured). LoRA trains a few small matrices and the heads, so it takes the fine-tuning rate of a
+# pre-trained model; full adaptation moves every weight of the encoder and starts ten times lower, the usual
+# precaution against forgetting the pre-training on a handful of pieces.
+ADAPT_LR_LORA = 1e-3
+ADAPT_LR_FULL = 1e-4
+# From random weights nothing is there to forget, and a tiny model learns next to nothing in a few dozen steps at
+# 1e-4: a from-scratch run takes the LoRA rate (a starting point too).
+ADAPT_LR_SCRATCH = 1e-3
+STYLE_JOIN = "+"  # several styles as one name: "blues+march" (the artifact's name and its --style)
+
+
+def adapt_styles(style: str | None) -> list[str]:
+    """The styles a ``--style`` value names: one, or several joined by ``+`` (in the order given, once each)."""
+    if not style:
+        return []
+    return list(dict.fromkeys(part.strip() for part in str(style).split(STYLE_JOIN) if part.strip()))
+
+
+@dataclass
+class AdaptSettings(RunSettings):
+    """``musictl adapt``: a pre-trained MidiBert taught one style's next notes (LoRA or in full), early-stopped on the
+    style's validation pieces; or several styles' (``style`` "a+b", or ``all_styles``), or from random weights."""
+
+    style: Optional[str] = setting(None, "The style to adapt to (a folder name given to tokenize); several: repeat "
+                                         "--style (or join them with +).", fixed=True)
+    all_styles: bool = setting(False, "Adapt to every style of the tokens at once (their training pieces together, "
+                                      "early-stopped on all their validation pieces) instead of --style.", fixed=True)
+    full: bool = setting(False, "Train every weight instead of LoRA matrices (the next-note heads train either way).",
+                         fixed=True)
+    from_scratch: bool = setting(False, "Random weights of the --model's architecture (seeded by --seed) instead of its "
+                                        "pre-trained ones; trains every weight (implies --full).", fixed=True)
+    pieces: Optional[int] = setting(
+        None, "Use only K of the style's training pieces, drawn with --seed (the few-shot benchmark's draw) "
+              "[default: all of them].", min=1, fixed=True)
+    rank: int = setting(8, "LoRA rank.", min=1, max=1024, fixed=True)
+    alpha: float = setting(16.0, "LoRA alpha (scale = alpha / rank).", min=0.0, fixed=True)
+    lora_dropout: float = setting(0.05, "LoRA dropout.", min=0.0, max=0.9, fixed=True)
+    max_len: int = setting(256, "Notes per window (at most the model's positions); a longer piece gives several "
+                                "windows, each epoch a random crop of it.", min=8, fixed=True)
+    epochs: int = setting(50, "Maximum epochs (one epoch: every training window once, repeated until it fills a "
+                              "batch); training usually stops earlier, by --patience.", min=1)
+    patience: int = setting(5, "Stop once the validation next-note NLL has gone N epochs without improving.", min=1)
+    min_delta: float = setting(0.0, "Smallest fall of the validation NLL (nats per note) that counts as an improvement.",
+                               min=0.0)
+    lr: Optional[float] = setting(None, f"AdamW learning rate [default: {_short(ADAPT_LR_LORA)} with LoRA, "
+                                        f"{_short(ADAPT_LR_FULL)} with --full, {_short(ADAPT_LR_SCRATCH)} with "
+                                        "--from-scratch].", min=0.0)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases, norms, embeddings).", min=0.0)
+    clip: float = setting(1.0, "Gradient-norm clipping.", min=0.0)
+
+    @property
+    def monitor(self) -> str:
+        """What early stopping watches (musictl.training.EarlyStopping): the validation NLL, always."""
+        return "loss"
+
+    @property
+    def mode(self) -> str:
+        """lora | full | scratch."""
+        return "scratch" if self.from_scratch else "full" if self.full else "lora"
+
+    def validate(self) -> None:
+        if self.style is None and not self.all_styles:
+            raise UsageError("--style is required: the style to adapt to (musictl status lists the tokens' styles), "
+                             "or --all-styles")
+        if self.style is not None and self.all_styles:
+            raise UsageError("give --style or --all-styles, not both")
+        if self.style is not None:
+            if not adapt_styles(self.style):
+                raise UsageError(f"--style {self.style!r}: name a style")
+            self.style = STYLE_JOIN.join(adapt_styles(self.style))
+        if self.alpha <= 0:
+            raise UsageError(f"--alpha {self.alpha}: must be positive")
+        if self.from_scratch:
+            self.full = True
+        if self.lr is None:
+            self.lr = ADAPT_LR_SCRATCH if self.from_scratch else ADAPT_LR_FULL if self.full else ADAPT_LR_LORA

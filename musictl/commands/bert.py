@@ -1,4 +1,4 @@
-"""``musictl pretrain-bert``, ``finetune-mask`` and ``predict``: parse, call one library function, render.
+"""``musictl pretrain-bert``, ``finetune-mask``, ``predict`` and ``adapt``: parse, call one library function, render.
 
 Every default, help text and range comes from ``musictl.bert.settings``. ``--task`` and ``--objective`` take their
 choices and help from the registries (``musictl.bert.tasks.TASKS``, ``musictl.bert.objectives.OBJECTIVES``): their
@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from musictl.bert.settings import (
+    AdaptSettings,
     FinetuneSettings,
     Monitor,
     Precision,
@@ -32,6 +33,7 @@ from musictl.commands._common import (
     Overwrite,
     TokensOpt,
     Workdir,
+    complete_style,
     complete_task,
     emit_binary,
     option,
@@ -45,6 +47,7 @@ SETTINGS = {
     "pretrain-bert": (PretrainSettings,),
     "finetune-mask": (FinetuneSettings,),
     "predict": (PredictSettings,),
+    "adapt": (AdaptSettings,),
 }
 
 
@@ -261,3 +264,87 @@ def predict(
         print(json.dumps({"file": str(path), "label": result["label"], "probabilities": result["probabilities"]}), flush=True)
     if failed == len(files):
         raise MusictlError("no input file could be read")
+
+
+@reports_errors
+def adapt(
+    style: Annotated[Optional[list[str]], typer.Option(
+        help="The style to adapt to (a folder name given to tokenize); several: repeat --style (or join them with +).",
+        autocompletion=complete_style)] = None,
+    all_styles: bool = option(AdaptSettings, "all_styles", "--all-styles", metavar=FLAG),
+    model: Annotated[Optional[Path], typer.Option(
+        help="The model to start from: a pre-trained MidiBert, or an adapted model to continue "
+             "[default: WORKDIR/bert].")] = None,
+    tokens: TokensOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output [default: WORKDIR/adapted/STYLE, several "
+                                                                   "styles joined by +].")] = None,
+    full: bool = option(AdaptSettings, "full", "--full", metavar=FLAG),
+    from_scratch: bool = option(AdaptSettings, "from_scratch", "--from-scratch", metavar=FLAG),
+    pieces: Optional[int] = option(AdaptSettings, "pieces"),
+    rank: int = option(AdaptSettings, "rank"),
+    alpha: float = option(AdaptSettings, "alpha"),
+    lora_dropout: float = option(AdaptSettings, "lora_dropout"),
+    max_len: int = option(AdaptSettings, "max_len"),
+    epochs: int = option(AdaptSettings, "epochs"),
+    patience: int = option(AdaptSettings, "patience"),
+    min_delta: float = option(AdaptSettings, "min_delta"),
+    batch_size: int = option(AdaptSettings, "batch_size"),
+    grad_accum: int = option(AdaptSettings, "grad_accum"),
+    global_batch_size: Optional[int] = option(AdaptSettings, "global_batch_size"),
+    lr: Optional[float] = option(AdaptSettings, "lr"),
+    weight_decay: float = option(AdaptSettings, "weight_decay"),
+    clip: float = option(AdaptSettings, "clip"),
+    mixed_precision: Optional[Precision] = option(AdaptSettings, "mixed_precision"),
+    report_to: ReportTo = option(AdaptSettings, "report_to"),
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint (of an interrupted run, or of a finished "
+                                              "one with a larger --epochs).", metavar=FLAG)] = False,
+    seed: int = option(AdaptSettings, "seed"),
+    device: DeviceName = option(AdaptSettings, "device"),
+    overwrite: Overwrite = False,
+    workdir: Workdir = None,
+) -> None:
+    """Adapt a pre-trained MidiBert to one style's next notes: LoRA (default) or --full, early-stopped on the style's
+    validation pieces; reports the validation next-note NLL (nats per note) before and after.
+
+    Writes WORKDIR/adapted/STYLE (the adapter on its base model, or the full weights; metrics; a model card) when the
+    run is complete (docs/adapt.md).
+
+    Example: musictl adapt --style waltz --pieces 4   |   musictl adapt --style waltz --full -o waltz-full   |
+    musictl adapt --all-styles --full -o next   |   musictl adapt --style waltz --model next --pieces 4
+    """
+    from musictl import artifacts, workspace
+    from musictl.bert import adapt as adaptation
+    from musictl.bert.settings import STYLE_JOIN, adapt_styles
+    from musictl.console import info, track
+
+    settings = AdaptSettings.from_values({**locals(), "style": STYLE_JOIN.join(style) if style else None})
+    tokens = tokens or artifacts.artifact_dir(workdir, artifacts.TOKENS)
+    model = model or artifacts.artifact_dir(workdir, artifacts.BERT)
+    known = workspace.tokens_styles(tokens)
+    named = STYLE_JOIN.join(known) if settings.all_styles else settings.style
+    what = "--all-styles" if settings.all_styles else f"--style {settings.style}"
+    workspace.require_inputs(f"adapt {what}", workdir, [workspace.Needed(artifacts.TOKENS, None, tokens),
+                                                        workspace.Needed(adaptation.base_kind(model), None, model)])
+    for one in adapt_styles(settings.style):
+        workspace.check_style(one, known, tokens)
+    out_dir = out or artifacts.artifact_dir(workdir, artifacts.ADAPTED, named)
+    if adaptation.base_kind(model) == artifacts.BERT:
+        warn_if_untrained(model, workdir)
+
+    def log_line(row) -> str:
+        fields = row["valid"]["fields"]
+        return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, valid NLL {row['valid_loss']:.4f} "
+                f"(pitch {fields['pitch']:.3f}, duration {fields['duration']:.3f})")
+
+    with track(f"adapt {named}", settings.epochs, describe=log_line, log_every=log_line) as on_progress:
+        result = adaptation.adapt(tokens, model, out_dir, settings, overwrite, resume, on_progress)
+    if not result.main_process:
+        return
+    before, after = result.before["fields"], result.after["fields"]
+    info(f"[green]valid next-note NLL[/] (nats per note, before -> after): pitch {before['pitch']:.3f} -> "
+         f"{after['pitch']:.3f}, duration {before['duration']:.3f} -> {after['duration']:.3f} ({result.mode}, "
+         f"{len(result.train_pieces)} training pieces, best epoch {result.best_epoch} of {result.epochs_run}, "
+         f"{result.cpu_seconds:.1f} CPU s)")
+    if result.stopped_early:
+        info(f"stopped early: {result.stopped_early}")
+    print(out_dir)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from musictl.commands._common import Overwrite, TokensOpt, Workdir, complete_style, emit_binary, option, reports_errors
-from musictl.transfer.settings import GenerateSettings, WalkSettings
+from musictl.transfer.settings import GenerateSettings, NotesBy, WalkSettings
 
 # The settings classes each command reads (for the defaults test).
 SETTINGS = {"generate-rwr": (WalkSettings, GenerateSettings)}
@@ -70,6 +70,11 @@ def generate_rwr(
     program: Optional[int] = option(WalkSettings, "program"),
     tempo: Optional[float] = option(WalkSettings, "tempo"),
     max_notes_per_bar: int = option(WalkSettings, "max_notes_per_bar"),
+    notes_by: NotesBy = option(WalkSettings, "notes_by"),
+    model: Annotated[Optional[Path], typer.Option(
+        help="With --notes-by transformer: the adapted model (musictl adapt) [default: WORKDIR/adapted/STYLE].")] = None,
+    transformer_weight: float = option(WalkSettings, "transformer_weight"),
+    top_p: float = option(WalkSettings, "top_p"),
     count: int = option(GenerateSettings, "count"),
     evaluate: int = option(GenerateSettings, "evaluate"),
     plot: bool = option(GenerateSettings, "plot"),
@@ -84,11 +89,14 @@ def generate_rwr(
 
     The walk mixes the style's transition counts with the trained link predictor's probabilities
     (--mix, chosen on the style's validation pieces by default; --no-gcn: without the predictor).
+    --notes-by transformer: the style's adapted model (musictl adapt) chooses each pitch and duration
+    among the graph's successors, given the notes written so far; the walk keeps the rhythm and restarts.
 
     Each piece has one tempo, one metre and one instrumentation (a piece of the style's, or
     --tempo / --program), and exactly -n full bars. --count K -o DIR writes K pieces in one run.
 
     Example: musictl generate-rwr -n 16 > out.mid   |   musictl generate-rwr --count 8 -o pieces/ --plot
+    |   musictl generate-rwr --notes-by transformer -n 16 > out.mid
     |   musictl generate-rwr --evaluate 20 --classifier musictl-work/finetune/style
     """
     from musictl.artifacts import safe_name, write_output
@@ -105,13 +113,16 @@ def generate_rwr(
         raise UsageError(f"--prompt {prompt}: no such file")
     if given["classifier"] is not None and not run.evaluate:
         raise UsageError("--classifier judges the pieces of --evaluate N; add --evaluate N")
+    if given["model"] is not None and walk.notes_by != "transformer":
+        raise UsageError("--model is the adapted model that chooses the notes; add --notes-by transformer")
     if run.evaluate == 0 and run.count == 1 and out is None:
         destinations(out, "", run, walk.seed, overwrite, prompt)  # a terminal is refused before the workspace is read
     style = safe_name(generate_style(workdir, given["style"], given["tokens"]), "style")
     paths = destinations(out, style, run, walk.seed, overwrite, prompt)
     with progress_after("generate-rwr") as on_progress:
         generated = generate_pieces(workdir, style, given["tokens"], walk, run.evaluate or run.count, prompt,
-                                    evaluate=bool(run.evaluate), on_progress=on_progress, classifier=given["classifier"])
+                                    evaluate=bool(run.evaluate), on_progress=on_progress, classifier=given["classifier"],
+                                    model=given["model"])
     if run.evaluate:
         _write_report(generated.fidelity, out, overwrite, prompt)
         _judge_summary(generated.fidelity.get("judge") or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +21,8 @@ def status(
     Stale means an input was remade after the artifact (remake it with the command shown); an
     interrupted training run with a checkpoint is listed with its step and the command that resumes
     it; the last line says which command to run next. A pre-trained model shows what it learned beyond its
-    count baselines (a warning when nothing). --clean removes hidden temporary files of killed runs.
+    count baselines (a warning when nothing), an adapted model its validation next-note NLL before and after
+    adaptation. --clean removes hidden temporary files of killed runs.
 
     Example: musictl status --workdir musictl-work   |   musictl status --json | jq .next_step
     """
@@ -28,13 +30,16 @@ def status(
 
     from rich.table import Table
 
-    from musictl import workspace
+    from musictl import artifacts, workspace
     from musictl.console import err, info, plural, warn
 
     if clean:
         removed = workspace.clean(workdir)
         info(f"removed {plural(len(removed), 'leftover')}" + "".join(f"\n  {p}" for p in removed))
     report = workspace.scan(workdir)
+    for a in report.artifacts:
+        if a.kind == artifacts.ADAPTED and a.state in ("fresh", "stale") and not a.verdict:
+            a.verdict = adapted_verdict(artifacts.read_manifest(Path(a.path)).metrics)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
@@ -67,6 +72,14 @@ def status(
     if report.leftovers:
         info(f"{plural(len(report.leftovers), 'leftover')} of killed runs; remove with: musictl status --clean")
     info(f"next: {report.next_step}")
+
+
+def adapted_verdict(metrics: dict) -> str:
+    """An adapted model's headline from its manifest: ``lora, 4 pieces: valid NLL pitch 3.10 -> 2.71, duration ...``."""
+    before, after = metrics.get("valid_nll_before", {}), metrics.get("valid_nll_after", {})
+    change = ", ".join(f"{field} {before[field]:.3f} -> {after[field]:.3f}" for field in ("pitch", "duration")
+                       if isinstance(before.get(field), (int, float)) and isinstance(after.get(field), (int, float)))
+    return f"{metrics.get('mode', '?')}, {metrics.get('train_pieces', '?')} pieces: valid next-note NLL {change}"
 
 
 def _size(n: int) -> str:

@@ -9,6 +9,11 @@ same-field, see :mod:`musictl.transfer.gcn`).
   the embeddings give without the graph.
 
 If the GCN does not beat these, the embeddings add nothing the graph's degrees do not already say.
+
+And what a walk has to beat (the generation judge, benchmarks/transfer.py): a first-order Markov chain with the
+walk's plans, rhythm and articulation tables (:func:`markov_walker`), the same chain drawing pitch and duration
+from interpolated n-grams (:func:`ngram_walker`), and the chain with those tables swapped for their unigrams
+(:func:`unigram_tables`), which shows what the shared tables, not the walk, earn.
 """
 
 from __future__ import annotations
@@ -17,9 +22,15 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from musictl import constants as C
+from musictl.errors import UsageError
+from musictl.midi.tokens import TokenCorpus
 from musictl.progress import Progress
+from musictl.transfer import ngram
 from musictl.transfer.gcn import Encoder, MlpEncoder, fit_and_test, labelled_pairs, link_scores, node_inputs, score_row
 from musictl.transfer.settings import GcnSettings
+from musictl.transfer.tables import StyleTables
+from musictl.transfer.walk import RandomWalker
 
 HEURISTICS = ("common_neighbours", "adamic_adar", "resource_allocation", "degree_product")
 
@@ -69,13 +80,101 @@ def baseline_scores(split: tuple, features: torch.Tensor, settings: GcnSettings,
     return out
 
 
+TRANSITION_FIELDS = (C.INSTRUMENT, C.PITCH, C.DURATION, C.VELOCITY)  # the Markov chain's graph
+NGRAM_FIELDS = (C.PITCH, C.DURATION)  # drawn from the interpolated n-gram by :class:`NgramWalker`
+
+
 def markov_walker(corpus, pieces, tables):
     """A first-order Markov chain on the same tokens, for the walk to match or beat: the same plans, rhythm and
     articulation tables, and each field of a note drawn from how often it followed the previous note's value of
     that field in the same part (directed counts, repeats included); no link predictor."""
-    from musictl import constants as C
     from musictl.transfer.adjacency import build_graph
-    from musictl.transfer.walk import RandomWalker
 
-    graph = build_graph(corpus, pieces, fields=(C.INSTRUMENT, C.PITCH, C.DURATION, C.VELOCITY), edges="transition")
+    graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition")
     return RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links=None, directed=True)
+
+
+class NgramWalker(RandomWalker):
+    """The Markov chain of :func:`markov_walker` (same graph, plans, rhythm and articulation tables, restarts and
+    velocities) whose pitch and duration are drawn from interpolated n-grams (:class:`ngram.NgramModel`):
+    ``p(c) ∝ P(c | the part's value two notes back, its previous value) · a(c)`` over the field's nodes,
+    ``a`` the articulation weight of durations. The value two back is the part's note before the context note,
+    or none (the trigram backs off to its bigram) at a part's second note and after a restart to a seed note of
+    another value; without a context node the chain's own (uniform) term is used, as the Markov chain does."""
+
+    def __init__(self, nodes, adjacency, config, tables: StyleTables, loops, ngrams: dict[int, ngram.NgramModel]):
+        super().__init__(nodes, adjacency, config, tables, loops, links=None, directed=True)
+        self.ngrams = ngrams
+        self._program: int | None = None
+        self._history: dict[int, dict[int, tuple[int, int]]] = {}  # program -> field -> (value two back, previous)
+
+    def walk(self, seeds, settings, plan=None, on_progress=None):
+        self._history = {}
+        return super().walk(seeds, settings, plan, on_progress)
+
+    def _note(self, slot, plan, taken, seeds, settings, rng, context, writer=None):
+        self._program = slot.program
+        row = super()._note(slot, plan, taken, seeds, settings, rng, context, writer)
+        if row is not None:
+            history = self._history.setdefault(slot.program, {})
+            for f in self.ngrams:
+                history[f] = (history.get(f, (-1, -1))[1], int(row[f]))
+        return row
+
+    def _choose(self, candidates, line, prev, settings, rng, prior=None) -> int:
+        f = int(self.field[candidates[0]])
+        if f not in self.ngrams or line < 0:
+            return super()._choose(candidates, line, prev, settings, rng, prior)
+        x = int(self.value[line])
+        before, previous = self._history.get(self._program, {}).get(f, (-1, -1))
+        x2 = before if previous == x else -1
+        p = self.ngrams[f].rows(np.array([x2]), np.array([x]))[0][self.value[candidates]]
+        if prior is not None:
+            p = p * np.maximum(prior, 1e-300)
+        logits = np.log(np.maximum(p, 1e-300)) / settings.temperature
+        weights = np.exp(logits - logits.max())
+        return int(candidates[rng.choice(len(candidates), p=weights / weights.sum())])
+
+
+def ngram_walker(corpus: TokenCorpus, pieces: list, valid: list, tables: StyleTables,
+                 others: list | None = None) -> NgramWalker:
+    """:class:`NgramWalker` on the transition graph of ``pieces`` (the style's training pieces), each n-gram's
+    counts from them and its weights (and interval alpha) fitted on ``valid`` (the style's validation pieces,
+    never the pieces a judge compares with); ``others`` (other styles' training pieces) give the pooled part."""
+    from musictl.transfer.adjacency import build_graph
+
+    if not valid:
+        raise UsageError("the interpolated n-gram needs the style's validation pieces to set its weights; tokenize "
+                         "with a split that gives the style some, e.g. --split 0.6,0.1,0.3")
+    graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition")
+    train = [corpus.piece_tokens(p) for p in pieces]
+    held = [corpus.piece_tokens(p) for p in valid]
+    other = [corpus.piece_tokens(p) for p in others or []]
+    ngrams = {}
+    for f in NGRAM_FIELDS:
+        size = corpus.config.field_sizes[f]
+        pooled = ngram.count_matrix(other, f, size) if other else None
+        ngrams[f] = ngram.fit_ngram(ngram.stacked(train, f), ngram.stacked(held, f), size, pooled)[0]
+    return NgramWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, ngrams)
+
+
+class UnigramTables(StyleTables):
+    """A style's tables with the rhythm and articulation swapped for their unigrams (:func:`unigram_tables`):
+    durations get no articulation weight (every code 1), so a note's duration ignores its part's next onset."""
+
+    def duration_weights(self, gap: float) -> np.ndarray:
+        return np.ones(self.config.field_sizes[C.DURATION])
+
+
+def unigram_tables(tables: StyleTables) -> UnigramTables:
+    """The ablation of what the walk and the Markov chain share: the same plans and per-instrument values, but each
+    onset drawn from how often the style has an onset at each position (and ends a bar), not given the previous
+    onset; chord sizes from their distribution over every position; each part as often at every position (its
+    onsets spread evenly); no articulation (:class:`UnigramTables`)."""
+    onsets = {ts: np.broadcast_to(c.sum(0), c.shape).copy() for ts, c in tables.onsets.items()}
+    chords = {ts: np.broadcast_to(c.sum(0), c.shape).copy() for ts, c in tables.chords.items()}
+    parts = {ts: {program: np.full(len(c), c.sum() / max(len(c), 1)) for program, c in by_program.items()}
+             for ts, by_program in tables.parts.items()}
+    return UnigramTables(tables.config, plans=tables.plans, onsets=onsets, chords=chords,
+                         ratios=np.zeros_like(tables.ratios), values=tables.values, parts=parts,
+                         repeat_share=tables.repeat_share)

@@ -3,7 +3,9 @@
 A graph token is a ``(field, value)`` pair with flat id ``offset[field] + value``. From a musictl
 MidiBert the table is exact (each field row projected into the hidden space); from another
 Hugging Face model its input embeddings are mapped through MidiTok-style token names
-(``Pitch_60``, ``Velocity_63``, ``Program_0``, ``Position_4``, ``Bar_0``).
+(``Pitch_60``, ``Velocity_63``, ``Program_0``, ``Position_4``, ``Bar_0``). A model adapted to a style
+(``musictl adapt``: an ``adapted`` artifact, LoRA merged into its base) gives its own encoder's, whose
+hidden states are left-context ones (causal attention).
 """
 
 from __future__ import annotations
@@ -37,11 +39,23 @@ def is_midibert_dir(path: Path) -> bool:
         raise ArtifactError(f"{config}: not a readable model config; remake the model or pass another --model") from None
 
 
-def static_midibert(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor, TokenizerConfig]:
-    """(token table (n_graph_tokens, H), position table (P, H), vocabulary) of a MidiBert."""
+def midibert_encoder(model_dir: Path):
+    """The encoder of a MidiBert directory in eval mode: an adapted model's (its LoRA merged), else any MidiBert's."""
+    from musictl import artifacts
+
+    manifest = Path(model_dir) / artifacts.MANIFEST
+    if manifest.is_file() and artifacts.read_manifest(Path(model_dir)).kind == artifacts.ADAPTED:
+        from musictl.bert.adapt import load_adapted
+
+        return load_adapted(model_dir).bert.eval()
     from musictl.bert.model import load_encoder
 
-    encoder = load_encoder(model_dir)
+    return load_encoder(model_dir)
+
+
+def static_midibert(model_dir: Path) -> tuple[torch.Tensor, torch.Tensor, TokenizerConfig]:
+    """(token table (n_graph_tokens, H), position table (P, H), vocabulary) of a MidiBert."""
+    encoder = midibert_encoder(model_dir)
     return encoder.token_embeddings(), encoder.position_embeddings_table(), encoder.config.tokenizer_config
 
 
@@ -54,9 +68,8 @@ def contextual_midibert(model_dir: Path, corpus: TokenCorpus, style: str | None 
     Returns (table, counts, position table, vocabulary). ``on_progress`` gets windows done of all.
     """
     from musictl.bert.data import cut_windows, pad_batch
-    from musictl.bert.model import load_encoder
 
-    encoder = load_encoder(model_dir)
+    encoder = midibert_encoder(model_dir)
     encoder.check_tokens(corpus.config, str(corpus.path))
     config = corpus.config
     max_len = min(max_len, encoder.config.max_position_embeddings)

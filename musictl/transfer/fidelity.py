@@ -1,15 +1,16 @@
 """Style fidelity of generated pieces, always against pieces the generator was not built from.
 
-- Histogram divergences from the style's held-out pieces (its valid and test splits; the graph and
-  tables come from its train split) and from every other style.
+- Histogram divergences from the style's reference pieces, its test split (the graph and tables come from
+  its train split, and its validation split chooses the walk's mixing weight and the n-gram baseline's weights,
+  so a reference piece is never used to choose anything), and from every other style.
 - Novelty: the share of generated pitch 4-grams not copied from the training pieces.
 - What a listener hears first: the share of a piece's time where no note sounds, the ratio of a
   note's duration to the time until the next onset of its part (1: legato), and key consistency (the
   share of note time inside the piece's best-fitting diatonic scale), for the generated and the
-  held-out pieces.
-- A judge: logistic regression on per-piece features, cross-validated, telling held-out pieces from
+  reference pieces.
+- A judge: logistic regression on per-piece features, cross-validated, telling reference pieces from
   generated ones (balanced accuracy; 0.5 means it cannot tell them apart), beside its real-vs-real null: the
-  same judge telling held-out pieces from other held-out pieces, on random splits of them. Only an accuracy
+  same judge telling reference pieces from other reference pieces, on random splits of them. Only an accuracy
   above the null's 95th percentile says the generated pieces can be told apart, and only with 40+ pieces a
   class is either worth reading (DESIGN §9).
 - What a fine-tuned style classifier says of them (``--classifier``).
@@ -205,15 +206,24 @@ def _judge(generated: list[np.ndarray], real: list[np.ndarray], config: Tokenize
     return result
 
 
+def reference_pieces(corpus: TokenCorpus, style: str) -> tuple[list, list, bool]:
+    """(the pieces the style's graph and tables come from, the pieces generated ones are compared with, whether
+    those are held out): the reference is the style's test split, never its validation split, which chooses the
+    walk's mixing weight (:meth:`RandomWalker.choose_mix`) and the n-gram baseline's weights; a style without test
+    pieces is compared with its training pieces (not held out)."""
+    train, held_out = style_split(corpus, style)
+    test = [p for p in held_out if p.split == "test"]
+    return train, test or train, bool(test)
+
+
 def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str, seed: int = 0,
                    graph_saw_held_out: bool = False, null_draws: int = NULL_DRAWS) -> dict:
-    """Divergences of ``generated`` from the style's held-out pieces and from every other style, the share of
-    n-grams copied from the training pieces, listener metrics and the judge (see the module docstring). A style
-    without held-out pieces is compared with its training pieces, and the report says so, as it does when the
-    graph counted every piece (``graph_saw_held_out``: ``adjacency --pieces all``)."""
+    """Divergences of ``generated`` from the style's reference pieces (:func:`reference_pieces`) and from every
+    other style, the share of n-grams copied from the training pieces, listener metrics and the judge (see the
+    module docstring). A style without test pieces is compared with its training pieces, and the report says so,
+    as it does when the graph counted every piece (``graph_saw_held_out``: ``adjacency --pieces all``)."""
     config = corpus.config
-    train, held_out = style_split(corpus, style)
-    reference = held_out or train
+    train, reference, held_out = reference_pieces(corpus, style)
     real = [corpus.piece_tokens(p) for p in reference]
     gen = histograms(generated, config)
     own = divergence(gen, histograms(real, config))
@@ -228,9 +238,9 @@ def style_fidelity(generated: list[np.ndarray], corpus: TokenCorpus, style: str,
         "style": style,
         "pieces": len(generated),
         "notes": int(sum(len(t) for t in generated)),
-        "reference": {"split": ("valid+test" + (" (the graph counted them too: adjacency --pieces all)"
-                                                if graph_saw_held_out else "")) if held_out
-                      else "train (the style has no held-out pieces)", "pieces": len(reference)},
+        "reference": {"split": ("test" + (" (the graph counted them too: adjacency --pieces all)"
+                                          if graph_saw_held_out else "")) if held_out
+                      else "train (the style has no test pieces)", "pieces": len(reference)},
         "divergence_own_style": own,
         "divergence_other_styles": others,
         f"copied_{NGRAM}gram_share": round(copied, 4),

@@ -11,6 +11,12 @@ A graph counted in the common key (``adjacency --key common``, the default) is w
 A minor: its tables, seed notes and validation pieces are transposed like the graph's pieces, and each walked
 piece is then placed in the key of the style's piece whose plan it took (drawn by the seed, so the style's keys
 come out as often as its pieces are in them), or in the prompt's key (:mod:`musictl.transfer.keys`).
+
+With ``notes_by="transformer"`` (:meth:`StyleGenerator.use_adapted`, an ``adapted`` artifact of ``musictl adapt``)
+the walk still lays out the rhythm, the parts, the restarts and the context notes, and the adapted model chooses
+each pitch and duration among the graph's successors (:meth:`RandomWalker._model_note`). The model was adapted on the
+style's pieces as they are, in their own keys, so it is fed each note as it will be written: the walk runs in the
+common key and the pitches the model sees (and scores) are moved by the piece's placing shift beforehand.
 """
 
 from __future__ import annotations
@@ -74,6 +80,43 @@ def link_probabilities(gcn_dir: Path, embeddings: np.ndarray) -> np.ndarray:
     return gcn.link_probabilities(decoder, torch.as_tensor(np.asarray(embeddings), dtype=torch.float))
 
 
+@dataclass
+class AdaptedNotes:
+    """An adapted next-note model (``musictl adapt``) that chooses the notes of ``--notes-by transformer``."""
+
+    path: Path
+    model: object = field(repr=False)
+    max_len: int  # notes of context: the window it was adapted with (at most its positions)
+    max_bars: int
+
+    def continuation(self):
+        """A fresh :class:`musictl.bert.nextnote.Continuation` for one piece."""
+        from musictl.bert.nextnote import Continuation
+
+        return Continuation(self.model, self.max_len, self.max_bars)
+
+
+def load_adapted_notes(workdir, style: str, corpus: TokenCorpus, path: Path | None = None) -> AdaptedNotes:
+    """The adapted model of ``style`` (``path``, default ``WORKDIR/adapted/<style>``), checked made from these tokens'
+    vocabulary and not stale against them; a missing one names the commands that make it."""
+    from musictl import workspace
+    from musictl.bert.adapt import load_adapted
+
+    path = Path(path) if path is not None else artifacts.artifact_dir(workdir, artifacts.ADAPTED, style)
+    workspace.require_inputs(f"generate-rwr --style {style} --notes-by transformer", workdir,
+                             [workspace.Needed(artifacts.ADAPTED, style, path)])
+    model = load_adapted(path)  # a damaged or stale adapter: a one-line error naming musictl adapt
+    manifest = artifacts.read_manifest(path)
+    made_for = manifest.parameters.get("style", style)
+    remake = f"{artifacts.producer_of(artifacts.ADAPTED, made_for)} --overwrite"
+    if model.config.tokenizer_config.vocab_id != corpus.config.vocab_id:
+        raise ArtifactError(f"{path} was adapted on tokens of another vocabulary than {corpus.path}; remake it: {remake}")
+    artifacts.check_input(path, manifest, "tokens", corpus.manifest, remake.removesuffix(" --overwrite"))
+    positions = int(model.config.max_position_embeddings)
+    max_len = min(int(manifest.parameters.get("max_len", positions)), positions)
+    return AdaptedNotes(path, model, max_len, corpus.config.max_bars)
+
+
 class StyleGenerator:
     """Walks pieces in one style (see :mod:`musictl.transfer.walk`)."""
 
@@ -83,6 +126,19 @@ class StyleGenerator:
         self.walker = walker
         self.graph_pieces = "train"  # which of the style's pieces its graph counted (graph manifest: pieces)
         self.keys: common.StyleKeys | None = None  # the graph counted in the common key: the pieces' shifts; None: as-is
+        self.adapted: AdaptedNotes | None = None  # the model of --notes-by transformer (use_adapted)
+
+    def use_adapted(self, workdir=None, path: Path | None = None, model=None, max_len: int | None = None) -> AdaptedNotes:
+        """Let an adapted model choose the notes of walks with ``notes_by="transformer"``: the artifact at ``path``
+        (default ``WORKDIR/adapted/<style>``, checked by :func:`load_adapted_notes`), or ``model``, a
+        :class:`musictl.bert.nextnote.MidiBertForNextNote` already in hand (with its window ``max_len``)."""
+        if model is not None:
+            positions = int(model.config.max_position_embeddings)
+            self.adapted = AdaptedNotes(Path(path or "."), model.eval(), min(max_len or positions, positions),
+                                        self.config.max_bars)
+        else:
+            self.adapted = load_adapted_notes(workdir, self.style, self.corpus, path)
+        return self.adapted
 
     @property
     def config(self):
@@ -174,7 +230,20 @@ class StyleGenerator:
         overrides = {k: v for k, v in (("bars", bars), ("seed", seed)) if v is not None}
         settings = dataclasses.replace(settings, **overrides) if overrides else settings
         seeds, plan, shift = self.seed_and_key(settings.seed, prompt)
-        tokens = self.walker.walk(seeds, settings, plan, on_progress)
+        notes = None
+        if settings.notes_by == "transformer":
+            if self.adapted is None:
+                raise ArtifactError(f"--notes-by transformer needs the style's adapted model; run: musictl adapt --style "
+                                    f"{self.style}")
+            notes = self.adapted.continuation()
+        placing = shift if self.keys is not None else 0
+        if notes is None:
+            tokens = self.walker.walk(seeds, settings, plan, on_progress)
+        else:
+            from musictl.bert.nextnote import one_thread
+
+            with one_thread():
+                tokens = self.walker.walk(seeds, settings, plan, on_progress, notes=notes, shift=placing)
         return common.place(tokens, shift) if self.keys is not None else tokens
 
     def generate_many(self, count: int, settings: WalkSettings, prompt: Path | None = None,
@@ -212,12 +281,16 @@ class Generated:
 
 def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settings: WalkSettings, count: int = 1,
                     prompt: Path | None = None, evaluate: bool = False, on_progress: Progress | None = None,
-                    classifier: Path | None = None) -> Generated:
+                    classifier: Path | None = None, model: Path | None = None) -> Generated:
     """``count`` pieces (seeds ``settings.seed`` ...) of ``style`` (default: the one style with a trained GCN), with
-    their style fidelity against the corpus when ``evaluate`` (and a style classifier's verdict when given)."""
+    their style fidelity against the corpus when ``evaluate`` (and a style classifier's verdict when given).
+    ``settings.notes_by == "transformer"``: the adapted model at ``model`` (default ``WORKDIR/adapted/<style>``)
+    chooses the pitches and durations."""
     from musictl.transfer import fidelity as judge
 
     generator = StyleGenerator.load(workdir, style, tokens_path)
+    if settings.notes_by == "transformer":
+        generator.use_adapted(workdir, model)
     classifier_model = judge.load_style_classifier(classifier, generator.corpus, generator.style) if classifier else None
     pieces = generator.generate_many(count, settings, prompt, on_progress)
     fidelity = None
@@ -226,7 +299,10 @@ def generate_pieces(workdir, style: str | None, tokens_path: Path | None, settin
                                         graph_saw_held_out=generator.graph_pieces == "all")
         fidelity["walk"] = {"mix": generator.walker.mix if settings.mix is None else settings.mix, "gcn": settings.gcn,
                             "temperature": settings.temperature,
-                            "key": "as-is" if generator.keys is None else "common"}
+                            "key": "as-is" if generator.keys is None else "common", "notes_by": settings.notes_by}
+        if generator.adapted is not None:
+            fidelity["walk"].update(model=str(generator.adapted.path), transformer_weight=settings.transformer_weight,
+                                    top_p=settings.top_p)
         if classifier_model is not None:
             fidelity["classifier"] = {"classifier": str(classifier),
                                       **judge.classifier_assignments(classifier_model, pieces, generator.style)}

@@ -36,7 +36,7 @@ def resolve_model(model: str | Path | None, workdir, corpus: TokenCorpus) -> tup
     path = Path(model)
     if (path / artifacts.MANIFEST).is_file():  # an artifact of another kind: say what it is and what makes a model
         found = artifacts.read_manifest(path)
-        if found.kind not in (artifacts.BERT, artifacts.FINETUNE):
+        if found.kind not in (artifacts.BERT, artifacts.FINETUNE, artifacts.ADAPTED):
             raise ArtifactError(artifacts.wrong_kind(path, found, artifacts.BERT))
     if not embedding.is_midibert_dir(path):
         return model, {}, False

@@ -27,6 +27,7 @@ Decoder = Literal["mlp", "dot"]
 Features = Literal["token", "token-pos", "position-profile"]
 GraphKind = Literal["cooccurrence", "similarity"]
 EdgeWeight = Literal["log", "linear"]
+NotesBy = Literal["walk", "transformer"]
 Edges = Literal["cooccurrence", "transition"]
 GraphPieces = Literal["train", "all"]
 Negatives = Literal["uniform", "same-field"]
@@ -161,7 +162,25 @@ class WalkSettings(Settings):
                                      min=16.0, max=256.0)
     program: Optional[int] = setting(None, "Play every pitched part with this GM program [default: the style's].",
                                      min=0, max=127)
+    notes_by: NotesBy = setting("walk", "Who chooses each note's pitch and duration: walk (the style's counts and "
+                                        "link predictor) or transformer (the style's adapted model, musictl adapt, "
+                                        "given the notes written so far, among the graph's successors of the walk's "
+                                        "context note).")
+    transformer_weight: float = setting(1.0, "With --notes-by transformer: the transformer's share of each choice; "
+                                             "the walk's transition term weighs 1 - W (1: the transformer alone).",
+                                        min=0.0, max=1.0)
+    top_p: float = setting(1.0, "With --notes-by transformer: sample each pitch and duration from the fewest "
+                                "candidates holding this share of the probability (nucleus; 1: all).",
+                           min=0.01, max=1.0)
     seed: int = setting(0, SEED_HELP)
+
+    def validate(self) -> None:
+        if self.notes_by != "transformer":
+            given = [flag for flag, value, default in (("--transformer-weight", self.transformer_weight, 1.0),
+                                                       ("--top-p", self.top_p, 1.0)) if value != default]
+            if given:
+                raise UsageError(f"{' and '.join(given)} only shape{'s' if len(given) == 1 else ''} the transformer's "
+                                 "choices; add --notes-by transformer")
 
 
 @dataclass

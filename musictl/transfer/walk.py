@@ -33,7 +33,9 @@ the piece's end, so the MIDI has no conflicting events.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -50,6 +52,7 @@ SMOOTHING = 0.01  # share of a row's mean weight given to every candidate, so un
 MIXES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)  # the mixing weights tried on validation pieces
 DEFAULT_MIX = 0.05  # without validation pieces (the median choice on the bundled styles)
 NOTE_FIELDS = (C.PITCH, C.DURATION, C.VELOCITY)  # drawn for each note, in this order
+MODEL_FIELDS = (C.PITCH, C.DURATION)  # chosen by the transformer with --notes-by transformer
 
 
 @dataclass
@@ -210,15 +213,22 @@ class RandomWalker:
         return slots
 
     def walk(self, seeds: np.ndarray, settings: WalkSettings, plan: PiecePlan | None = None,
-             on_progress: Progress | None = None) -> np.ndarray:
+             on_progress: Progress | None = None, notes: NextNotes | None = None, shift: int = 0) -> np.ndarray:
         """``(n_notes, 8)`` token ids of a piece of exactly ``settings.bars`` full bars.
 
         ``seeds`` are seed notes as node indices ``(n, 8)`` (-1 where a token is not a node);
-        ``on_progress`` hears of every bar.
+        ``on_progress`` hears of every bar. ``notes`` (with ``--notes-by transformer``): the model that chooses
+        pitches and durations, fed every note as it will be written, its pitch moved by ``-shift`` (the placing of
+        a common-key walk, :func:`musictl.transfer.keys.place`; see :meth:`_model_note`).
         """
+        if settings.notes_by == "transformer" and notes is None:
+            raise MusictlError("--notes-by transformer needs the style's adapted model; run: musictl adapt --style STYLE")
         rng = np.random.default_rng(settings.seed)  # own seeding: a generated piece, the same for the same --seed as before
         plan = self.plan(settings, rng, plan)
         slots = self.rhythm(plan, settings, rng)
+        if settings.notes_by == "transformer":  # the encoder's order within an onset: by instrument, then pitch
+            slots.sort(key=lambda s: (s.bar, s.position, s.program))
+        writer = _Writer(notes, shift, self.config.max_bars) if settings.notes_by == "transformer" else None
         context = _Context(last=seeds[0].copy())
         rows: list[list[int]] = []
         bars: list[int] = []
@@ -226,7 +236,7 @@ class RandomWalker:
         for i, slot in enumerate(slots):
             if i == 0 or (slot.bar, slot.position) != (slots[i - 1].bar, slots[i - 1].position):
                 taken = set()
-            row = self._note(slot, plan, taken, seeds, settings, rng, context)
+            row = self._note(slot, plan, taken, seeds, settings, rng, context, writer)
             if row is not None:
                 rows.append(row)
                 bars.append(slot.bar)
@@ -235,8 +245,10 @@ class RandomWalker:
         return settle(np.asarray(rows, dtype=np.int64), np.asarray(bars), self.config, settings.bars) + C.N_SPECIAL
 
     def _note(self, slot: _Slot, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
-              rng, context: _Context) -> list[int] | None:
+              rng, context: _Context, writer: _Writer | None = None) -> list[int] | None:
         """One note at ``slot``; None when every pitch of the instrument is taken at this onset."""
+        if writer is not None:
+            return self._model_note(slot, plan, taken, seeds, settings, rng, context, writer)
         restart = rng.random() < settings.restart
         seed = seeds[rng.integers(len(seeds))] if restart else None
         row = [0] * C.N_FIELDS
@@ -268,6 +280,86 @@ class RandomWalker:
         context.by_program[row[C.INSTRUMENT]] = context.last
         return row
 
+    # ----- the transformer's choices (--notes-by transformer) ---------------------------------------
+    def _model_note(self, slot: _Slot, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
+                    rng, context: _Context, writer: _Writer) -> list[int] | None:
+        """One note at ``slot`` whose pitch and duration the model chooses (velocity: the walk, as :meth:`_note`).
+
+        The restart and the context note are the walk's. For a field that is a node of the graph the candidates are
+        the graph's successors of the context note's node (its nonzero transitions, the repeat included; all the
+        field's nodes when it has none among them), otherwise the values the style's part plays; a pitch also must
+        not be taken at this onset, must lie above the pitches its part already has at this onset (the encoder
+        stores a chord's notes by rising pitch, so the model has only seen them that way) and must stay in 0..127
+        once placed. Over the candidates::
+
+            p(c) ∝ [W · t(c) + (1 - W) · w(c)] · a(c),  then temperature and top-p
+
+        ``t``: the model's distribution of the next note's field given the notes written so far, renormalised over
+        the candidates; ``w``: the walk's transition term (:meth:`_choose`'s, normalised); ``a``: the duration's fit
+        to the gap (1 for pitch); ``W``: ``--transformer-weight``.
+        """
+        restart = rng.random() < settings.restart
+        seed = seeds[rng.integers(len(seeds))] if restart else None
+        row = [0] * C.N_FIELDS
+        row[C.BAR], row[C.POSITION], row[C.INSTRUMENT] = slot.bar % self.config.max_bars, slot.position, slot.program
+        row[C.TIME_SIGNATURE], row[C.TEMPO] = plan.time_signature, plan.tempo
+        chosen = [self.node(f, v) for f, v in enumerate(row)]
+        prev = next((chosen[f] for f in (C.INSTRUMENT, C.POSITION) if chosen[f] >= 0), -1)
+        note = seed if seed is not None else context.by_program.get(slot.program, context.last)
+        moved = slot.program != C.DRUM_PROGRAM  # drums are never transposed
+        for f in NOTE_FIELDS:
+            prior = self.tables.duration_weights(slot.gap) if f == C.DURATION else None
+            model = f in MODEL_FIELDS
+            if len(self.by_field[f]):
+                candidates = self.by_field[f]
+                if model and note[f] >= 0:
+                    following = candidates[self._row(int(note[f]), candidates) > 0]
+                    candidates = following if len(following) else candidates
+                values = self.value[candidates]
+            else:
+                candidates = None
+                weights = self.tables.value_weights(f, slot.program)
+                values = np.flatnonzero(weights > 0) if model else np.arange(len(weights))
+            keep = np.ones(len(values), dtype=bool)
+            if f == C.PITCH:
+                keep &= np.array([(slot.program, int(v)) not in taken for v in values], dtype=bool)
+                if model:
+                    above = max((p for program, p in taken if program == slot.program), default=-1)
+                    written = values - writer.shift if moved else values
+                    keep &= (values > above) & (written >= 0) & (written < 128)
+            if not keep.any():
+                return None
+            values = values[keep]
+            if candidates is not None:
+                candidates = candidates[keep]
+                counts = self._term(int(note[f]), candidates, settings)
+                if not self.directed:
+                    counts = counts * self._term(prev, candidates, settings)
+            else:
+                counts = weights[values] if model else weights
+            counts = counts / counts.sum() if counts.sum() > 0 else np.full(len(values), 1.0 / len(values))
+            if model:
+                written = values - writer.shift if (f == C.PITCH and moved) else values
+                learned = np.exp(writer.log_probs(f, written))
+                learned = learned / learned.sum() if learned.sum() > 0 else np.full(len(values), 1.0 / len(values))
+                weight = settings.transformer_weight
+                p = weight * learned + (1 - weight) * counts
+            else:
+                p = counts
+            if prior is not None:
+                p = p * prior[values]
+            logits = np.log(np.maximum(p, 1e-300)) / settings.temperature
+            pick = _sample_top_p(logits, settings.top_p if model else 1.0, rng)
+            row[f] = int(values[pick])
+            if candidates is not None:
+                chosen[f] = int(candidates[pick])
+                prev = chosen[f]
+        taken.add((row[C.INSTRUMENT], row[C.PITCH]))
+        context.last = np.array([c if c >= 0 else p for c, p in zip(chosen, context.last)])
+        context.by_program[row[C.INSTRUMENT]] = context.last
+        writer.append(row, moved)
+        return row
+
     def seed_nodes(self, tokens: np.ndarray) -> np.ndarray:
         """Seed notes as node indices (-1 for tokens that are not nodes of this graph): notes with at least half of
         the graph's node fields."""
@@ -278,6 +370,45 @@ class RandomWalker:
         if len(seeds) == 0:
             raise MusictlError("none of the seed notes share tokens with the style graph; use a prompt in the style's range")
         return seeds
+
+
+class NextNotes(Protocol):
+    """A model that gives the next note's distribution of a piece written note by note
+    (:class:`musictl.bert.nextnote.Continuation`)."""
+
+    def append(self, row: Sequence[int]) -> None: ...
+
+    def distribution(self) -> list[np.ndarray]: ...
+
+
+class _Writer:
+    """The notes of a walk as they will be written, fed to a :class:`NextNotes` model: token ids, pitched notes
+    moved by ``-shift`` (the key the piece is placed in)."""
+
+    def __init__(self, notes: NextNotes, shift: int, max_bars: int):
+        self.notes, self.shift, self.max_bars = notes, int(shift), max_bars
+
+    def log_probs(self, field_index: int, values: np.ndarray) -> np.ndarray:
+        """The model's log-probabilities of the next note's ``values`` (as written) of a field."""
+        return self.notes.distribution()[field_index][np.asarray(values, dtype=np.int64) + C.N_SPECIAL]
+
+    def append(self, row: list[int], moved: bool) -> None:
+        written = np.asarray(row, dtype=np.int64)
+        if moved:
+            written[C.PITCH] -= self.shift
+        self.notes.append(written + C.N_SPECIAL)
+
+
+def _sample_top_p(logits: np.ndarray, top_p: float, rng) -> int:
+    """An index drawn with probabilities proportional to ``exp(logits)``, from the fewest most likely indices whose
+    probability reaches ``top_p`` (all of them at 1)."""
+    if top_p >= 1.0:
+        return _sample(logits, rng)
+    p = np.exp(logits - logits.max())
+    p = p / p.sum()
+    order = np.argsort(-p, kind="stable")
+    kept = order[: int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1]
+    return int(kept[_sample(logits[kept], rng)])
 
 
 def _sample(logits: np.ndarray, rng) -> int:

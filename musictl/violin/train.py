@@ -87,7 +87,8 @@ def load_clips(data_dir: Path, split: str, seconds: float | None = None) -> tupl
     return np.stack([np.pad(a[:length], (0, max(0, length - len(a)))) for a in audio]), [r["caption"] for r in rows]
 
 
-def _codes(model, audio: np.ndarray, chunk: int = 8):
+def audio_codes(model, audio: np.ndarray, chunk: int = 8):
+    """EnCodec codes of ``audio`` (clips, samples), ``chunk`` clips at a time, on the CPU."""
     import torch
 
     from musictl.violin.model import encode_audio
@@ -101,7 +102,7 @@ def encode_splits(model, data_dir: Path) -> tuple[Clips, Clips]:
     if not captions:
         raise ArtifactError(f"{data_dir} has no training clips; remake it: musictl lora-violin prepare --overwrite")
     valid_audio, valid_captions = load_clips(data_dir, "valid", audio.shape[1] / SAMPLE_RATE)
-    return Clips(_codes(model, audio), captions), Clips(_codes(model, valid_audio) if valid_captions else None, valid_captions)
+    return Clips(audio_codes(model, audio), captions), Clips(audio_codes(model, valid_audio) if valid_captions else None, valid_captions)
 
 
 # ----- batches -------------------------------------------------------------------------------------
