@@ -106,7 +106,8 @@ def run_config(key: str, flags: str, tokens: Path, work: Path, objective: str) -
     best = metrics["best_valid"] or metrics["final_valid"]
     from musictl.bert.pretrain import best_baseline
 
-    return {"name": key, "objective": objective, "flags": flags, "command": shlex.join(command), "steps": metrics["steps"],
+    return {"curve": curve(out), "name": key, "objective": objective, "flags": flags, "command": shlex.join(command),
+            "steps": metrics["steps"],
             "parameters": metrics["parameters"], "minutes": round((time.perf_counter() - started) / 60, 1),
             "cpu_seconds": round(after.children_user + after.children_system - before.children_user - before.children_system),
             "resumed": resume, "best_step": best.get("step"), "mean_accuracy": best["accuracy"],
@@ -115,9 +116,19 @@ def run_config(key: str, flags: str, tokens: Path, work: Path, objective: str) -
             "mean_margin": round(sum(margins(best).values()) / len(FIELDS), 4)}
 
 
+def curve(out: Path) -> list[dict]:
+    """The run's margins at each of its validation evaluations (metrics.jsonl): how they grow with the steps spent
+    (under one learning-rate schedule, so an early evaluation is not a shorter run's end)."""
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [{"step": r["step"], "margin": margins(r["valid"])} for r in rows if r.get("valid", {}).get("fields")]
+
+
 def current(runs: dict) -> dict:
     """The rows of today's configurations (rows of configurations since removed are dropped)."""
     return {key: row for key, row in runs.items() if row["name"].split("-x")[0] in CONFIGS and "against" in row}
+
+
+from harness import paths  # noqa: E402  (benchmarks/harness, after the path above)
 
 
 def planned_block(data: dict, rows: list[dict]) -> list[str]:
@@ -143,10 +154,13 @@ def render(data: dict) -> str:
         "# Pre-training sweep: what learns pitch, position and duration",
         "",
         *planned_block(data, rows),
-        f"Tokens: `{data['tokens']}` ({data.get('train_pieces', '?')} training pieces; validation: the tokens' valid "
+        f"Tokens: `{paths.show(data['tokens'])}` ({data.get('train_pieces', '?')} training pieces; validation: the tokens' valid "
         f"split). Each run: `musictl pretrain-bert ... {COMMON}` plus its flags, one core (`OMP_NUM_THREADS=1`), "
-        f"{BUDGET} CPU seconds of training steps (`x3`: three times that; steps from the per-step CPU cost of the "
-        f"architecture, measured: {', '.join(f'{a} {c} s' for a, c in data.get('step_costs', STEP_COST).items())}); "
+        f"{BUDGET} CPU seconds of training steps{' (`x3`: three times that)' if any(r['name'].endswith('-x3') for r in rows) else ''}"
+        f", its steps set from the per-step CPU cost of the architecture measured once beforehand "
+        f"({', '.join(f'{a} {c} s' for a, c in data.get('step_costs', STEP_COST).items())}; measured beside other jobs, so "
+        "the runs' own CPU seconds, in the table, came out lower than the budget and differ between runs: compare by that "
+        "column too); "
         "scored at its best validation evaluation on hidden notes only (masked or replaced). Cells: masked accuracy / "
         "the strongest baseline on the same notes (of unigram, window mode, previous note, `neighbours`: the most "
         "frequent value given both neighbours, and `context`: the neighbours' distribution tilted by the window's "
@@ -178,7 +192,17 @@ def render(data: dict) -> str:
                 if base:
                     lines.append(f"With three times the compute, {r['name'][:-3]} moves its margins from "
                                  + ", ".join(f"{f} {base['margin'][f]:+.3f} to {r['margin'][f]:+.3f}" for f in FIELDS) + ".")
-    lines += ["", "Commands:", "", "```", *[r["command"] for r in rows], "```", ""]
+    curves = [r for r in rows if r.get("curve")]
+    if curves:
+        lines += ["", "## How the margins grow with the steps spent", "",
+                  "Each run's margins over the strongest baseline (pitch / position / duration) at each of its validation "
+                  "evaluations: one schedule per run (warm-up, then linear decay to the last step), so an early evaluation "
+                  "is not what a shorter run would reach, only how far this one had come.", "",
+                  "| config | " + " | ".join(f"{q}/4 of the steps" for q in range(1, 5)) + " |", "|---|---|---|---|---|"]
+        for r in curves:
+            points = [" / ".join(f"{c['margin'][f]:+.3f}" for f in FIELDS) for c in r["curve"][-4:]]
+            lines.append(f"| {r['name']} | " + " | ".join(points + ["-"] * (4 - len(points))) + " |")
+    lines += ["", "Commands:", "", "```", *[paths.show(r["command"]) for r in rows], "```", ""]
     return "\n".join(lines)
 
 
@@ -199,6 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     data = json.loads(json_path.read_text()) if json_path.is_file() and not args.fresh else {"runs": {}}
     data.setdefault("budget_cpu_seconds", BUDGET)
     data["runs"] = current(data["runs"])
+    for row in data["runs"].values():  # rows recorded before the curve was kept: read it from the cached run
+        cached = args.work / f"{row['objective']}-{row['name']}"
+        if "curve" not in row and (cached / "metrics.jsonl").is_file():
+            row["curve"] = curve(cached)
     if not args.render:
         if args.tokens is None:
             parser.error("--tokens is required unless --render")

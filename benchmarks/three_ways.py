@@ -264,6 +264,7 @@ def measure(run: Run, files: dict[str, Path], images: Path, md_dir: Path) -> Non
         pitched = tokens[(tokens[:, C.INSTRUMENT].astype(np.int64) - C.N_SPECIAL) != C.DRUM_PROGRAM]
         k = key_consistency(tokens, corpus.config)
         measured[method] = {"midi": run.shown(str(files[method])), "notes": int(len(tokens)), "pitched_notes": int(len(pitched)),
+                            "parts": int(len(np.unique(pitched[:, C.INSTRUMENT]))),
                             "key_consistency": None if k is None else round(k, 4),
                             "mean_leap": mean_leap(tokens, corpus.config),
                             "bars": int(tokens[:, C.BAR].astype(np.int64).max() - C.N_SPECIAL + 1) if len(tokens) else 0}
@@ -276,10 +277,32 @@ def measure(run: Run, files: dict[str, Path], images: Path, md_dir: Path) -> Non
                                      "key_consistency_first_bars": mean_key_consistency(first, corpus.config),
                                      "mean_leap": round(float(np.mean([x for x in (mean_leap(t, corpus.config)
                                                                                    for t in test) if x is not None])), 2)}
+    run.data["models"] = models(run.work, run.style)
     run.data["pieces_per_style"] = {s: len(corpus.select(style=s)) for s in corpus.styles}
     run.data["splits"] = {s: {sp: len(corpus.select(style=s, split=sp)) for sp in ("train", "valid", "test")}
                           for s in corpus.styles}
     run.results.save()
+
+
+def models(ws: Path, style: str) -> dict:
+    """What the two trained models say of themselves: the pre-trained MidiBert's best validation masked accuracy per
+    field beside its strongest count baseline (its metrics.json), the adapter's validation next-note NLL (nats per
+    note) before and after adaptation, with its epochs."""
+    import json
+
+    from musictl.bert.pretrain import best_baseline
+
+    bert = json.loads((ws / "bert" / "metrics.json").read_text())
+    fields = (bert.get("best_valid") or bert.get("final_valid") or {}).get("fields", {})
+    adapted = json.loads((ws / "adapted" / style / "metrics.json").read_text())
+    return {"bert": {"steps": bert.get("steps"), "train_pieces": bert.get("train_pieces"),
+                     "fields": {f: {"model": fields[f]["accuracy"], "baseline": best_baseline(fields[f])[0],
+                                    "baseline_accuracy": best_baseline(fields[f])[1]}
+                                for f in ("pitch", "position", "duration") if f in fields and "unigram" in fields[f]}},
+            "adapted": {"mode": adapted.get("mode"), "train_pieces": len(adapted.get("train_pieces", [])),
+                        "best_epoch": adapted.get("best_epoch"), "epochs_run": adapted.get("epochs_run"),
+                        "nll": {f: {"before": adapted["before"]["fields"][f], "after": adapted["after"]["fields"][f]}
+                                for f in ("pitch", "duration")}}}
 
 
 def draw(pieces: dict[str, np.ndarray], measured: dict[str, dict], config, images: Path, run: Run) -> dict[str, Path]:
@@ -325,7 +348,7 @@ def summarise(data: dict) -> dict:
         if not cell:
             continue
         cpu = [steps.get(s, {}).get("cpu_seconds") for s in CHAINS[method]]
-        rows[method] = {**{k: cell[0][k] for k in ("notes", "key_consistency", "mean_leap", "image")},
+        rows[method] = {**{k: cell[0][k] for k in ("notes", "parts", "key_consistency", "mean_leap", "image")},
                         "chain": CHAINS[method], "cpu_seconds": None if None in cpu else round(sum(cpu), 1)}
     return rows
 
@@ -348,19 +371,22 @@ def render(data: dict) -> str:
              "the target's validation and test pieces are never trained on (validation chooses the walk's mix, the "
              "n-gram's weights and the adapter's early stop).", "",
              f"The real piece: the first {bars} bars of `{data.get('real_piece', '-')}`. Every piece is read back from "
-             "its MIDI file; the piano rolls share one pitch range and one time span.", "",
+             "its MIDI file; the piano rolls share one pitch range, each spans its own bars.", "",
              "**Key consistency**: the share of pitched note time inside the best-fitting diatonic scale "
              "(musictl.transfer.fidelity.key_consistency; about 0.6 for random pitches). **Mean leap**: the mean "
-             "absolute interval, in semitones, between the top notes of consecutive onsets (the skyline melody). "
+             "absolute interval, in semitones, between the top notes of consecutive onsets (the skyline melody): a large one "
+             "means the top line jumps between registers, as when a part that holds melody and chords (one program, "
+             "**parts** counts the programs) sounds only its chords at some onsets. "
              "**CPU s**: user + system seconds of the steps that way needs, summed (the step table below).", ""]
     ref = data.get("style_test_pieces")
-    rows = [[f"{METHODS[m][0]}", str(r["notes"]), cell(r["key_consistency"]), cell(r["mean_leap"], 1),
+    rows = [[f"{METHODS[m][0]}", str(r["notes"]), str(r["parts"]), cell(r["key_consistency"]), cell(r["mean_leap"], 1),
              cell(r["cpu_seconds"], 0), " + ".join(r["chain"])] for m, r in table.items()]
     if ref:
-        rows.append([f"the style's {ref['pieces']} test pieces (mean; first {bars} bars)", "-",
+        rows.append([f"the style's {ref['pieces']} test pieces (mean; first {bars} bars)", "-", "-",
                      f"{cell(ref['key_consistency'])} ({cell(ref['key_consistency_first_bars'])})",
                      cell(ref["mean_leap"], 1), "-", "-"])
-    lines += tables.table(["piece", "notes", "key consistency", "mean leap", "CPU s", "steps"], rows, align="lrrrrl")
+    lines += tables.table(["piece", "notes", "parts", "key consistency", "mean leap", "CPU s", "steps"], rows,
+                          align="lrrrrrl")
     lines += ["", "The transformer's chain holds embed and train-gcn because `generate-rwr` loads the style's GCN "
               "even when the transformer chooses every note (`--transformer-weight 1`); its notes do not use it. "
               "The n-gram has no CLI command: it is made in the benchmark's process by the library path "
@@ -369,6 +395,19 @@ def render(data: dict) -> str:
               "work in the common key (`adjacency`'s default `--key common`: the pieces counted transposed to C major / "
               "A minor, each walk placed back in a key of the style's); the n-gram, as benchmarks/transfer.py builds "
               "it, counts pitches as they are, so its pitch tables mix the pieces' keys.", ""]
+    learned = data.get("models")
+    if learned:
+        bert, adapted = learned["bert"], learned["adapted"]
+        lines += ["What the two trained models learned (validation pieces): the pre-trained MidiBert's masked accuracy "
+                  f"after {bert['steps']} steps beside its strongest count baseline, "
+                  + ", ".join(f"{f} {v['model']:.3f} vs {v['baseline_accuracy']:.3f} ({v['baseline']})"
+                              for f, v in bert["fields"].items())
+                  + f"; the {adapted['mode']} adapter on the style's {adapted['train_pieces']} training pieces "
+                  f"(best epoch {adapted['best_epoch']} of {adapted['epochs_run']}"
+                  + (": the last, still improving when it stopped" if adapted["best_epoch"] == adapted["epochs_run"] else "")
+                  + "), next-note NLL in nats per note "
+                  + ", ".join(f"{f} {v['before']:.2f} before, {v['after']:.2f} after" for f, v in adapted["nll"].items())
+                  + ".", ""]
     for method, r in table.items():
         lines += [f"## {METHODS[method][0]}", "", METHODS[method][1] + ".", "", f"![{method}]({r['image']})", ""]
     steps = [c for c in cells.select(data["cells"]) if "step" in c["settings"]]

@@ -622,6 +622,11 @@ class Run:
         """Optimizer steps that see ``items`` stream items at least once (the last step reads on into the next epoch)."""
         return -(-items // self.plan.global_batch)
 
+    def fill_batch(self, items: list) -> list:
+        """``items`` repeated until they fill at least one optimizer step's global batch (a stream of a few pieces
+        still makes whole steps)."""
+        return items * max(1, -(-self.plan.global_batch // max(1, len(items))))
+
     def steps_for_epochs(self, items: int, epochs: float) -> int:
         """Optimizer steps of ``epochs`` (possibly fractional) passes over ``items`` stream items, at least 1."""
         return max(1, math.ceil(epochs * items / self.plan.global_batch))

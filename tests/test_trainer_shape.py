@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "musictl"
-TRAINERS = ("bert/pretrain.py", "bert/finetune.py", "violin/train.py", "transfer/train_gcn.py")
+TRAINERS = ("bert/pretrain.py", "bert/finetune.py", "bert/adapt.py", "violin/train.py", "transfer/train_gcn.py")
 ROLES = ("build", "forward", "evaluate", "write_artifact", "model_card")
 RUN_STATE = ("step", "position", "epoch")  # TrainerState's place in the stream: Run advances it
 RUN_DECISIONS = ("out_of_patience", "improved", "save_checkpoint")  # early stopping, the best so far, checkpoints

@@ -295,7 +295,8 @@ def test_cli_chain_end_to_end(tokens_dir, tmp_path):
     assert report["judge"]["folds"] == 2 and 0 <= report["judge"]["accuracy"] <= 1
     assert report["walk"]["gcn"] and 0 <= report["walk"]["mix"] <= 1
     ablation = json.loads(ok("generate-rwr", "-n", "4", "--evaluate", "2", "--no-gcn", "--mix", "0.5").stdout)
-    assert ablation["walk"] == {"mix": 0.5, "gcn": False, "temperature": 1.0, "key": "common"}  # adjacency's default key
+    # the key: adjacency's default
+    assert ablation["walk"] == {"mix": 0.5, "gcn": False, "temperature": 1.0, "key": "common", "notes_by": "walk"}
     assert 0 < listening["generated"]["key_consistency"] <= 1 and 0 < listening["held_out"]["key_consistency"] <= 1
     ok("adjacency", "--style", "waltz", "--nodes", "all", "--edges", "cooccurrence", "--pieces", "all",
        "--overwrite")  # the graph of earlier versions

@@ -175,11 +175,10 @@ def inputs_of(model_dir: Path, corpus: TokenCorpus, tokens_path: Path) -> dict:
 
 
 # ----- batches, loss, validation ------------------------------------------------------------------------------------
-def training_slots(pieces: list[np.ndarray], max_len: int, fill: int) -> list[int]:
-    """The items of one epoch: a piece's index once per ``max_len`` notes of it, the list repeated until it holds at
-    least ``fill`` items (one batch)."""
-    slots = [i for i, tokens in enumerate(pieces) for _ in range(max(1, -(-len(tokens) // max_len)))]
-    return slots * max(1, -(-fill // len(slots)))
+def training_slots(pieces: list[np.ndarray], max_len: int) -> list[int]:
+    """The items of one epoch: a piece's index once per ``max_len`` notes of it (the run repeats them until they fill
+    a batch: :meth:`musictl.training.Run.fill_batch`)."""
+    return [i for i, tokens in enumerate(pieces) for _ in range(max(1, -(-len(tokens) // max_len)))]
 
 
 def collate_train(samples: list[training.Sample], pieces: list[np.ndarray], max_len: int, max_bars: int, seed: int
@@ -260,7 +259,7 @@ def adapt(tokens_path: Path, model_dir: Path, out: Path, settings: AdaptSettings
                                   run.device)
         if "before" not in state.extra:
             state.extra["before"] = score()
-        slots = training_slots(train_tokens, max_len, run.plan.global_batch)
+        slots = run.fill_batch(training_slots(train_tokens, max_len))
         collate = functools.partial(collate_train, pieces=train_tokens, max_len=max_len, max_bars=max_bars, seed=settings.seed)
         cpu_before, cpu_start, started = state.extra.get("cpu_seconds", 0.0), time.process_time(), time.perf_counter()
 

@@ -244,11 +244,9 @@ class RandomWalker:
                 on_progress(slot.bar + 1, settings.bars, None)
         return settle(np.asarray(rows, dtype=np.int64), np.asarray(bars), self.config, settings.bars) + C.N_SPECIAL
 
-    def _note(self, slot: _Slot, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
-              rng, context: _Context, writer: _Writer | None = None) -> list[int] | None:
-        """One note at ``slot``; None when every pitch of the instrument is taken at this onset."""
-        if writer is not None:
-            return self._model_note(slot, plan, taken, seeds, settings, rng, context, writer)
+    def _start(self, slot: _Slot, plan: PiecePlan, seeds: np.ndarray, settings: WalkSettings, rng, context: _Context):
+        """A note's fixed fields (bar, position, instrument, metre, tempo) and their nodes, the node the next choice
+        follows, and the context note: a restart's seed note (with probability ``restart``) or the part's last."""
         restart = rng.random() < settings.restart
         seed = seeds[rng.integers(len(seeds))] if restart else None
         row = [0] * C.N_FIELDS
@@ -257,6 +255,14 @@ class RandomWalker:
         chosen = [self.node(f, v) for f, v in enumerate(row)]
         prev = next((chosen[f] for f in (C.INSTRUMENT, C.POSITION) if chosen[f] >= 0), -1)
         note = seed if seed is not None else context.by_program.get(slot.program, context.last)
+        return row, chosen, prev, note
+
+    def _note(self, slot: _Slot, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
+              rng, context: _Context, writer: _Writer | None = None) -> list[int] | None:
+        """One note at ``slot``; None when every pitch of the instrument is taken at this onset."""
+        if writer is not None:
+            return self._model_note(slot, plan, taken, seeds, settings, rng, context, writer)
+        row, chosen, prev, note = self._start(slot, plan, seeds, settings, rng, context)
         for f in NOTE_FIELDS:
             prior = self.tables.duration_weights(slot.gap) if f == C.DURATION else None
             if len(self.by_field[f]):  # a node field: the walk decides
@@ -298,14 +304,7 @@ class RandomWalker:
         the candidates; ``w``: the walk's transition term (:meth:`_choose`'s, normalised); ``a``: the duration's fit
         to the gap (1 for pitch); ``W``: ``--transformer-weight``.
         """
-        restart = rng.random() < settings.restart
-        seed = seeds[rng.integers(len(seeds))] if restart else None
-        row = [0] * C.N_FIELDS
-        row[C.BAR], row[C.POSITION], row[C.INSTRUMENT] = slot.bar % self.config.max_bars, slot.position, slot.program
-        row[C.TIME_SIGNATURE], row[C.TEMPO] = plan.time_signature, plan.tempo
-        chosen = [self.node(f, v) for f, v in enumerate(row)]
-        prev = next((chosen[f] for f in (C.INSTRUMENT, C.POSITION) if chosen[f] >= 0), -1)
-        note = seed if seed is not None else context.by_program.get(slot.program, context.last)
+        row, chosen, prev, note = self._start(slot, plan, seeds, settings, rng, context)
         moved = slot.program != C.DRUM_PROGRAM  # drums are never transposed
         for f in NOTE_FIELDS:
             prior = self.tables.duration_weights(slot.gap) if f == C.DURATION else None
