@@ -270,7 +270,7 @@ def predict(
 def adapt(
     style: Annotated[Optional[list[str]], typer.Option(
         help="The style to adapt to (a folder name given to tokenize); several: repeat --style (or join them with +).",
-        autocompletion=complete_style)] = None,
+        autocompletion=complete_style, metavar="<style>")] = None,
     all_styles: bool = option(AdaptSettings, "all_styles", "--all-styles", metavar=FLAG),
     model: Annotated[Optional[Path], typer.Option(
         help="The model to start from: a pre-trained MidiBert, or an adapted model to continue "
