@@ -55,9 +55,12 @@ def few_shot_corpus(args) -> Path:
     folder = Path(args.work) / "shared-corpus"
     for style, (source, pattern) in STYLES.items():
         (folder / style).mkdir(parents=True, exist_ok=True)
-        for f in sorted((shared / source).glob(pattern))[: args.per_style]:
+        chosen = sorted((shared / source).glob(pattern))[: args.per_style]
+        for f in chosen:
             if not (folder / style / f.name).exists():
                 (folder / style / f.name).symlink_to(f)
+        for extra in set(p.name for p in (folder / style).iterdir()) - {f.name for f in chosen}:
+            (folder / style / extra).unlink()  # a link left by a run with a larger --per-style: not this corpus
     return folder
 
 
