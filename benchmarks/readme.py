@@ -102,8 +102,8 @@ TARGETS = [
      "not met at that budget: see the 27k-step run below (that table's wall times were measured beside other jobs)"),
     ("pre-training learns the fields that carry music (beats the strongest count baseline on pitch, position, "
      "duration; goal +0.05 each)", "at matched compute (600 CPU s of steps), best tiny MLM -0.160 / -0.400 / -0.068 "
-     "against the window-aware `context` baseline; mini (128 x 4) lower per CPU second; margins still rising "
-     "(pretrain_sweep). The 27k-step MLM's +0.098 / +0.204 / +0.089 were over weaker predictors", "not met"),
+     "against the window-aware `context` baseline; mini (128 x 4) lower per CPU second; 3x the compute: "
+     "-0.157 / -0.382 / -0.054 (pretrain_sweep). The 27k-step MLM's +0.098 / +0.204 / +0.089 were over weaker predictors", "not met"),
     ("few-shot transfer: an unseen style's next-note likelihood improves with the pre-trained embeddings",
      "3 held-out styles, k = 1-all, 3 seeds: every link-predictor mix is worse than the interpolated n-gram "
      "(+0.15 to +1.9 nats/note in all 15 cells), random features score as the embeddings", "not met"),
