@@ -257,6 +257,13 @@ class RandomWalker:
         note = seed if seed is not None else context.by_program.get(slot.program, context.last)
         return row, chosen, prev, note
 
+    @staticmethod
+    def _remember(row: list[int], chosen: list, taken: set, context: _Context) -> None:
+        """After a note is written: its pitch is taken at this onset, and it becomes its part's context note."""
+        taken.add((row[C.INSTRUMENT], row[C.PITCH]))
+        context.last = np.array([c if c >= 0 else p for c, p in zip(chosen, context.last)])
+        context.by_program[row[C.INSTRUMENT]] = context.last
+
     def _note(self, slot: _Slot, plan: PiecePlan, taken: set, seeds: np.ndarray, settings: WalkSettings,
               rng, context: _Context, writer: _Writer | None = None) -> list[int] | None:
         """One note at ``slot``; None when every pitch of the instrument is taken at this onset."""
@@ -281,9 +288,7 @@ class RandomWalker:
                     if not weights.any():
                         return None
                 row[f] = int(_sample(np.log(np.maximum(weights, 1e-300)) / settings.temperature, rng))
-        taken.add((row[C.INSTRUMENT], row[C.PITCH]))
-        context.last = np.array([c if c >= 0 else p for c, p in zip(chosen, context.last)])
-        context.by_program[row[C.INSTRUMENT]] = context.last
+        self._remember(row, chosen, taken, context)
         return row
 
     # ----- the transformer's choices (--notes-by transformer) ---------------------------------------
@@ -336,11 +341,11 @@ class RandomWalker:
                     counts = counts * self._term(prev, candidates, settings)
             else:
                 counts = weights[values] if model else weights
-            counts = counts / counts.sum() if counts.sum() > 0 else np.full(len(values), 1.0 / len(values))
+            counts = _normalised(counts)
             if model:
                 written = values - writer.shift if (f == C.PITCH and moved) else values
                 learned = np.exp(writer.log_probs(f, written))
-                learned = learned / learned.sum() if learned.sum() > 0 else np.full(len(values), 1.0 / len(values))
+                learned = _normalised(learned)
                 weight = settings.transformer_weight
                 p = weight * learned + (1 - weight) * counts
             else:
@@ -353,9 +358,7 @@ class RandomWalker:
             if candidates is not None:
                 chosen[f] = int(candidates[pick])
                 prev = chosen[f]
-        taken.add((row[C.INSTRUMENT], row[C.PITCH]))
-        context.last = np.array([c if c >= 0 else p for c, p in zip(chosen, context.last)])
-        context.by_program[row[C.INSTRUMENT]] = context.last
+        self._remember(row, chosen, taken, context)
         writer.append(row, moved)
         return row
 
@@ -396,6 +399,12 @@ class _Writer:
         if moved:
             written[C.PITCH] -= self.shift
         self.notes.append(written + C.N_SPECIAL)
+
+
+def _normalised(weights: np.ndarray) -> np.ndarray:
+    """``weights`` summing to 1 (uniform when they are all 0)."""
+    total = weights.sum()
+    return weights / total if total > 0 else np.full(len(weights), 1.0 / len(weights))
 
 
 def _sample_top_p(logits: np.ndarray, top_p: float, rng) -> int:
