@@ -33,7 +33,7 @@ RESULTS = HERE / "results"
 FIELDS = ("pitch", "position", "duration")
 # Compute-matched: every configuration gets BUDGET CPU seconds of training on one core (OMP_NUM_THREADS=1), its steps
 # set from the CPU seconds one training step of 8 windows of 256 notes costs that architecture (measured on this
-# machine by step_costs() below, one thread: tiny 0.106 s, mini 0.465 s, mini at 192 hidden 0.638 s). Evaluation
+# machine by step_costs() below (--step-costs), one thread: tiny 0.106 s, mini 0.465 s, mini at 192 hidden 0.638 s). Evaluation
 # and start-up come on top and are in each row's measured CPU seconds.
 BUDGET = 600
 STEP_COST = {"tiny": 0.106, "mini": 0.465, "mini192": 0.638}
@@ -214,11 +214,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--longer", choices=list(CONFIGS), help="also run this configuration at three times the budget")
     parser.add_argument("--fresh", action="store_true", help="forget the JSON's rows (cached runs are reused)")
+    parser.add_argument("--step-costs", action="store_true",
+                        help="only measure each architecture's CPU seconds per step (what STEP_COST holds) and print them")
     parser.add_argument("--objective", default="mlm", choices=["mlm", "adversarial", "hard-mining"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--render", action="store_true", help="only rebuild the .md from the JSON")
     parser.add_argument("--write", action="store_true", help="write pretrain_sweep.md + .json")
     args = parser.parse_args(argv)
+    if args.step_costs:
+        print(json.dumps(step_costs()))
+        return
     json_path, md_path = args.out / "pretrain_sweep.json", args.out / "pretrain_sweep.md"
     data = json.loads(json_path.read_text()) if json_path.is_file() and not args.fresh else {"runs": {}}
     data.setdefault("budget_cpu_seconds", BUDGET)
