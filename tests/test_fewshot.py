@@ -228,3 +228,24 @@ def test_few_shot_smoke_run_writes_every_row_and_resumes(bench, tmp_path, monkey
     page = (tmp_path / "results" / "transfer_fewshot_given.md").read_text()
     assert "optimistic bound" in page and "| fiddle-tunes | 1 |" in page
     assert json.loads((tmp_path / "results" / "transfer_fewshot.json").read_text())["cells"] == again["cells"]
+
+
+def test_the_shared_corpus_holds_exactly_per_style_pieces(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import transfer_fewshot as bench
+
+    # a run with fewer pieces a style after one with more must not keep the earlier run's extra links
+    source = tmp_path / "datasets" / "src"
+    source.mkdir(parents=True)
+    for i in range(5):
+        (source / f"p{i}.mid").write_bytes(b"MThd")
+    monkeypatch.setattr(bench, "STYLES", {"style-a": ("src", "*.mid")})
+    monkeypatch.setattr(bench.paths, "require_datasets", lambda: tmp_path / "datasets")
+
+    def corpus(per_style: int) -> list[str]:
+        args = SimpleNamespace(corpus="shared", work=str(tmp_path / "work"), per_style=per_style)
+        return sorted(p.name for p in (bench.few_shot_corpus(args) / "style-a").iterdir())
+
+    assert corpus(5) == [f"p{i}.mid" for i in range(5)]
+    assert corpus(2) == ["p0.mid", "p1.mid"]
