@@ -1,6 +1,7 @@
 """The planned composer test: with 25% of Pianist8's training labels, does pre-training beat no pre-training?
 
-    python benchmarks/composer_planned.py               # 10 seeds x 3 starts x 3 learning rates (hours; resumable)
+    python benchmarks/composer_planned.py               # 3 tuning seeds x 3 starts x 3 rates, then 7 seeds x 3 starts
+    python benchmarks/composer_planned.py --shard 1/2   # half the cells, beside a --shard 2/2 (one core each; same JSON)
     python benchmarks/composer_planned.py --smoke       # toy size in a temporary folder: the pipeline end to end
     python benchmarks/composer_planned.py --render      # rebuild composer_planned.md from composer_planned.json
 
@@ -13,14 +14,17 @@ as a planned test, fixed before any number is seen:
 - three starts: none (the same architecture from scratch), MLM, adversarial; the encoders are
   label_efficiency.py's cached pre-trained models, found in its work folder by the same settings hash
   (made there first if missing, with the same leak-free corpus);
-- each start's learning rate re-tuned at this label count over 3e-4, 1e-3 and 3e-3: the rate with the
-  best mean validation accuracy over the seeds (:func:`choose_rates` sees validation accuracies only);
-  the test scores of the chosen rate are the only ones read;
+- each start's learning rate re-tuned at this label count over 3e-4, 1e-3 and 3e-3 on the first
+  ``--tuning-seeds`` seeds (3): the rate with the best mean validation accuracy over them (:func:`choose_rates`
+  sees validation accuracies only); the other seeds run each start at its chosen rate only, and the test
+  scores of the chosen rate, over all the seeds, are the only ones read (tuning every rate on all 10 seeds
+  would cost 90 fine-tunings instead of 48);
 - adversarial minus none (planned) and MLM minus none, paired by seed and subset, 95% bootstrap over
   test pieces and seeds (benchmarks/harness/stats.py).
 
 Every fine-tuning is a cell of benchmarks/results/composer_planned.json, written as it finishes; a rerun
-skips what is done.
+skips what is done. ``--shard K/N`` runs every N-th cell (from the K-th) of each phase, so N processes share
+the work and the JSON; a shard that finishes its tuning cells waits for the others' before the rest.
 """
 
 from __future__ import annotations
@@ -77,14 +81,56 @@ def run(c: Context) -> dict:
     tokens = le.prepare_pretraining(c, data)
     models = {objective: le.pretrain(c, objective, tokens) for objective in le.OBJECTIVES}
     pianist8, split = data[DATASET]
-    for seed in c.seeds:  # seed by seed: a run stopped early leaves whole seeds
-        split_file = cells.write_plain(c.runs / "splits" / f"{DATASET}-25pc-s{seed}.json",
-                                       {"train": training_subset(split["train"], AMOUNT, DATASET, seed),
-                                        "valid": split["valid"], "test": split["test"]})
-        for start in STARTS:
-            for lr in RATES:
-                finetune(c, start, lr, seed, pianist8, split_file, models)
+    tuning, rest = c.seeds[:c.args.tuning_seeds], c.seeds[c.args.tuning_seeds:]
+    for seed, start, lr in shard(tuning_cells(tuning), c.args.shard):
+        finetune(c, start, lr, seed, pianist8, subset_file(c, split, seed), models)
+    chosen = wait_for_rates(c, tuning)
+    for seed, start in shard([(seed, start) for seed in rest for start in STARTS], c.args.shard):
+        finetune(c, start, chosen[start]["lr"], seed, pianist8, subset_file(c, split, seed), models)
+    c.results.save()  # the other shards' cells too, so that the page written next holds every cell saved so far
     return c.data
+
+
+def tuning_cells(seeds: list[int]) -> list[tuple[int, str, str]]:
+    """(seed, start, rate) of the tuning phase, seed by seed (a run stopped early leaves whole seeds)."""
+    return [(seed, start, lr) for seed in seeds for start in STARTS for lr in RATES]
+
+
+def shard(items: list, which: tuple[int, int]) -> list:
+    """The K-th of every N items (``which`` = (K, N), K from 1)."""
+    k, n = which
+    return items[k - 1::n]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` with 1 <= K <= N, for argparse."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 1/2)") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be between 1 and N")
+    return k, n
+
+
+def subset_file(c: Context, split: dict[str, list[str]], seed: int) -> Path:
+    """The seed's split file: its own 25% of the training pieces, the whole validation and test splits."""
+    return cells.write_plain(c.runs / "splits" / f"{DATASET}-25pc-s{seed}.json",
+                             {"train": training_subset(split["train"], AMOUNT, DATASET, seed),
+                              "valid": split["valid"], "test": split["test"]})
+
+
+def wait_for_rates(c: Context, tuning: list[int], poll: float = 30.0) -> dict[str, dict]:
+    """Each start's rate chosen on the tuning seeds' validation accuracies, once every tuning cell is in the
+    JSON (another shard may still be running some: the JSON is re-read every ``poll`` seconds)."""
+    wanted = {cells.cell_key({"start": s, "lr": lr, "seed": seed}) for seed, s, lr in tuning_cells(tuning)}
+    while True:
+        c.results.save()  # merges what the other shards wrote meanwhile
+        missing = wanted - set(c.results.cells)
+        if not missing:
+            return choose_rates(validation_accuracies(c.results.cells, tuning))
+        print(f"waiting for {len(missing)} tuning cells of the other shards", file=sys.stderr, flush=True)
+        time.sleep(poll)
 
 
 def finetune(c: Context, start: str, lr: str, seed: int, tokens: Path, split_file: Path, models: dict[str, Path]) -> None:
@@ -114,6 +160,12 @@ def finetune(c: Context, start: str, lr: str, seed: int, tokens: Path, split_fil
 
 
 # ----- the analysis --------------------------------------------------------------------------------
+def validation_accuracies(found: dict, seeds: list[int] | None = None) -> dict[str, dict[str, dict[int, float]]]:
+    """start -> rate -> seed -> validation accuracy of the cells in ``found`` (only ``seeds`` when given)."""
+    return {start: {lr: {c["settings"]["seed"]: c["valid_accuracy"] for c in cells.select(found, start=start, lr=lr)
+                         if seeds is None or c["settings"]["seed"] in seeds} for lr in RATES} for start in STARTS}
+
+
 def choose_rates(valid: dict[str, dict[str, dict[int, float]]]) -> dict[str, dict]:
     """Per start, the learning rate with the best mean validation accuracy over the seeds every rate has
     (``valid``: start -> rate -> seed -> validation accuracy; validation only, nothing of the test split).
@@ -132,9 +184,7 @@ def choose_rates(valid: dict[str, dict[str, dict[int, float]]]) -> dict[str, dic
 def summarise(data: dict) -> dict:
     """The rate chosen per start, the chosen rate's test cell (mean, interval over pieces and seeds), and
     the differences with none, paired by seed."""
-    valid = {start: {lr: {c["settings"]["seed"]: c["valid_accuracy"] for c in cells.select(data["cells"], start=start, lr=lr)}
-                     for lr in RATES} for start in STARTS}
-    chosen = choose_rates(valid)
+    chosen = choose_rates(validation_accuracies(data["cells"]))
     test = {start: {c["settings"]["seed"]: c for c in cells.select(data["cells"], start=start, lr=pick["lr"])}
             for start, pick in chosen.items()}
     out: dict = {"chosen": chosen, "rows": {}, "minus_none": {}}
@@ -181,8 +231,8 @@ def render(data: dict) -> str:
              + (f" and `{config['finetune_args']}`" if config["finetune_args"] else "") + f", windows of {config['max_len']} "
              "notes. Test accuracy: one prediction per piece. Intervals: 95% bootstrap over test pieces and seeds; "
              "differences paired by seed (the same subset) on the same resamples.", "",
-             "## Learning rate, chosen on validation per start (mean validation accuracy over the seeds every rate has)", ""]
-    lines += tables.table(["start", *RATES, "chosen", "seeds"],  # validation accuracy
+             "## Learning rate, chosen on validation per start (mean validation accuracy over the tuning seeds, where every rate ran)", ""]
+    lines += tables.table(["start", *RATES, "chosen", "tuning seeds"],  # validation accuracy
                           [[start, *(f"{pick['valid_means'][lr]:.4f}" for lr in RATES), pick["lr"], len(pick["seeds"])]
                            for start, pick in chosen.items()])
     lines += ["", "Only the chosen rate's test scores are read; the other rates' are kept in the JSON and never shown.", "",
@@ -202,6 +252,9 @@ def render(data: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=10, help="seeds (0..N-1), each with its own 25%% subset")
+    parser.add_argument("--tuning-seeds", type=int, default=3, help="the first seeds, on which every rate is tried")
+    parser.add_argument("--shard", type=parse_shard, default=(1, 1), help="K/N: run every N-th cell from the K-th "
+                                                                           "(N processes, one JSON) [default: 1/1]")
     parser.add_argument("--work", default=None, help="label_efficiency's work folder (its tokens and cached models) "
                                                      "[default: $MUSICTL_BENCH_WORK or ~/.cache/musictl-bench, /label_efficiency]")
     parser.add_argument("--runs", default=None, help="where the fine-tunings run [default: the work root, /composer_planned]")
@@ -213,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.smoke:
         temporary = tempfile.mkdtemp(prefix="composer-planned-smoke-")
-        args.work, args.runs, args.out, args.seeds = args.work or temporary, args.runs or temporary, args.out or temporary, 2
+        args.work, args.runs, args.out = args.work or temporary, args.runs or temporary, args.out or temporary
+        args.seeds, args.tuning_seeds = 3, 2
     args.work = args.work or str(paths.work_folder("label_efficiency"))
     args.runs = args.runs or str(paths.work_folder("composer_planned"))
     args.out = args.out or str(RESULTS)

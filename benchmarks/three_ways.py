@@ -17,8 +17,9 @@ Everything a user would type, through the CLI (``python -m musictl ...``), in a 
 4. four pieces of ``--bars`` bars, seed 0: a real test piece of the style (its first bars), the GCN walk
    (``generate-rwr --style T``), the adapted transformer choosing the notes (``generate-rwr --notes-by
    transformer``), and counts: the interpolated n-gram chain, made in this process by the library path
-   benchmarks/transfer.py takes for its "interpolated n-gram" pieces (:func:`musictl.transfer.baselines.ngram_walker`
-   on the style's training pieces, weights fitted on its validation pieces; there is no CLI command for it).
+   benchmarks/transfer.py takes for its "interpolated n-gram" pieces (:func:`musictl.transfer.baselines.count_generators`:
+   the style's training pieces counted in the walk's common key, weights fitted on its validation pieces, placed in
+   a key of the style's as the walk is; there is no CLI command for it).
 
 Each piece is read back from its MIDI file and drawn with :mod:`musictl.transfer.plot` on the same pitch range and
 bars; the page gives each one's key consistency (:func:`musictl.transfer.fidelity.key_consistency`), notes, mean
@@ -43,10 +44,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import cells, commands, paths, tables
+from harness import cells, commands, docs, paths, tables
 from harness.data import TRANSFER_STYLES
 
 SCRIPT = "benchmarks/three_ways.py"
+DOC, DOC_BLOCK = paths.ROOT / "docs" / "transfer.md", "three ways table"  # the block it writes (harness.docs)
 IMAGES = paths.ROOT / "docs" / "img"
 SPLIT = "0.7,0.15,0.15"
 SEED = 0
@@ -202,7 +204,7 @@ def ngram_piece(run: Run, out: Path) -> Path:
     pieces, weights fitted on its validation pieces, the other styles' training pieces pooled. Its CPU seconds:
     this process's, loading the style's tables included."""
     from musictl.artifacts import atomic_write_bytes
-    from musictl.transfer.baselines import ngram_walker
+    from musictl.transfer.baselines import count_generators
     from musictl.transfer.generator import StyleGenerator
     from musictl.transfer.settings import WalkSettings
 
@@ -210,17 +212,12 @@ def ngram_piece(run: Run, out: Path) -> Path:
         return out
     ws, style = run.work, run.style
     started, cpu = time.perf_counter(), time.process_time()
-    generator = StyleGenerator.load(ws, style, ws / "tokens")
-    corpus = generator.corpus
-    train = StyleGenerator._pieces(corpus, style)
-    valid = corpus.select(style=style, split="valid")
-    others = [p for s in corpus.styles if s != style for p in corpus.select(style=s, split="train")]
-    ngram = StyleGenerator(style, corpus, ngram_walker(corpus, train, valid, generator.tables, others))
+    ngram = count_generators(StyleGenerator.load(ws, style, ws / "tokens"), ("interpolated n-gram",))["interpolated n-gram"]
     tokens = ngram.generate(settings=WalkSettings(bars=run.args.bars, seed=SEED))
     atomic_write_bytes(out, ngram.midi(tokens))
     run.results.put({"step": "n-gram"}, {
-        "command": f"in this process: musictl.transfer.baselines.ngram_walker on {style}'s training pieces "
-                   f"(weights on its validation pieces), {run.args.bars} bars, seed {SEED}",
+        "command": f"in this process: musictl.transfer.baselines.count_generators on {style}'s training pieces "
+                   f"(in the walk's key; weights on its validation pieces), {run.args.bars} bars, seed {SEED}",
         "wall_seconds": round(time.perf_counter() - started, 1), "cpu_seconds": round(time.process_time() - cpu, 1)})
     return out
 
@@ -393,8 +390,8 @@ def render(data: dict) -> str:
               "benchmarks/transfer.py takes (its CPU seconds include loading the style's tables, not starting Python: "
               "each CLI step's include starting Python and its imports, a few seconds). The walk and the transformer "
               "work in the common key (`adjacency`'s default `--key common`: the pieces counted transposed to C major / "
-              "A minor, each walk placed back in a key of the style's); the n-gram, as benchmarks/transfer.py builds "
-              "it, counts pitches as they are, so its pitch tables mix the pieces' keys.", ""]
+              "A minor, each walk placed back in a key of the style's), and so does the n-gram (counted on the same "
+              "transposed pieces and placed the same way), so all three see the pieces as the walk does.", ""]
     learned = data.get("models")
     if learned:
         bert, adapted = learned["bert"], learned["adapted"]
@@ -448,8 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke and args.write:
         raise SystemExit("error: --smoke writes into a temporary folder only; drop --write")
     if args.render:
-        data = cells.load(paths.RESULTS / "three_ways.json")
-        print(cells.publish(data, summarise, render, paths.RESULTS / "three_ways.json", paths.RESULTS / "three_ways.md"))
+        docs.replace_block(DOC, DOC_BLOCK, SCRIPT, doc_table(cells.republish(paths.RESULTS / "three_ways", summarise, render)))
         return
     if args.smoke:
         args.work = args.work or tempfile.mkdtemp(prefix="three-ways-smoke-")
@@ -467,6 +463,21 @@ def main(argv: list[str] | None = None) -> None:
     measure(run, files, images, out)
     print(f"finished in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(cells.publish(run.data, summarise, render, out / "three_ways.json", out / "three_ways.md"))
+    if args.write:
+        docs.replace_block(DOC, DOC_BLOCK, SCRIPT, doc_table(run.data))
+
+
+def doc_table(data: dict) -> str:
+    """docs/transfer.md's block: each piece's key consistency and mean leap, as the results page gives them."""
+    table, bars = data["table"], data["config"]["bars"]
+    cell = lambda v, d=2: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    rows = [[METHODS[m][0], cell(r["key_consistency"]), cell(r["mean_leap"], 1)] for m, r in table.items()]
+    ref = data.get("style_test_pieces")
+    if ref:
+        rows.append([f"the style's {ref['pieces']} test pieces (mean; first {bars} bars)", cell(ref["key_consistency"]),
+                     cell(ref["mean_leap"], 1)])
+    return "\n".join([f"Written by `{data['command']}`:", "",
+                      *tables.table(["piece", "key consistency", "mean leap of the top line (semitones)"], rows, "lrr")])
 
 
 if __name__ == "__main__":

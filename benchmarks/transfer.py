@@ -1,6 +1,6 @@
 """Cross-style generation on real corpora, with what each method has to beat.
 
-    python benchmarks/transfer.py --write            # needs ../shared/datasets; hours on 2 CPU cores
+    python benchmarks/transfer.py --write            # needs ../shared/datasets; about an hour on 2 CPU cores; resumes
     python benchmarks/transfer.py --unseen --write   # adds the unseen-style protocol (several tiny pre-trainings)
     python benchmarks/transfer.py --smoke            # the whole program on the bundled corpus, tiny sizes, minutes
 
@@ -14,7 +14,9 @@
    first-order Markov chain with the same plans, rhythm and articulation tables, the same chain with those
    tables swapped for their unigrams (the ablation that shows what the shared tables earn), and the same chain
    drawing pitch and duration from the interpolated n-gram (orders 1-3 with the interval and pooled models,
-   weights by EM on the validation pieces; :mod:`musictl.transfer.baselines`). Each is compared with the
+   weights by EM on the validation pieces; :mod:`musictl.transfer.baselines`), and the walk with the style's
+   adapted transformer choosing each pitch and duration (``musictl adapt --style S``, LoRA, early-stopped on the
+   style's validation pieces, then ``generate-rwr --notes-by transformer``). Each is compared with the
    style's test pieces only (never used to choose anything): tempo and metre events per piece, bars filled,
    repeated notes, JS divergences of pitch-class, interval, duration and onset-position histograms (own style
    vs the other styles), silence share and duration-to-next-onset ratio beside the test pieces', and the judge
@@ -24,6 +26,11 @@
    BERT, (b) a BERT that saw the style, (c) random embeddings, (d) the best heuristic, over seeds.
 
 The few-shot unseen-style protocol is its own program: benchmarks/transfer_fewshot.py.
+
+Everything a run makes (tokens, the MidiBert, embeddings, the style classifier, each style's adapted model, and
+each (style, method)'s pieces and scores) is kept in ``--work`` (default ``$MUSICTL_BENCH_WORK/transfer/<a hash of
+the settings that shape them>``): a stopped run started again skips what is done. ``--smoke`` works in a
+temporary folder.
 
 Styles: Nottingham jigs, Bach chorales (music21), O'Neill's Irish fiddle tunes (music21), each capped at
 --per-style pieces and split --split (train, valid, test) per style; 150 pieces at 0.6,0.1,0.3 give 45 test
@@ -35,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 import time
@@ -46,21 +52,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import cells as results_json
-from harness import paths, tables
+from harness import docs, paths, tables
 from harness.data import TRANSFER_STYLES
 
 STYLES = TRANSFER_STYLES
 SWEEP = [{}, {"patience": 60}, {"conv": "sage", "patience": 60}, {"lr": 0.005}]  # small and bounded
 BASELINE_COLUMNS = ["common_neighbours", "adamic_adar", "resource_allocation", "degree_product", "gcn_random_features",
                     "mlp_embeddings"]
-WALK_METHODS = ("walk", "walk --no-gcn", "Markov chain", "Markov chain, unigram tables", "interpolated n-gram")
-DOC_START, DOC_END = "<!-- sweep table: benchmarks/transfer.py -->", "<!-- end of sweep table -->"
-SMOKE = ["--per-style", "12", "--bert-steps", "2", "--gcn-epochs", "3", "--walks", "3", "--bars", "4",
+WALK_METHODS = ("walk", "walk --no-gcn", "Markov chain", "Markov chain, unigram tables", "interpolated n-gram",
+                "transformer (adapted)")
+TRANSFORMER = WALK_METHODS[-1]
+# the settings that shape the work folder's artifacts (its name hashes them); the rest only shape the walks
+WALK_SETTINGS = ("walks", "bars", "null_draws", "gcn_epochs")  # shape each (style, method)'s pieces and scores
+WORK_SETTINGS = ("corpus", "styles", "per_style", "split", "bert_steps", "bert_lr", "classifier_epochs", "adapt_epochs",
+                 "adapt_max_len")
+SMOKE = ["--per-style", "12", "--bert-steps", "2", "--gcn-epochs", "3", "--walks", "3", "--bars", "4", "--adapt-epochs", "2",
+         "--adapt-max-len", "64",
          "--classifier-epochs", "1", "--null-draws", "10", "--no-sweep", "--threads", "1", "--split", "0.5,0.2,0.3"]
 
 
 def build_workspace(ws: Path, corpus_dir: Path, args, bert_styles: list[str] | None = None, seed: int = 0) -> dict:
-    """tokenize -> pretrain-bert (on ``bert_styles``' training pieces, default all) -> embed; returns BERT facts."""
+    """tokenize -> pretrain-bert (on ``bert_styles``' training pieces, default all) -> embed; returns BERT facts.
+    A workspace already made (its facts saved beside it) is reused as it is."""
+    import json
+
     from musictl.bert.pretrain import pretrain
     from musictl.bert.settings import PretrainSettings
     from musictl.midi.corpus import assign_splits, find_midi_files
@@ -68,21 +83,27 @@ def build_workspace(ws: Path, corpus_dir: Path, args, bert_styles: list[str] | N
     from musictl.midi.vocab import TokenizerConfig
     from musictl.transfer.pipeline import make_embeddings
 
+    facts = ws / "bert-facts.json"
+    if facts.is_file() and (ws / "embeddings" / "manifest.json").is_file():
+        return json.loads(facts.read_text())
     files = find_midi_files([corpus_dir])
     splits = assign_splits(files, tuple(float(v) for v in args.split.split(",")), 0)
-    tokenize_corpus(files, splits, ws / "tokens", TokenizerConfig(), os.cpu_count() or 1)
+    tokenize_corpus(files, splits, ws / "tokens", TokenizerConfig(), os.cpu_count() or 1, overwrite=True)
     bert_tokens = ws / "tokens"
     if bert_styles is not None:  # a second tokens artifact without the held-out style, same vocabulary
         kept = [f for f in files if f.style in bert_styles]
         bert_tokens = ws / "bert-tokens"
-        tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, bert_tokens, TokenizerConfig(), os.cpu_count() or 1)
+        tokenize_corpus(kept, {f.path: splits[f.path] for f in kept}, bert_tokens, TokenizerConfig(), os.cpu_count() or 1,
+                        overwrite=True)
     t0 = time.perf_counter()
     bert = pretrain(bert_tokens, ws / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps,
                                                                lr=args.bert_lr, warmup=0.05, eval_every=args.bert_steps,
-                                                               seed=seed, device="cpu"))
+                                                               seed=seed, device="cpu"), overwrite=True)
     seconds = time.perf_counter() - t0
-    make_embeddings(ws / "bert", ws / "tokens", ws / "embeddings")
-    return {"parameters": bert.parameters, "seconds": seconds, "accuracy": bert.final_valid["accuracy"]}
+    make_embeddings(ws / "bert", ws / "tokens", ws / "embeddings", overwrite=True)
+    made = {"parameters": bert.parameters, "seconds": seconds, "accuracy": bert.final_valid["accuracy"]}
+    facts.write_text(json.dumps(made))
+    return made
 
 
 def model_rows(ws: Path, style: str, args) -> list[dict]:
@@ -131,18 +152,45 @@ def sweep_rows(ws: Path, style: str, args) -> dict:
 
 def style_classifier(ws: Path, args, style: str):
     """finetune-mask --task style on the styles' training pieces (the workspace's BERT); the loaded model and
-    its held-out test scores."""
+    its held-out test scores (a classifier already in the workspace is reused)."""
+    import json
+
     from musictl.bert.finetune import finetune
     from musictl.bert.settings import FinetuneSettings
     from musictl.midi.tokens import TokenCorpus
     from musictl.transfer.fidelity import load_style_classifier
 
-    t0 = time.perf_counter()
-    result = finetune(ws / "tokens", ws / "bert", ws / "finetune" / "style", FinetuneSettings(
-        task="style", epochs=args.classifier_epochs, max_len=256, device="cpu", seed=0))
-    model = load_style_classifier(ws / "finetune" / "style", TokenCorpus.open(ws / "tokens"), style)
-    return model, {"test_accuracy": result.test["accuracy"], "chance": result.chance_accuracy, "classes": result.classes,
-                   "pieces": result.pieces, "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0}
+    out, saved = ws / "finetune" / "style", ws / "classifier-facts.json"
+    if saved.is_file() and (out / "manifest.json").is_file():
+        facts = json.loads(saved.read_text())
+    else:
+        t0 = time.perf_counter()
+        result = finetune(ws / "tokens", ws / "bert", out, FinetuneSettings(
+            task="style", epochs=args.classifier_epochs, max_len=256, device="cpu", seed=0), overwrite=True)
+        facts = {"test_accuracy": result.test["accuracy"], "chance": result.chance_accuracy, "classes": result.classes,
+                 "pieces": result.pieces, "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0}
+        saved.write_text(json.dumps(facts))
+    return load_style_classifier(out, TokenCorpus.open(ws / "tokens"), style), facts
+
+
+def adapted_model(ws: Path, style: str, args) -> tuple[Path, dict]:
+    """``musictl adapt --style S`` on the workspace's MidiBert and the style's training pieces (LoRA, its defaults:
+    early-stopped on the style's validation pieces; at most ``--adapt-epochs``), reused when already made; its
+    folder and facts."""
+    import json
+
+    from musictl.bert.adapt import adapt
+    from musictl.bert.settings import AdaptSettings
+
+    out = ws / "adapted" / style
+    if not (out / "manifest.json").is_file():
+        adapt(ws / "tokens", ws / "bert", out, AdaptSettings(style=style, epochs=args.adapt_epochs, max_len=args.adapt_max_len,
+                                                             device="cpu", seed=0), overwrite=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    notes = lambda scores: scores["fields"]["pitch"] + scores["fields"]["duration"]  # noqa: E731
+    return out, {"best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
+                 "cpu_seconds": metrics["cpu_seconds"], "train_pieces": len(metrics["train_pieces"]),
+                 "valid_nll": notes(metrics["after"]), "valid_nll_before": notes(metrics["before"])}
 
 
 def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
@@ -161,46 +209,53 @@ def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
             "full": len(set((starts // bar).tolist())) == bars, "repeats": same / max(pairs, 1)}
 
 
-def walk_sources(ws: Path, style: str):
-    """(name, generator, use the link predictor) of each method of :data:`WALK_METHODS`: the walk, its ablation
-    without the link predictor, the Markov chain on the same tables, the chain on the tables' unigrams, and the
-    chain drawing pitch and duration from the interpolated n-gram (weights on the style's validation pieces)."""
-    from musictl.transfer.baselines import markov_walker, ngram_walker, unigram_tables
+def walk_sources(ws: Path, style: str, methods=WALK_METHODS, adapted: Path | None = None):
+    """(name, generator, use the link predictor) of each of ``methods`` (:data:`WALK_METHODS`): the walk, its
+    ablation without the link predictor, the Markov chain on the same tables, the chain on the tables' unigrams,
+    the chain drawing pitch and duration from the interpolated n-gram (weights on the style's validation pieces),
+    and the walk whose notes the ``adapted`` model chooses (walk it with ``notes_by="transformer"``). The count
+    models count in the key the walk's graph counts in (the common key by default) and are placed as it is."""
+    from musictl.transfer.baselines import COUNT_MODELS, count_generators
     from musictl.transfer.generator import StyleGenerator
 
     generator = StyleGenerator.load(ws, style, ws / "tokens")
-    corpus = generator.corpus
-    train = StyleGenerator._pieces(corpus, style)
-    valid = corpus.select(style=style, split="valid")
-    others = [p for s in corpus.styles if s != style for p in corpus.select(style=s, split="train")]
-    markov = StyleGenerator(style, corpus, markov_walker(corpus, train, generator.tables))
-    unigram = StyleGenerator(style, corpus, markov_walker(corpus, train, unigram_tables(generator.tables)))
-    ngram = StyleGenerator(style, corpus, ngram_walker(corpus, train, valid, generator.tables, others))
-    sources = {"walk": (generator, True), "walk --no-gcn": (generator, False), "Markov chain": (markov, True),
-               "Markov chain, unigram tables": (unigram, True), "interpolated n-gram": (ngram, True)}
-    return generator, [(name, *sources[name]) for name in WALK_METHODS]
+    counted = count_generators(generator, tuple(m for m in methods if m in COUNT_MODELS))
+    sources = {"walk": (generator, True), "walk --no-gcn": (generator, False),
+               **{name: (made, True) for name, made in counted.items()}}
+    if TRANSFORMER in methods:
+        transformer = StyleGenerator.load(ws, style, ws / "tokens")
+        transformer.use_adapted(ws, adapted)
+        sources[TRANSFORMER] = (transformer, True)
+    return generator, [(name, *sources[name]) for name in methods]  # in the order of WALK_METHODS
 
 
-def walk_rows(ws: Path, style: str, args, classifier) -> list[dict]:
+def walk_rows(ws: Path, style: str, args, classifier, done) -> list[dict]:
     """Every method of :func:`walk_sources`: ``--walks`` pieces each, their facts and their style fidelity against
     the style's test pieces, with the judge and its real-vs-real null (the same null for every method: the same
-    reference pieces and seed)."""
+    reference pieces and seed), and seconds per piece. ``done`` (a :class:`harness.cells.Results`) keeps each
+    method's row as it finishes; a row already there is not made again."""
     from musictl.transfer.fidelity import classifier_assignments, style_fidelity
     from musictl.transfer.settings import WalkSettings
 
-    generator, sources = walk_sources(ws, style)
-    rows = []
+    todo = [m for m in WALK_METHODS if not done.get({"style": style, "method": m})]
+    adapted, facts_of_model = adapted_model(ws, style, args)  # made once; its facts read from the artifact each time
+    generator, sources = walk_sources(ws, style, todo, adapted) if todo else (None, [])
     for name, source, gcn in sources:
+        notes_by = "transformer" if name == TRANSFORMER else "walk"
         t0 = time.perf_counter()
-        pieces = source.generate_many(args.walks, WalkSettings(bars=args.bars, gcn=gcn))
-        rate = sum(len(p) for p in pieces) * 8 / (time.perf_counter() - t0)
+        pieces = source.generate_many(args.walks, WalkSettings(bars=args.bars, gcn=gcn, notes_by=notes_by))
+        seconds = time.perf_counter() - t0
         facts = [piece_facts(p, generator.config, args.bars) for p in pieces]
-        rows.append({"style": style, "method": name, "tokens_per_s": rate, "facts": facts,
-                     "mix": source.walker.mix if name == "walk" else None,
-                     "fidelity": style_fidelity(pieces, generator.corpus, style, null_draws=args.null_draws),
-                     "style_repeats": generator.tables.repeat_share,
-                     "classified_own": classifier_assignments(classifier, pieces, style)["assigned_to_style"]})
-    return rows
+        done.put({"style": style, "method": name}, {
+            "tokens_per_s": sum(len(p) for p in pieces) * 8 / seconds, "seconds_per_piece": seconds / len(pieces),
+            "facts": facts, "mix": source.walker.mix if name == "walk" else None,
+            "fidelity": style_fidelity(pieces, generator.corpus, style, null_draws=args.null_draws),
+            "style_repeats": generator.tables.repeat_share,
+            "classified_own": classifier_assignments(classifier, pieces, style)["assigned_to_style"]})
+        print(f"done {style}: {name}", file=sys.stderr, flush=True)
+    return [{"style": style, "method": m, **{k: v for k, v in done.get({"style": style, "method": m}).items()
+                                             if k not in ("settings", "adapted")},
+             "adapted": facts_of_model if m == TRANSFORMER else None} for m in WALK_METHODS]
 
 
 def mean_ci(values: list[float]) -> str:
@@ -246,7 +301,7 @@ def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[
     build_workspace(spaces["b"], corpus_dir, args)
     build_workspace(spaces["a-long"], corpus_dir, argparse.Namespace(**{**vars(args), "bert_steps": args.long_steps}), others)
     for ws in spaces.values():
-        make_graph(ws / "tokens", held_out, ws / "graph" / held_out)
+        make_graph(ws / "tokens", held_out, ws / "graph" / held_out, overwrite=True)
     runs = {"a": ("a", 3), "b": ("b", 3), "a-long": ("a-long", 3), "a-model2": ("a", 2)}
     scores: dict[str, list[float]] = {k: [] for k in names}
     for seed in range(args.seeds):
@@ -259,7 +314,7 @@ def unseen_rows(tmp: Path, corpus_dir: Path, held_out: str, args) -> list[tuple[
             if key == "b":
                 scores["d"].append(max(result.baselines[h]["auc"] for h in BASELINE_COLUMNS[:4]))
         noise = spaces["b"] / f"embeddings-random-{seed}"
-        shutil.copytree(spaces["b"] / "embeddings", noise)
+        shutil.copytree(spaces["b"] / "embeddings", noise, dirs_exist_ok=True)
         randomise_embeddings(noise, seed)
         random = make_gcn(held_out, spaces["b"] / "gcn-random", GcnSettings(epochs=args.gcn_epochs, seed=seed, baselines=False),
                           spaces["b"] / "tokens", spaces["b"] / "graph" / held_out, noise, overwrite=True)
@@ -282,7 +337,7 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
         "interpolated n-gram's?",
         "the judge's balanced accuracy on the walk's pieces and on the n-gram's (the same judge, the same test pieces, "
         "each read as its percentile in the same real-vs-real null; lower is closer, above the 95th percentile is told "
-        f"apart), per style, {args.walks} generated pieces a method",
+        f"apart), per style, {args.walks} generated pieces a method", planned_answer(walks),
         exploratory=len(walks) - 2 * styles + len(models)),
         f"Command: `{command}`", "",
         f"Machine: {paths.machine()}. {args.per_style} pieces per style at most, split {args.split} (train, valid, "
@@ -329,6 +384,30 @@ def render(args, bert: dict, models: list[dict], sweeps: list[dict], walks: list
     return "\n".join(lines), sweep
 
 
+def planned_answer(walks: list[dict]) -> str | None:
+    """The planned question's answer from the judge's rows of the walk and the n-gram, per style: closer means a lower
+    accuracy, and only a walk below the null's 95th percentile (not told apart) where the n-gram is above counts as
+    closer in a way the null can tell."""
+    judged = {(r["style"], r["method"]): r["fidelity"]["judge"] for r in walks}
+    styles = sorted({style for style, method in judged if method == "walk" and (style, "interpolated n-gram") in judged})
+    if not styles:
+        return None
+    parts, closer = [], 0
+    for style in styles:
+        walk, ngram = judged[(style, "walk")], judged[(style, "interpolated n-gram")]
+        if walk.get("accuracy") is None or ngram.get("accuracy") is None:
+            return None
+        closer += bool(walk.get("distinguishable") is False and ngram.get("distinguishable"))
+        parts.append(f"{style} walk {walk['accuracy']:.2f} ({100 * walk['percentile']:.0f}th percentile), n-gram "
+                     f"{ngram['accuracy']:.2f} ({100 * ngram['percentile']:.0f}th)")
+    apart = sum(bool(judged[(s, m)].get("distinguishable")) for s in styles for m in ("walk", "interpolated n-gram"))
+    both = "every style" if apart == 2 * len(styles) else "some styles" if apart else "no style"
+    verdict = (f"**yes** on {closer} of {len(styles)} styles" if closer else
+               f"**no**: on no style does the judge miss the walk's pieces where it tells the n-gram's apart (it tells "
+               f"both methods' pieces from the test pieces on {both})")
+    return f"{verdict}; judge accuracy {'; '.join(parts)}."
+
+
 def render_walks(args, walks: list[dict]) -> list[str]:
     """The judge table (each method's accuracy beside the real-vs-real null of the same run) and the facts table."""
     lines = [f"### The generation judge: {args.walks} pieces of {args.bars} bars per style and method", "",
@@ -341,7 +420,10 @@ def render_walks(args, walks: list[dict]) -> list[str]:
              "generated pieces are told apart. The Markov chain, the n-gram and the walk share the style's plans, rhythm "
              "and articulation tables; `Markov chain, unigram tables` swaps those for their unigrams (onsets not given "
              "the previous onset, chord sizes and parts not given the position, no articulation), so what the tables "
-             "earn shows in its silence share and duration ratio.", ""]
+             "earn shows in its silence share and duration ratio. `transformer (adapted)` is the walk with the style's "
+             "adapted MidiBert choosing every pitch and duration among the graph's candidates (`musictl adapt --style S`: "
+             "LoRA on the MidiBert above, the style's training pieces, early-stopped on its validation pieces; then "
+             "`generate-rwr --notes-by transformer`).", ""]
     rows = []
     for row in walks:
         fid = row["fidelity"]
@@ -358,9 +440,15 @@ def render_walks(args, walks: list[dict]) -> list[str]:
                      f"{gen['key_consistency']:.2f} ({real['key_consistency']:.2f})"
                      if gen.get("key_consistency") is not None and real.get("key_consistency") is not None else "-",
                      f"{row['mix']:.2f}" if row.get("mix") is not None else "-"])
+    adapted = [(row["style"], row["adapted"]) for row in walks if row.get("adapted")]
     lines += tables.table(["style", "method", "generated / test pieces", "judge accuracy", "null mean / 95th pct",
                            "null percentile", "verdict", "silence share (test)", "duration / next onset (test)",
                            "key consistency (test)", "walk mix (validation)"], rows, "llrrrrlrrrr")
+    if adapted:
+        lines += ["", "The adapted models (next-note NLL per note of pitch + duration, nats, on the style's validation pieces): "
+                  + "; ".join(f"{style} {a['valid_nll_before']:.3f} before, {a['valid_nll']:.3f} after (best epoch "
+                              f"{a['best_epoch']} of {a['epochs_run']}, {a['train_pieces']} training pieces, "
+                              f"{a['cpu_seconds']:.0f} CPU s)" for style, a in adapted) + "."]
     lines += ["", "Facts of the same pieces (JS divergences against the test pieces / the other styles' pieces; "
               "novelty: pitch 4-grams not copied from the training pieces):", ""]
     rows = []
@@ -371,10 +459,11 @@ def render_walks(args, walks: list[dict]) -> list[str]:
                      f"{np.mean([f['full'] for f in facts]):.0%}",
                      f"{np.mean([f['repeats'] for f in facts]):.2f} ({row['style_repeats']:.2f})",
                      *[f"{own[k]:.3f} / {other[k]:.3f}" for k in ("pitch_class", "interval", "duration", "onset_position")],
-                     f"{fid['novelty']:.2f}", f"{row['classified_own']:.0%}", f"{row['tokens_per_s']:,.0f}"])
+                     f"{fid['novelty']:.2f}", f"{row['classified_own']:.0%}", f"{row['tokens_per_s']:,.0f}",
+                     f"{row['seconds_per_piece']:.2f}" if row.get("seconds_per_piece") is not None else "-"])
     lines += tables.table(["style", "method", "tempo events", "metre events", "bars all filled",
                            "repeated notes (style)", "JS pitch-class", "JS interval", "JS duration", "JS onset", "novelty",
-                           "classified as its style", "tokens/s"], rows, "ll" + "r" * 11)
+                           "classified as its style", "tokens/s", "seconds / piece"], rows, "ll" + "r" * 12)
     return lines
 
 
@@ -408,14 +497,26 @@ def corpus_folder(args, into: Path) -> Path:
         raise SystemExit(f"error: --styles {', '.join(unknown)} not in the {args.corpus} corpus ({', '.join(sources)})")
     for style in wanted:
         folder, pattern = sources[style]
-        (into / style).mkdir(parents=True)
+        (into / style).mkdir(parents=True, exist_ok=True)
         for f in sorted(folder.glob(pattern))[: args.per_style]:
-            (into / style / f.name).symlink_to(f)
+            if not (into / style / f.name).is_symlink():
+                (into / style / f.name).symlink_to(f)
     return into
 
 
+def work_folder(args) -> Path:
+    """``--work``, or ``$MUSICTL_BENCH_WORK/transfer/<hash of WORK_SETTINGS>``."""
+    import hashlib
+    import json
+
+    if args.work:
+        return Path(args.work)
+    key = json.dumps({k: getattr(args, k) for k in WORK_SETTINGS}, sort_keys=True)
+    return paths.work_folder("transfer") / hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+
+
 def measure(args, tmp: Path) -> tuple[dict, list, list, list, dict, list | None]:
-    """Everything the page shows, made in ``tmp``."""
+    """Everything the page shows, made in ``tmp`` (the work folder: what is already there is reused)."""
     from musictl.transfer.pipeline import make_graph
 
     corpus_dir = corpus_folder(args, tmp / "corpus")
@@ -423,14 +524,16 @@ def measure(args, tmp: Path) -> tuple[dict, list, list, list, dict, list | None]
     ws = tmp / "ws"
     bert = build_workspace(ws, corpus_dir, args)
     classifier, bert["classifier"] = style_classifier(ws, args, styles[0])
+    done = results_json.Results(tmp / "walks.json", "benchmarks/transfer.py", {k: getattr(args, k) for k in WALK_SETTINGS},
+                                command="python benchmarks/transfer.py", machine=paths.machine())
     models, sweeps, walks, graphs = [], [], [], {}
     for style in styles:
-        graph = make_graph(ws / "tokens", style, ws / "graph" / style)
+        graph = make_graph(ws / "tokens", style, ws / "graph" / style, overwrite=True)
         graphs[style] = f"{graph.nodes} / {graph.edges}"
         models += model_rows(ws, style, args)
         if not args.no_sweep:
             sweeps.append(sweep_rows(ws, style, args))
-        walks += walk_rows(ws, style, args, classifier)
+        walks += walk_rows(ws, style, args, classifier, done)
         print(f"done {style}", file=sys.stderr, flush=True)
     unseen = unseen_rows(tmp, corpus_dir, args.held_out, args) if args.unseen else None
     return bert, models, sweeps, walks, graphs, unseen
@@ -454,10 +557,32 @@ def write(args, command: str, page: str, sweep: str, sweeps: list, walks: list, 
         results.put({"part": "walks", "style": row["style"], "method": row["method"]},
                     {k: v for k, v in row.items() if k not in ("style", "method")})
     if sweeps and not args.smoke:
-        doc = paths.ROOT / "docs" / "train-gcn.md"
-        text = doc.read_text()
-        block = f"{DOC_START}\nWritten by `{command}`:\n\n{sweep}\n{DOC_END}"
-        doc.write_text(re.sub(re.escape(DOC_START) + ".*?" + re.escape(DOC_END), lambda _: block, text, flags=re.S))
+        docs.replace_block(paths.ROOT / "docs" / "train-gcn.md", "sweep table", "benchmarks/transfer.py",
+                           f"Written by `{command}`:\n\n{sweep}")
+    if not args.smoke:
+        docs.replace_block(paths.ROOT / "docs" / "generate-rwr.md", "judge table", "benchmarks/transfer.py",
+                           judge_block(args, command, walks))
+
+
+def judge_block(args, command: str, walks: list[dict]) -> str:
+    """docs/generate-rwr.md's block: the planned answer and, per style and method, what the results page's judge
+    table says (accuracy and its null percentile, key consistency, silence share, pitch-class divergence)."""
+    rows = []
+    for row in walks:
+        fid = row["fidelity"]
+        judged, gen, real = fid["judge"], fid["listening"]["generated"], fid["listening"]["held_out"]
+        rows.append([row["style"], row["method"], f"{judged['accuracy']:.2f} ({100 * judged['percentile']:.0f})"
+                     if judged.get("accuracy") is not None else "-",
+                     f"{gen['key_consistency']:.2f} ({real['key_consistency']:.2f})" if gen.get("key_consistency") is not None
+                     and real.get("key_consistency") is not None else "-",
+                     f"{gen['silence_share']:.3f} ({real['silence_share']:.3f})",
+                     f"{fid['divergence_own_style']['pitch_class']:.3f}"])
+    return "\n".join([f"Written by `{command}` ([results](../benchmarks/results/transfer.md)): {args.walks} pieces of "
+                      f"{args.bars} bars per style and method against the style's test pieces.", "",
+                      f"**Planned question:** does the walk come closer to the test pieces than the interpolated n-gram? "
+                      f"**Answer:** {planned_answer(walks) or 'not answered (a row is missing)'}", "",
+                      *tables.table(["style", "method", "judge accuracy (null percentile)", "key consistency (test)",
+                                     "silence share (test)", "JS pitch-class"], rows, "llrrrr")])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -479,6 +604,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--null-draws", type=int, default=NULL_DRAWS, help="random splits of the test pieces in the "
                                                                            "judge's real-vs-real null")
     parser.add_argument("--classifier-epochs", type=int, default=6, help="finetune-mask --task style --epochs")
+    parser.add_argument("--adapt-epochs", type=int, default=50, help="musictl adapt --epochs (it stops early on the "
+                                                                      "style's validation pieces)")
+    parser.add_argument("--adapt-max-len", type=int, default=256, help="musictl adapt --max-len")
     parser.add_argument("--long-steps", type=int, default=1500, help="--unseen: the longer pre-training tried for (a)")
     parser.add_argument("--bars", type=int, default=16)
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep")
@@ -487,6 +615,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (1 when sharing the machine)")
     parser.add_argument("--results", default=str(paths.RESULTS), help="where --write puts the tables")
+    parser.add_argument("--work", default=None, help="where the run's artifacts are kept (a rerun reuses them) [default: "
+                                                     "$MUSICTL_BENCH_WORK or ~/.cache/musictl-bench, /transfer/<settings hash>]")
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on two bundled styles, results in a temporary "
                                                               "folder: the whole program in a few minutes")
@@ -497,9 +627,12 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp)
         if args.smoke:
             args = parser.parse_args([*argv, *SMOKE, "--corpus", "bundled", "--styles", "bach-chorales,fiddle-tunes",
-                                      "--held-out", "fiddle-tunes", "--results", str(tmp / "results"), "--write"])
+                                      "--held-out", "fiddle-tunes", "--results", str(tmp / "results"), "--write",
+                                      "--work", str(tmp / "work")])
         torch.set_num_threads(args.threads)
-        bert, models, sweeps, walks, graphs, unseen = measure(args, tmp)
+        work = work_folder(args)
+        print(f"work folder: {work}", file=sys.stderr)
+        bert, models, sweeps, walks, graphs, unseen = measure(args, work)
         page, sweep = render(args, bert, models, sweeps, walks, graphs, unseen, command)
         print(page)
         if args.write:

@@ -154,8 +154,8 @@ def test_a_transformer_that_prefers_one_pitch_class_writes_it_in_the_placed_key(
     assert moved  # at least one piece placed away from the common key: the model was fed the written pitches
 
 
-def test_the_model_reads_each_note_as_it_is_written(chain, monkeypatch):
-    generator = _loaded(chain)
+def continuations(monkeypatch) -> list:
+    """Every :class:`~musictl.bert.nextnote.Continuation` the generator makes from now on, as it fills it."""
     made = []
     original = AdaptedNotes.continuation
 
@@ -164,12 +164,43 @@ def test_the_model_reads_each_note_as_it_is_written(chain, monkeypatch):
         return made[-1]
 
     monkeypatch.setattr(AdaptedNotes, "continuation", spy)
+    return made
+
+
+def test_the_model_reads_each_note_as_it_is_written(chain, monkeypatch):
+    generator = _loaded(chain)
+    made = continuations(monkeypatch)
     piece = generator.generate(bars=8, seed=2, settings=WalkSettings(notes_by="transformer"))
     fed = np.stack(made[0].notes)
     assert len(made) == 1 and fed.shape == piece.shape
     others = [f for f in range(C.N_FIELDS) if f != C.DURATION]  # durations may still be cut where a pitch repeats
     assert np.array_equal(fed[:, others], piece[:, others])
     assert (fed[:, C.DURATION] >= piece[:, C.DURATION]).all()
+
+
+def test_the_transformer_continues_the_prompt(chain, tmp_path, monkeypatch):
+    """With --prompt, the model's first context is the prompt's notes, its last bar just before the piece's first."""
+    generator = _loaded(chain)
+    corpus = generator.corpus
+    piece = corpus.select(style="waltz")[0]
+    prompt = tmp_path / "prompt.mid"
+    prompt.write_bytes(generator.midi(corpus.piece_tokens(piece)[:40]))
+    made = continuations(monkeypatch)
+    written = generator.generate(bars=4, seed=1, settings=WalkSettings(notes_by="transformer"), prompt=prompt)
+    from musictl.midi.encode import encode_file
+
+    given = encode_file(prompt, corpus.config).tokens
+    fed = np.stack(made[0].notes)
+    assert len(fed) == len(given) + len(written)
+    others = [f for f in range(C.N_FIELDS) if f != C.BAR]
+    assert np.array_equal(fed[: len(given), others], given[:, others])
+    bars = fed[: len(given) + 1, C.BAR] - C.N_SPECIAL
+    # the prompt's bars keep their steps and end one bar before the piece's first (bars count modulo max_bars)
+    assert np.array_equal(np.diff(bars[: len(given)]) % corpus.config.max_bars,
+                          np.diff(given[:, C.BAR]) % corpus.config.max_bars)
+    assert (bars[len(given)] - bars[len(given) - 1]) % corpus.config.max_bars == 1
+    without = generator.generate(bars=4, seed=1, settings=WalkSettings(notes_by="transformer"))
+    assert len(made) == 2 and len(made[1].notes) == len(without)  # no prompt: nothing before the piece
 
 
 def test_the_continuation_is_the_distribution_after_the_last_window(chain):

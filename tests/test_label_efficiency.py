@@ -4,6 +4,7 @@ raw note features sees what the encoder sees."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -279,3 +280,41 @@ def test_the_planned_composer_page_opens_with_its_question_and_answer():
     text = cp.render(data)
     assert text.index("**Planned question:**") < text.index("**Answer:** adversarial minus none +") < text.index("| start |")
     assert "1 other cell measured" in text and "| adversarial | planned |" in text and "| mlm | exploratory |" in text
+
+
+def test_the_planned_composer_test_tunes_on_the_first_seeds_and_shards_split_every_phase(tmp_path):
+    import composer_planned as cp
+
+    plan = cp.tuning_cells([0, 1, 2])
+    assert len(plan) == 27 and {seed for seed, _, _ in plan} == {0, 1, 2}
+    halves = [cp.shard(plan, (1, 2)), cp.shard(plan, (2, 2))]
+    assert sorted(halves[0] + halves[1]) == sorted(plan) and not set(halves[0]) & set(halves[1])
+    for bad in ("0/2", "3/2", "a/b", "2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cp.parse_shard(bad)
+    # a shard waits for the tuning cells another shard writes into the same JSON, then chooses on validation
+    config = {"k": 1}
+    mine = cells.Results(tmp_path / "r.json", "s", config, command="c")
+    other = cells.Results(tmp_path / "r.json", "s", config, command="c")
+    for seed, start, lr in plan:
+        writer = mine if (seed, start, lr) in halves[0] else other
+        if writer is mine:
+            writer.put({"start": start, "lr": lr, "seed": seed}, {"valid_accuracy": 0.9 if lr == "3e-3" else 0.5})
+    context = argparse.Namespace(results=mine)
+    polls = []
+
+    def finish_other(seconds):
+        polls.append(seconds)
+        for seed, start, lr in halves[1]:
+            other.put({"start": start, "lr": lr, "seed": seed}, {"valid_accuracy": 0.9 if lr == "3e-3" else 0.5})
+
+    original = cp.time.sleep
+    cp.time.sleep = finish_other
+    try:
+        chosen = cp.wait_for_rates(context, [0, 1, 2], poll=7)
+    finally:
+        cp.time.sleep = original
+    assert polls == [7] and {s: c["lr"] for s, c in chosen.items()} == {s: "3e-3" for s in cp.STARTS}
+    assert all(c["seeds"] == [0, 1, 2] for c in chosen.values())
+    later = {"settings": {"start": "none", "lr": "3e-4", "seed": 5}, "valid_accuracy": 1.0}
+    assert cp.validation_accuracies({"x": later}, seeds=[0, 1, 2])["none"]["3e-4"] == {}

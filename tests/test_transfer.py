@@ -205,6 +205,36 @@ def test_the_ngram_walker_draws_from_the_part_s_previous_two_notes(tokens_dir):
     assert len(set(with_context) - walked) <= len(set(with_context)) // 10  # settle() may reorder a chord's notes
 
 
+def test_the_count_baselines_count_in_the_common_key_when_asked(tokens_dir):
+    """The Markov chain and the n-gram see the pieces as the walk's common-key graph does: counted in the common key,
+    their pitch nodes and n-gram counts are those of the pieces moved there (the same as when every piece is given
+    already moved), not those of the pieces as they are."""
+    from musictl.transfer import keys
+    from musictl.transfer.baselines import markov_walker, ngram_walker
+
+    corpus = TokenCorpus.open(tokens_dir)
+    train, valid = corpus.select(style="waltz", split="train"), corpus.select(style="waltz", split="valid")
+    tables = StyleTables.from_pieces([corpus.piece_tokens(p) for p in train], corpus.config)
+    moved = keys.to_common_key([corpus.piece_tokens(p) for p in train], corpus.config)[0]
+    pitches = {int(v) for t in moved for v in t[:, C.PITCH] - C.N_SPECIAL}
+    as_is = {int(v) for p in train for v in corpus.piece_tokens(p)[:, C.PITCH] - C.N_SPECIAL}
+    assert pitches != as_is  # the fixture's pieces are not all in the common key already
+    for walker in (markov_walker(corpus, train, tables, key="common"), ngram_walker(corpus, train, valid, tables, key="common")):
+        assert set(walker.value[walker.by_field[C.PITCH]].tolist()) == pitches
+    plain = ngram_walker(corpus, train, valid, tables)
+    common = ngram_walker(corpus, train, valid, tables, key="common")
+    assert set(plain.value[plain.by_field[C.PITCH]].tolist()) == as_is
+    # the n-gram is the one counted on the moved training pieces, its weights fitted on the moved validation pieces
+    from musictl.transfer import ngram
+
+    held = keys.to_common_key([corpus.piece_tokens(p) for p in valid], corpus.config)[0]
+    expected = ngram.fit_ngram(ngram.stacked(moved, C.PITCH), ngram.stacked(held, C.PITCH),
+                               corpus.config.field_sizes[C.PITCH], None)[0]
+    x2, x, c = ngram.stacked(moved, C.PITCH)
+    assert np.allclose(common.ngrams[C.PITCH].probability(x2, x, c), expected.probability(x2, x, c))
+    assert not np.allclose(plain.ngrams[C.PITCH].probability(x2, x, c), expected.probability(x2, x, c))
+
+
 def test_unigram_tables_keep_the_plans_but_not_the_rhythm_or_articulation(style_graph):
     from musictl.transfer.baselines import unigram_tables
 

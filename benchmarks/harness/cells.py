@@ -95,6 +95,15 @@ def publish(data: dict, summarise, render, json_path: Path, md_path: Path) -> st
     return text
 
 
+def republish(results: Path, summarise, render) -> dict:
+    """``--render``: the page rebuilt from ``<results>.json`` alone (:func:`publish` into ``<results>.json`` and
+    ``<results>.md``), its text printed; the data."""
+    results = Path(results)
+    data = load(results.with_suffix(".json"))
+    print(publish(data, summarise, render, results.with_suffix(".json"), results.with_suffix(".md")))
+    return data
+
+
 # ----- cells -------------------------------------------------------------------------------------
 def canonical(value: Any) -> Any:
     """``value`` as the JSON stores it (tuples become lists, keys strings)."""

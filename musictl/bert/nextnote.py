@@ -233,6 +233,17 @@ class Continuation:
         self.notes: list[np.ndarray] = []
         self._next: list[np.ndarray] | None = None
 
+    def prime(self, tokens: np.ndarray) -> None:
+        """Notes before the piece (a prompt's token rows) as context: its last ``max_len - 1`` notes, their bars
+        renumbered so that the prompt's last bar is the one just before the written piece's first (bar 0)."""
+        rows = np.array(np.asarray(tokens, dtype=np.int64).reshape(-1, C.N_FIELDS)[-(self.max_len - 1):])
+        if not len(rows):
+            return
+        bars = rows[:, C.BAR] - C.N_SPECIAL
+        rows[:, C.BAR] = (bars - bars[-1] - 1) % self.max_bars + C.N_SPECIAL
+        self.notes.extend(rows)
+        self._next = None
+
     def append(self, row: Sequence[int]) -> None:
         """One more written note (its 8 token ids)."""
         self.notes.append(np.asarray(row, dtype=np.int64).reshape(C.N_FIELDS))

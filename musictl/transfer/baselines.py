@@ -84,13 +84,16 @@ TRANSITION_FIELDS = (C.INSTRUMENT, C.PITCH, C.DURATION, C.VELOCITY)  # the Marko
 NGRAM_FIELDS = (C.PITCH, C.DURATION)  # drawn from the interpolated n-gram by :class:`NgramWalker`
 
 
-def markov_walker(corpus, pieces, tables):
+def markov_walker(corpus, pieces, tables, key: str = "as-is"):
     """A first-order Markov chain on the same tokens, for the walk to match or beat: the same plans, rhythm and
     articulation tables, and each field of a note drawn from how often it followed the previous note's value of
-    that field in the same part (directed counts, repeats included); no link predictor."""
+    that field in the same part (directed counts, repeats included); no link predictor. ``key="common"`` counts
+    the pieces moved to the common key, as the walk's graph does with ``adjacency --key common`` (walk it with the
+    graph's keys, so that each piece is placed in a key of the style's: a ``StyleGenerator`` with the walk's
+    ``keys``)."""
     from musictl.transfer.adjacency import build_graph
 
-    graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition")
+    graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition", key=key)
     return RandomWalker(graph.nodes, graph.adjacency, corpus.config, tables, graph.loops, links=None, directed=True)
 
 
@@ -137,19 +140,22 @@ class NgramWalker(RandomWalker):
 
 
 def ngram_walker(corpus: TokenCorpus, pieces: list, valid: list, tables: StyleTables,
-                 others: list | None = None) -> NgramWalker:
+                 others: list | None = None, key: str = "as-is") -> NgramWalker:
     """:class:`NgramWalker` on the transition graph of ``pieces`` (the style's training pieces), each n-gram's
     counts from them and its weights (and interval alpha) fitted on ``valid`` (the style's validation pieces,
-    never the pieces a judge compares with); ``others`` (other styles' training pieces) give the pooled part."""
+    never the pieces a judge compares with); ``others`` (other styles' training pieces) give the pooled part.
+    ``key="common"``: graph, counts and weights from every piece moved to the common key (:func:`markov_walker`)."""
     from musictl.transfer.adjacency import build_graph
+    from musictl.transfer.keys import to_common_key
 
     if not valid:
         raise UsageError("the interpolated n-gram needs the style's validation pieces to set its weights; tokenize "
                          "with a split that gives the style some, e.g. --split 0.6,0.1,0.3")
-    graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition")
-    train = [corpus.piece_tokens(p) for p in pieces]
-    held = [corpus.piece_tokens(p) for p in valid]
-    other = [corpus.piece_tokens(p) for p in others or []]
+    graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition", key=key)
+    moved = (lambda ts: to_common_key(ts, corpus.config)[0]) if key == "common" else (lambda ts: ts)
+    train = moved([corpus.piece_tokens(p) for p in pieces])
+    held = moved([corpus.piece_tokens(p) for p in valid])
+    other = moved([corpus.piece_tokens(p) for p in others or []])
     ngrams = {}
     for f in NGRAM_FIELDS:
         size = corpus.config.field_sizes[f]
@@ -178,3 +184,32 @@ def unigram_tables(tables: StyleTables) -> UnigramTables:
     return UnigramTables(tables.config, plans=tables.plans, onsets=onsets, chords=chords,
                          ratios=np.zeros_like(tables.ratios), values=tables.values, parts=parts,
                          repeat_share=tables.repeat_share)
+
+
+COUNT_MODELS = ("Markov chain", "Markov chain, unigram tables", "interpolated n-gram")
+
+
+def count_generators(generator, names: tuple[str, ...] = COUNT_MODELS) -> dict:
+    """The count baselines of a style's walk (``generator``, a loaded
+    :class:`~musictl.transfer.generator.StyleGenerator`), as generators of their own: the Markov chain on its
+    tables, the chain on the tables' unigrams, and the chain drawing pitch and duration from the interpolated
+    n-gram (weights on the style's validation pieces, the other styles' training pieces pooled). Each counts the
+    style's training pieces in the key the walk's graph counts in (the common key by default) and is seeded and
+    placed in a key of the style's as the walk is, so the baselines see what the walk sees."""
+    from musictl.transfer.generator import StyleGenerator
+
+    style, corpus = generator.style, generator.corpus
+    key = "as-is" if generator.keys is None else "common"
+    train = StyleGenerator._pieces(corpus, style)
+    makers = {
+        "Markov chain": lambda: markov_walker(corpus, train, generator.tables, key),
+        "Markov chain, unigram tables": lambda: markov_walker(corpus, train, unigram_tables(generator.tables), key),
+        "interpolated n-gram": lambda: ngram_walker(
+            corpus, train, corpus.select(style=style, split="valid"), generator.tables,
+            [p for s in corpus.styles if s != style for p in corpus.select(style=s, split="train")], key),
+    }
+    made = {}
+    for name in names:
+        made[name] = StyleGenerator(style, corpus, makers[name]())
+        made[name].keys = generator.keys
+    return made

@@ -236,6 +236,10 @@ class StyleGenerator:
                 raise ArtifactError(f"--notes-by transformer needs the style's adapted model; run: musictl adapt --style "
                                     f"{self.style}")
             notes = self.adapted.continuation()
+            if prompt is not None:  # the model continues the prompt: its notes, as written, are the first context
+                from musictl.midi.encode import encode_file
+
+                notes.prime(encode_file(prompt, self.config).tokens)
         placing = shift if self.keys is not None else 0
         if notes is None:
             tokens = self.walker.walk(seeds, settings, plan, on_progress)
