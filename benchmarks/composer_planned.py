@@ -70,10 +70,23 @@ class Context(le.Harness):
                   **{k: self.preset[k] for k in ("pretrain_args", "adversarial_args", "finetune_args", "max_len", "limit",
                                                  "unlabelled_limit")}}
         self.results = cells.Results(Path(args.out) / "composer_planned.json", "benchmarks/composer_planned.py", config,
-                                     command="python benchmarks/composer_planned.py " + shlex.join(args.argv),
+                                     command=shlex.join(["python", "benchmarks/composer_planned.py", *unsharded(args.argv)]),
                                      machine=paths.machine(), fresh=args.fresh, merged=("pretrain", "data"))
         self.data = self.results.data
         self.data["seeds"] = sorted(set(self.data.get("seeds", [])) | set(self.seeds))
+
+
+def unsharded(argv: list[str]) -> list[str]:
+    """The command line without ``--shard K/N``: the shards of one run make one table, whichever writes it last."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--shard":
+            skip = True
+        elif not arg.startswith("--shard="):
+            out.append(arg)
+    return out
 
 
 def run(c: Context) -> dict:

@@ -289,6 +289,7 @@ def test_the_planned_composer_test_tunes_on_the_first_seeds_and_shards_split_eve
     assert len(plan) == 27 and {seed for seed, _, _ in plan} == {0, 1, 2}
     halves = [cp.shard(plan, (1, 2)), cp.shard(plan, (2, 2))]
     assert sorted(halves[0] + halves[1]) == sorted(plan) and not set(halves[0]) & set(halves[1])
+    assert cp.unsharded(["--seeds", "4", "--shard", "2/2", "--shard=1/2"]) == ["--seeds", "4"]
     for bad in ("0/2", "3/2", "a/b", "2"):
         with pytest.raises(argparse.ArgumentTypeError):
             cp.parse_shard(bad)
