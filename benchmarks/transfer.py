@@ -16,7 +16,9 @@
    drawing pitch and duration from the interpolated n-gram (orders 1-3 with the interval and pooled models,
    weights by EM on the validation pieces; :mod:`musictl.transfer.baselines`), and the walk with the style's
    adapted transformer choosing each pitch and duration (``musictl adapt --style S``, LoRA, early-stopped on the
-   style's validation pieces, then ``generate-rwr --notes-by transformer``). Each is compared with the
+   style's validation pieces, then ``generate-rwr --notes-by transformer``), adapted once from the workspace's
+   MidiBert and once from a MidiBert pre-trained the same way without the style (so the style is new to it).
+   The count models count in the key the walk's graph counts in. Each is compared with the
    style's test pieces only (never used to choose anything): tempo and metre events per piece, bars filled,
    repeated notes, JS divergences of pitch-class, interval, duration and onset-position histograms (own style
    vs the other styles), silence share and duration-to-next-onset ratio beside the test pieces', and the judge
@@ -60,8 +62,8 @@ SWEEP = [{}, {"patience": 60}, {"conv": "sage", "patience": 60}, {"lr": 0.005}] 
 BASELINE_COLUMNS = ["common_neighbours", "adamic_adar", "resource_allocation", "degree_product", "gcn_random_features",
                     "mlp_embeddings"]
 WALK_METHODS = ("walk", "walk --no-gcn", "Markov chain", "Markov chain, unigram tables", "interpolated n-gram",
-                "transformer (adapted)")
-TRANSFORMER = WALK_METHODS[-1]
+                "transformer (adapted)", "transformer (pre-trained without the style, adapted)")
+TRANSFORMER, UNSEEN = WALK_METHODS[-2:]  # adapted from the workspace's MidiBert / from one that never saw the style
 # the settings that shape the work folder's artifacts (its name hashes them); the rest only shape the walks
 WALK_SETTINGS = ("walks", "bars", "null_draws", "gcn_epochs")  # shape each (style, method)'s pieces and scores
 WORK_SETTINGS = ("corpus", "styles", "per_style", "split", "bert_steps", "bert_lr", "classifier_epochs", "adapt_epochs",
@@ -173,19 +175,45 @@ def style_classifier(ws: Path, args, style: str):
     return load_style_classifier(out, TokenCorpus.open(ws / "tokens"), style), facts
 
 
-def adapted_model(ws: Path, style: str, args) -> tuple[Path, dict]:
-    """``musictl adapt --style S`` on the workspace's MidiBert and the style's training pieces (LoRA, its defaults:
-    early-stopped on the style's validation pieces; at most ``--adapt-epochs``), reused when already made; its
-    folder and facts."""
+def bert_without(ws: Path, style: str, args) -> Path:
+    """A tiny MidiBert pre-trained as the workspace's is, on every other style's training pieces only (a tokens
+    artifact of those styles' files, the same tokenizer, so the same vocabulary): a transformer that never saw
+    ``style``; made once and kept."""
+    from musictl.bert.pretrain import pretrain
+    from musictl.bert.settings import PretrainSettings
+    from musictl.midi.corpus import find_midi_files
+    from musictl.midi.pipeline import tokenize_corpus
+    from musictl.midi.tokens import TokenCorpus
+    from musictl.midi.vocab import TokenizerConfig
+
+    folder = ws / "bert-without" / style
+    if (folder / "bert" / "manifest.json").is_file():
+        return folder / "bert"
+    corpus = TokenCorpus.open(ws / "tokens")
+    splits = {Path(p.path).resolve(): p.split for p in corpus.select()}  # the workspace's splits, kept
+    kept = [f for f in find_midi_files([ws.parent / "corpus"]) if f.style != style]
+    tokenize_corpus(kept, {f.path: splits[Path(f.path).resolve()] for f in kept}, folder / "tokens", TokenizerConfig(),
+                    1, overwrite=True)
+    pretrain(folder / "tokens", folder / "bert", PretrainSettings(size="tiny", max_len=256, max_steps=args.bert_steps,
+                                                                  lr=args.bert_lr, warmup=0.05, eval_every=args.bert_steps,
+                                                                  seed=0, device="cpu"), overwrite=True)
+    return folder / "bert"
+
+
+def adapted_model(ws: Path, style: str, args, unseen: bool = False) -> tuple[Path, dict]:
+    """``musictl adapt --style S`` on the workspace's MidiBert (``unseen``: on :func:`bert_without`'s) and the style's
+    training pieces (LoRA, its defaults: early-stopped on the style's validation pieces; at most ``--adapt-epochs``),
+    reused when already made; its folder and facts."""
     import json
 
     from musictl.bert.adapt import adapt
     from musictl.bert.settings import AdaptSettings
 
-    out = ws / "adapted" / style
+    out = ws / ("adapted-unseen" if unseen else "adapted") / style
     if not (out / "manifest.json").is_file():
-        adapt(ws / "tokens", ws / "bert", out, AdaptSettings(style=style, epochs=args.adapt_epochs, max_len=args.adapt_max_len,
-                                                             device="cpu", seed=0), overwrite=True)
+        base = bert_without(ws, style, args) if unseen else ws / "bert"
+        adapt(ws / "tokens", base, out, AdaptSettings(style=style, epochs=args.adapt_epochs, max_len=args.adapt_max_len,
+                                                      device="cpu", seed=0), overwrite=True)
     metrics = json.loads((out / "metrics.json").read_text())
     notes = lambda scores: scores["fields"]["pitch"] + scores["fields"]["duration"]  # noqa: E731
     return out, {"best_epoch": metrics["best_epoch"], "epochs_run": metrics["epochs_run"],
@@ -209,11 +237,12 @@ def piece_facts(tokens: np.ndarray, config, bars: int) -> dict:
             "full": len(set((starts // bar).tolist())) == bars, "repeats": same / max(pairs, 1)}
 
 
-def walk_sources(ws: Path, style: str, methods=WALK_METHODS, adapted: Path | None = None):
+def walk_sources(ws: Path, style: str, methods=WALK_METHODS, adapted: dict[str, Path] | None = None):
     """(name, generator, use the link predictor) of each of ``methods`` (:data:`WALK_METHODS`): the walk, its
     ablation without the link predictor, the Markov chain on the same tables, the chain on the tables' unigrams,
     the chain drawing pitch and duration from the interpolated n-gram (weights on the style's validation pieces),
-    and the walk whose notes the ``adapted`` model chooses (walk it with ``notes_by="transformer"``). The count
+    and the walks whose notes the ``adapted`` models (method -> folder) choose (walk them with
+    ``notes_by="transformer"``). The count
     models count in the key the walk's graph counts in (the common key by default) and are placed as it is."""
     from musictl.transfer.baselines import COUNT_MODELS, count_generators
     from musictl.transfer.generator import StyleGenerator
@@ -222,10 +251,11 @@ def walk_sources(ws: Path, style: str, methods=WALK_METHODS, adapted: Path | Non
     counted = count_generators(generator, tuple(m for m in methods if m in COUNT_MODELS))
     sources = {"walk": (generator, True), "walk --no-gcn": (generator, False),
                **{name: (made, True) for name, made in counted.items()}}
-    if TRANSFORMER in methods:
-        transformer = StyleGenerator.load(ws, style, ws / "tokens")
-        transformer.use_adapted(ws, adapted)
-        sources[TRANSFORMER] = (transformer, True)
+    for method in (TRANSFORMER, UNSEEN):
+        if method in methods:
+            transformer = StyleGenerator.load(ws, style, ws / "tokens")
+            transformer.use_adapted(ws, adapted[method])
+            sources[method] = (transformer, True)
     return generator, [(name, *sources[name]) for name in methods]  # in the order of WALK_METHODS
 
 
@@ -238,10 +268,12 @@ def walk_rows(ws: Path, style: str, args, classifier, done) -> list[dict]:
     from musictl.transfer.settings import WalkSettings
 
     todo = [m for m in WALK_METHODS if not done.get({"style": style, "method": m})]
-    adapted, facts_of_model = adapted_model(ws, style, args)  # made once; its facts read from the artifact each time
-    generator, sources = walk_sources(ws, style, todo, adapted) if todo else (None, [])
+    models = {TRANSFORMER: adapted_model(ws, style, args), UNSEEN: adapted_model(ws, style, args, unseen=True)}
+    # each made once; its facts read from the artifact each time
+    generator, sources = walk_sources(ws, style, todo, {m: folder for m, (folder, _) in models.items()}) if todo \
+        else (None, [])
     for name, source, gcn in sources:
-        notes_by = "transformer" if name == TRANSFORMER else "walk"
+        notes_by = "transformer" if name in models else "walk"
         t0 = time.perf_counter()
         pieces = source.generate_many(args.walks, WalkSettings(bars=args.bars, gcn=gcn, notes_by=notes_by))
         seconds = time.perf_counter() - t0
@@ -255,7 +287,7 @@ def walk_rows(ws: Path, style: str, args, classifier, done) -> list[dict]:
         print(f"done {style}: {name}", file=sys.stderr, flush=True)
     return [{"style": style, "method": m, **{k: v for k, v in done.get({"style": style, "method": m}).items()
                                              if k not in ("settings", "adapted")},
-             "adapted": facts_of_model if m == TRANSFORMER else None} for m in WALK_METHODS]
+             "adapted": models[m][1] if m in models else None} for m in WALK_METHODS]
 
 
 def mean_ci(values: list[float]) -> str:
@@ -423,7 +455,9 @@ def render_walks(args, walks: list[dict]) -> list[str]:
              "earn shows in its silence share and duration ratio. `transformer (adapted)` is the walk with the style's "
              "adapted MidiBert choosing every pitch and duration among the graph's candidates (`musictl adapt --style S`: "
              "LoRA on the MidiBert above, the style's training pieces, early-stopped on its validation pieces; then "
-             "`generate-rwr --notes-by transformer`).", ""]
+             "`generate-rwr --notes-by transformer`); `transformer (pre-trained without the style, adapted)` the same "
+             "from a MidiBert pre-trained the same way on the other styles' training pieces only, so the style is new "
+             "to it before adaptation.", ""]
     rows = []
     for row in walks:
         fid = row["fidelity"]
@@ -440,15 +474,15 @@ def render_walks(args, walks: list[dict]) -> list[str]:
                      f"{gen['key_consistency']:.2f} ({real['key_consistency']:.2f})"
                      if gen.get("key_consistency") is not None and real.get("key_consistency") is not None else "-",
                      f"{row['mix']:.2f}" if row.get("mix") is not None else "-"])
-    adapted = [(row["style"], row["adapted"]) for row in walks if row.get("adapted")]
+    adapted = [(row["style"], row["method"], row["adapted"]) for row in walks if row.get("adapted")]
     lines += tables.table(["style", "method", "generated / test pieces", "judge accuracy", "null mean / 95th pct",
                            "null percentile", "verdict", "silence share (test)", "duration / next onset (test)",
                            "key consistency (test)", "walk mix (validation)"], rows, "llrrrrlrrrr")
     if adapted:
         lines += ["", "The adapted models (next-note NLL per note of pitch + duration, nats, on the style's validation pieces): "
-                  + "; ".join(f"{style} {a['valid_nll_before']:.3f} before, {a['valid_nll']:.3f} after (best epoch "
-                              f"{a['best_epoch']} of {a['epochs_run']}, {a['train_pieces']} training pieces, "
-                              f"{a['cpu_seconds']:.0f} CPU s)" for style, a in adapted) + "."]
+                  + "; ".join(f"{style}, {method}: {a['valid_nll_before']:.3f} before, {a['valid_nll']:.3f} after (best "
+                              f"epoch {a['best_epoch']} of {a['epochs_run']}, {a['train_pieces']} training pieces, "
+                              f"{a['cpu_seconds']:.0f} CPU s)" for style, method, a in adapted) + "."]
     lines += ["", "Facts of the same pieces (JS divergences against the test pieces / the other styles' pieces; "
               "novelty: pitch 4-grams not copied from the training pieces):", ""]
     rows = []

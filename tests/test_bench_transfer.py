@@ -30,7 +30,7 @@ def test_the_work_folder_changes_with_what_shapes_its_artifacts_only(monkeypatch
 
 def test_scored_methods_are_read_back_and_the_rest_made(tmp_path, monkeypatch):
     done = cells.Results(tmp_path / "walks.json", "benchmarks/transfer.py", {"walks": 40}, command="c")
-    for method in transfer.WALK_METHODS[:-1]:
+    for method in transfer.WALK_METHODS[:-2]:
         done.put({"style": "jigs", "method": method}, {"tokens_per_s": 1.0, "mix": None})
     asked = []
 
@@ -42,12 +42,13 @@ def test_scored_methods_are_read_back_and_the_rest_made(tmp_path, monkeypatch):
 
     monkeypatch.setattr(transfer, "walk_sources", sources)
     facts = {"best_epoch": 3}  # read from the adapted artifact on every run (made only once)
-    monkeypatch.setattr(transfer, "adapted_model", lambda ws, style, args: (tmp_path / "adapted", facts))
+    monkeypatch.setattr(transfer, "adapted_model", lambda ws, style, args, unseen=False: (tmp_path / f"adapted-{unseen}", facts))
     rows = transfer.walk_rows(tmp_path, "jigs", _args(), None, done)
-    assert asked == [("jigs", (transfer.TRANSFORMER,), tmp_path / "adapted")]  # only the method not yet scored
+    assert asked == [("jigs", (transfer.TRANSFORMER, transfer.UNSEEN),  # only the methods not yet scored
+                      {transfer.TRANSFORMER: tmp_path / "adapted-False", transfer.UNSEEN: tmp_path / "adapted-True"})]
     assert [r["method"] for r in rows] == list(transfer.WALK_METHODS) and "settings" not in rows[0]
     assert rows[-1]["tokens_per_s"] == 2.0 and rows[0]["tokens_per_s"] == 1.0
-    assert rows[-1]["adapted"] == facts and rows[0]["adapted"] is None
+    assert rows[-1]["adapted"] == facts == rows[-2]["adapted"] and rows[0]["adapted"] is None
     asked.clear()
     assert transfer.walk_rows(tmp_path, "jigs", _args(), None, done) == rows and asked == []  # all read back
 
