@@ -146,14 +146,16 @@ def ngram_walker(corpus: TokenCorpus, pieces: list, valid: list, tables: StyleTa
     never the pieces a judge compares with); ``others`` (other styles' training pieces) give the pooled part.
     ``key="common"``: graph, counts and weights from every piece moved to the common key (:func:`markov_walker`)."""
     from musictl.transfer.adjacency import build_graph
-    from musictl.transfer.keys import to_common_key
+    from musictl.transfer.keys import to_common_key, transpose
 
     if not valid:
         raise UsageError("the interpolated n-gram needs the style's validation pieces to set its weights; tokenize "
                          "with a split that gives the style some, e.g. --split 0.6,0.1,0.3")
     graph = build_graph(corpus, pieces, fields=TRANSITION_FIELDS, edges="transition", key=key)
     moved = (lambda ts: to_common_key(ts, corpus.config)[0]) if key == "common" else (lambda ts: ts)
-    train = moved([corpus.piece_tokens(p) for p in pieces])
+    # the training pieces as the graph counted them (its recorded shifts: their keys are not found twice)
+    train = [corpus.piece_tokens(p) if graph.keys is None else transpose(corpus.piece_tokens(p), graph.keys.shift_of(p.id))
+             for p in pieces]
     held = moved([corpus.piece_tokens(p) for p in valid])
     other = moved([corpus.piece_tokens(p) for p in others or []])
     ngrams = {}

@@ -206,11 +206,19 @@ class StyleGenerator:
         """(seed notes, piece plan, shift): the shift that moved the prompt or the style's piece to the common key
         (0 for a graph of pitches as they are); the seed notes are transposed by it, and the walked piece is placed
         back by it (:meth:`generate`)."""
+        return self._seed_and_key(seed, None if prompt is None else self._encoded(prompt))
+
+    def _encoded(self, prompt: Path) -> np.ndarray:
+        """The prompt's token rows (the tokens' vocabulary)."""
+        from musictl.midi.encode import encode_file
+
+        return encode_file(prompt, self.config).tokens
+
+    def _seed_and_key(self, seed: int, prompt: np.ndarray | None) -> tuple[np.ndarray, PiecePlan, int]:
+        """:meth:`seed_and_key` of a prompt already encoded (``prompt``: its token rows)."""
         shift = 0
         if prompt is not None:
-            from musictl.midi.encode import encode_file
-
-            tokens = encode_file(prompt, self.config).tokens
+            tokens = prompt
             if self.keys is not None:
                 shift = common.common_key_shift(tokens, self.config)
         else:
@@ -229,17 +237,16 @@ class StyleGenerator:
         settings = settings or WalkSettings()
         overrides = {k: v for k, v in (("bars", bars), ("seed", seed)) if v is not None}
         settings = dataclasses.replace(settings, **overrides) if overrides else settings
-        seeds, plan, shift = self.seed_and_key(settings.seed, prompt)
+        given = None if prompt is None else self._encoded(prompt)  # encoded once: it seeds the walk and primes the model
+        seeds, plan, shift = self._seed_and_key(settings.seed, given)
         notes = None
         if settings.notes_by == "transformer":
             if self.adapted is None:
                 raise ArtifactError(f"--notes-by transformer needs the style's adapted model; run: musictl adapt --style "
                                     f"{self.style}")
             notes = self.adapted.continuation()
-            if prompt is not None:  # the model continues the prompt: its notes, as written, are the first context
-                from musictl.midi.encode import encode_file
-
-                notes.prime(encode_file(prompt, self.config).tokens)
+            if given is not None:  # the model continues the prompt: its notes, as written, are the first context
+                notes.prime(given)
         placing = shift if self.keys is not None else 0
         if notes is None:
             tokens = self.walker.walk(seeds, settings, plan, on_progress)
